@@ -1,0 +1,11 @@
+//! Plain data types of crane: plans, runs, step records, references between steps.
+//! Nothing in here does I/O; every type serialises to the JSON contract in DESIGN.md.
+
+mod plan;
+pub mod reference;
+mod run;
+mod time;
+
+pub use plan::{Plan, PlanStep, PlannerInfo, PlanSource};
+pub use run::{AttemptRecord, Run, RunStatus, StepRecord, StepStatus};
+pub use time::{Timestamp, now};

@@ -1,0 +1,186 @@
+//! The executor: runs a plan's steps in order, each attempt under a timeout, retrying only
+//! retryable failures with backoff, resolving references to earlier outputs, recording every
+//! attempt and saving the run after each step.
+
+use std::time::Instant;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::Inner;
+use crate::domain::{AttemptRecord, PlanStep, Run, RunStatus, StepRecord, StepStatus, now, reference};
+use crate::store::StoreError;
+use crate::tools::{ToolContext, ToolError, ToolErrorKind};
+
+/// Executes the steps of `run.plan` not completed yet and leaves the run in a terminal state
+/// (completed, failed or cancelled), saved. Nothing is saved before the first step finishes: a
+/// crash before then leaves the run pending, and it is re-planned and resumed.
+pub(super) async fn execute(inner: &Inner, run: &mut Run, cancel: &CancellationToken) -> Result<(), StoreError> {
+    let steps: Vec<PlanStep> = run.plan.as_ref().map(|p| p.steps.clone()).unwrap_or_default();
+    let first = run.completed_steps();
+    run.execution_log.truncate(first);
+    let mut outputs: Vec<Value> = run
+        .execution_log
+        .iter()
+        .map(|s| s.output.clone().unwrap_or(Value::Null))
+        .collect();
+
+    for step in steps.iter().skip(first) {
+        if cancel.is_cancelled() {
+            return finish(inner, run, RunStatus::Cancelled, Some("cancelled".into())).await;
+        }
+        let record = execute_step(inner, run, step, &outputs, cancel).await;
+        let status = record.status;
+        let error = record.error.clone();
+        outputs.push(record.output.clone().unwrap_or(Value::Null));
+        run.execution_log.push(record);
+        match status {
+            StepStatus::Completed if (step.step_number as usize) < steps.len() => {
+                inner.store.save_run(run).await?;
+            }
+            StepStatus::Completed => {}
+            StepStatus::Cancelled => {
+                return finish(inner, run, RunStatus::Cancelled, Some("cancelled while step was running".into())).await;
+            }
+            StepStatus::Failed | StepStatus::Running => {
+                let message = format!(
+                    "step {} ({}) failed: {}",
+                    step.step_number,
+                    step.tool,
+                    error.unwrap_or_default()
+                );
+                return finish(inner, run, RunStatus::Failed, Some(message)).await;
+            }
+        }
+    }
+    run.result = outputs.last().cloned();
+    finish(inner, run, RunStatus::Completed, None).await
+}
+
+async fn finish(inner: &Inner, run: &mut Run, status: RunStatus, error: Option<String>) -> Result<(), StoreError> {
+    run.status = status;
+    run.error = error;
+    run.completed_at = Some(now());
+    inner.store.save_run(run).await
+}
+
+async fn execute_step(
+    inner: &Inner,
+    run: &Run,
+    step: &PlanStep,
+    outputs: &[Value],
+    cancel: &CancellationToken,
+) -> StepRecord {
+    let started_at = now();
+    let clock = Instant::now();
+    let mut record = StepRecord {
+        step_number: step.step_number,
+        tool: step.tool.clone(),
+        input: step.input.clone(),
+        status: StepStatus::Running,
+        output: None,
+        error: None,
+        attempts: 0,
+        attempt_log: Vec::new(),
+        started_at,
+        finished_at: None,
+        duration_ms: None,
+    };
+    let done = |mut record: StepRecord, status: StepStatus| {
+        record.status = status;
+        record.finished_at = Some(now());
+        record.duration_ms = Some(clock.elapsed().as_secs_f64() * 1e3);
+        record
+    };
+
+    let input = match reference::resolve(&step.input, outputs) {
+        Ok(input) => input,
+        Err(e) => {
+            record.error = Some(e.to_string());
+            return done(record, StepStatus::Failed);
+        }
+    };
+    record.input = input.clone();
+    let violations = inner.registry.validate_input(&step.tool, &input, &[]);
+    if let Some(v) = violations.first() {
+        record.error = Some(format!("{}: {} (after resolving references)", v.path, v.message));
+        return done(record, StepStatus::Failed);
+    }
+    let Some(tool) = inner.registry.get(&step.tool) else {
+        record.error = Some(format!("unknown tool '{}'", step.tool));
+        return done(record, StepStatus::Failed);
+    };
+    let ctx = ToolContext {
+        store: inner.store.clone(),
+        run_id: run.run_id.clone(),
+        step_number: step.step_number,
+    };
+    let policy = inner.config.retry;
+    let max_attempts = policy.max_attempts.max(1);
+    loop {
+        let attempt = record.attempts + 1;
+        record.attempts = attempt;
+        let attempt_started = now();
+        let attempt_clock = Instant::now();
+        let result = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => None,
+            r = tokio::time::timeout(inner.config.step_timeout, tool.execute(&ctx, input.clone())) => Some(
+                r.unwrap_or_else(|_| Err(ToolError::new(
+                    ToolErrorKind::Timeout,
+                    format!("timed out after {} ms", inner.config.step_timeout.as_millis()),
+                )))
+            ),
+        };
+        let duration_ms = attempt_clock.elapsed().as_secs_f64() * 1e3;
+        let Some(result) = result else {
+            record.error = Some("cancelled".into());
+            return done(record, StepStatus::Cancelled);
+        };
+        match result {
+            Ok(output) => {
+                record.attempt_log.push(AttemptRecord {
+                    attempt,
+                    status: StepStatus::Completed,
+                    error: None,
+                    error_kind: None,
+                    started_at: attempt_started,
+                    duration_ms,
+                    backoff_ms: None,
+                });
+                record.output = Some(output);
+                record.error = None;
+                return done(record, StepStatus::Completed);
+            }
+            Err(e) => {
+                let retry = e.kind.is_retryable() && attempt < max_attempts;
+                let backoff = retry.then(|| policy.backoff(attempt));
+                tracing::debug!(run_id = %run.run_id, step = step.step_number, attempt, kind = e.kind.as_str(), error = %e, retry, "step attempt failed");
+                record.attempt_log.push(AttemptRecord {
+                    attempt,
+                    status: StepStatus::Failed,
+                    error: Some(e.message.clone()),
+                    error_kind: Some(e.kind.as_str().to_owned()),
+                    started_at: attempt_started,
+                    duration_ms,
+                    backoff_ms: backoff.map(|b| b.as_millis() as u64),
+                });
+                record.error = Some(if attempt > 1 {
+                    format!("{} (after {attempt} attempts)", e.message)
+                } else {
+                    e.message
+                });
+                let Some(backoff) = backoff else {
+                    return done(record, StepStatus::Failed);
+                };
+                tokio::select! {
+                    _ = cancel.cancelled() => {
+                        record.error = Some("cancelled".into());
+                        return done(record, StepStatus::Cancelled);
+                    }
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+            }
+        }
+    }
+}

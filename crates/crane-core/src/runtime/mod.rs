@@ -1,0 +1,389 @@
+//! The run lifecycle: accept a prompt, store the run, queue it, plan and execute it on a
+//! worker, and let callers wait for, list, retry and cancel runs. Also crash recovery (runs left
+//! pending or running are resumed at start) and draining on shutdown.
+
+mod config;
+mod error;
+mod executor;
+pub mod retry;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{Semaphore, oneshot};
+use tokio_util::sync::CancellationToken;
+
+pub use config::RuntimeConfig;
+pub use error::RuntimeError;
+pub use retry::RetryPolicy;
+
+use crate::domain::{PlanSource, Run, RunStatus, now};
+use crate::planning::Planning;
+use crate::store::{InsertOutcome, RunFilter, RunPage, Store};
+use crate::tools::ToolRegistry;
+
+/// A request to start a run.
+#[derive(Debug, Clone, Default)]
+pub struct NewRun {
+    pub prompt: String,
+    pub user_id: Option<String>,
+    pub metadata: Option<Value>,
+    pub idempotency_key: Option<String>,
+    pub trace_id: Option<String>,
+    /// A plan supplied by the caller as (tool, input, reasoning); validated before it is stored.
+    pub steps: Option<Vec<(String, Value, String)>>,
+}
+
+/// What `submit` returns.
+pub struct Submitted {
+    /// The run as stored (pending), or the original run for a reused idempotency key.
+    pub run: Run,
+    /// True when an idempotency key matched an existing run.
+    pub replayed: bool,
+    /// Resolves with the finished run (only when asked to wait and the run is new).
+    pub finished: Option<oneshot::Receiver<Run>>,
+}
+
+struct InFlight {
+    cancel: CancellationToken,
+    waiters: Vec<oneshot::Sender<Run>>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<Store>,
+    pub(crate) registry: Arc<ToolRegistry>,
+    pub(crate) planning: Planning,
+    pub(crate) config: RuntimeConfig,
+    permits: Arc<Semaphore>,
+    queued: AtomicUsize,
+    inflight: Mutex<HashMap<String, InFlight>>,
+    idle: tokio::sync::Notify,
+    closing: AtomicBool,
+}
+
+/// The runtime: cheap to clone, shared by the server and the CLI.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl Runtime {
+    /// A runtime over `store` with the built-in tools and the rule planner.
+    pub fn new(store: Arc<Store>, registry: Arc<ToolRegistry>, config: RuntimeConfig) -> Self {
+        let permits = Arc::new(Semaphore::new(config.workers.max(1)));
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                planning: Planning::new(registry.clone()),
+                registry,
+                config,
+                permits,
+                queued: AtomicUsize::new(0),
+                inflight: Mutex::new(HashMap::new()),
+                idle: tokio::sync::Notify::new(),
+                closing: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    /// The tool registry.
+    pub fn registry(&self) -> &Arc<ToolRegistry> {
+        &self.inner.registry
+    }
+
+    /// The planner chain.
+    pub fn planning(&self) -> &Planning {
+        &self.inner.planning
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Runs currently queued or executing.
+    pub fn active_runs(&self) -> usize {
+        self.inner.inflight.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Runs waiting for a worker.
+    pub fn queue_depth(&self) -> usize {
+        self.inner.queued.load(Ordering::Relaxed)
+    }
+
+
+    /// Validates, stores and queues a new run. With `wait`, `finished` resolves with the
+    /// finished run.
+    pub async fn submit(&self, new: NewRun, wait: bool) -> Result<Submitted, RuntimeError> {
+        check_prompt(&new.prompt, self.inner.config.max_prompt_chars)?;
+        if self.inner.closing.load(Ordering::Relaxed) {
+            return Err(RuntimeError::ShuttingDown);
+        }
+        let queued = self.inner.queued.load(Ordering::Relaxed);
+        if queued >= self.inner.config.max_queue {
+            return Err(RuntimeError::Overloaded { queued });
+        }
+        let plan = match new.steps {
+            Some(steps) => Some(
+                self.inner
+                    .planning
+                    .client_plan(steps)
+                    .map_err(RuntimeError::InvalidPlan)?,
+            ),
+            None => None,
+        };
+        let mut run = Run::new(new.prompt, new.user_id, new.metadata);
+        run.plan = plan;
+        run.idempotency_key = new.idempotency_key;
+        run.trace_id = new.trace_id;
+        if let InsertOutcome::Existing(existing) = self.inner.store.insert_run(&run).await? {
+            return Ok(Submitted {
+                run: *existing,
+                replayed: true,
+                finished: None,
+            });
+        }
+        let finished = self.enqueue(run.clone(), wait);
+        Ok(Submitted {
+            run,
+            replayed: false,
+            finished,
+        })
+    }
+
+    /// Queues a stored pending run on a worker.
+    fn enqueue(&self, run: Run, wait: bool) -> Option<oneshot::Receiver<Run>> {
+        let cancel = CancellationToken::new();
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut map) = self.inner.inflight.lock() {
+            map.insert(
+                run.run_id.clone(),
+                InFlight {
+                    cancel: cancel.clone(),
+                    waiters: if wait { vec![tx] } else { Vec::new() },
+                },
+            );
+        }
+        self.inner.queued.fetch_add(1, Ordering::Relaxed);
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let permit = tokio::select! {
+                p = inner.permits.clone().acquire_owned() => p.ok(),
+                _ = cancel.cancelled() => None,
+            };
+            inner.queued.fetch_sub(1, Ordering::Relaxed);
+            let mut run = run;
+            let outcome = work(&inner, &mut run, &cancel).await;
+            drop(permit);
+            if let Err(error) = outcome {
+                tracing::error!(run_id = %run.run_id, %error, "run could not be saved; it stays unfinished and resumes at the next start");
+            }
+            let waiters = inner
+                .inflight
+                .lock()
+                .ok()
+                .and_then(|mut m| {
+                    let entry = m.remove(&run.run_id);
+                    if m.is_empty() {
+                        inner.idle.notify_waiters();
+                    }
+                    entry
+                })
+                .map(|e| e.waiters)
+                .unwrap_or_default();
+            for w in waiters {
+                let _ = w.send(run.clone());
+            }
+        });
+        wait.then_some(rx)
+    }
+
+    /// The run with this id.
+    pub async fn get(&self, run_id: &str) -> Result<Run, RuntimeError> {
+        self.inner
+            .store
+            .get_run(run_id)
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound(run_id.to_owned()))
+    }
+
+    /// Waits until the run finishes (or `timeout` passes) and returns its state then.
+    pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<Run, RuntimeError> {
+        let rx = {
+            let mut map = self
+                .inner
+                .inflight
+                .lock()
+                .map_err(|_| RuntimeError::ShuttingDown)?;
+            map.get_mut(run_id).map(|entry| {
+                let (tx, rx) = oneshot::channel();
+                entry.waiters.push(tx);
+                rx
+            })
+        };
+        if let Some(rx) = rx {
+            if let Ok(Ok(run)) = tokio::time::timeout(timeout, rx).await {
+                return Ok(run);
+            }
+        }
+        self.get(run_id).await
+    }
+
+    /// A page of runs, newest first.
+    pub async fn list(&self, filter: RunFilter) -> Result<RunPage, RuntimeError> {
+        Ok(self.inner.store.list_runs(filter).await?)
+    }
+
+    /// Re-executes a failed run from its failed step; completed steps are not repeated.
+    pub async fn retry(&self, run_id: &str, wait: bool) -> Result<Submitted, RuntimeError> {
+        let mut run = self.get(run_id).await?;
+        if run.status != RunStatus::Failed {
+            return Err(RuntimeError::Conflict(format!(
+                "run {run_id} is {}; only failed runs can be retried",
+                run.status.as_str()
+            )));
+        }
+        let keep = run.completed_steps();
+        run.execution_log.truncate(keep);
+        run.status = RunStatus::Pending;
+        run.error = None;
+        run.result = None;
+        run.completed_at = None;
+        run.retries += 1;
+        if !self.inner.store.save_run_if(&run, &[RunStatus::Failed]).await? {
+            return Err(RuntimeError::Conflict(format!("run {run_id} changed while retrying; try again")));
+        }
+        let finished = self.enqueue(run.clone(), wait);
+        Ok(Submitted {
+            run,
+            replayed: false,
+            finished,
+        })
+    }
+
+    /// Cancels a pending or running run and returns its state afterwards.
+    pub async fn cancel(&self, run_id: &str) -> Result<Run, RuntimeError> {
+        let token = self
+            .inner
+            .inflight
+            .lock()
+            .ok()
+            .and_then(|m| m.get(run_id).map(|e| e.cancel.clone()));
+        if let Some(token) = token {
+            token.cancel();
+            return self.wait(run_id, Duration::from_secs(10)).await;
+        }
+        let mut run = self.get(run_id).await?;
+        if run.status.is_terminal() {
+            return Err(RuntimeError::Conflict(format!(
+                "run {run_id} is already {}; only pending or running runs can be cancelled",
+                run.status.as_str()
+            )));
+        }
+        // Not in flight here (e.g. owned by an instance that stopped): cancel in the store.
+        run.status = RunStatus::Cancelled;
+        run.error = Some("cancelled".into());
+        run.completed_at = Some(now());
+        if self
+            .inner
+            .store
+            .save_run_if(&run, &[RunStatus::Pending, RunStatus::Running])
+            .await?
+        {
+            Ok(run)
+        } else {
+            self.get(run_id).await
+        }
+    }
+
+    /// Queues every run left pending or running by a previous process. Returns how many.
+    pub async fn recover(&self) -> Result<usize, RuntimeError> {
+        let ids = self.inner.store.unfinished_run_ids().await?;
+        let mut n = 0;
+        for id in ids {
+            if let Some(run) = self.inner.store.get_run(&id).await? {
+                tracing::info!(run_id = %run.run_id, status = run.status.as_str(), completed_steps = run.completed_steps(), "resuming unfinished run");
+                self.enqueue(run, false);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Stops accepting runs and waits up to `timeout` for in-flight runs to finish. Runs still
+    /// unfinished then stay stored and resume at the next start. Returns how many were left.
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        self.inner.closing.store(true, Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let idle = self.inner.idle.notified();
+            let left = self.active_runs();
+            if left == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                break;
+            }
+        }
+        let left = self.active_runs();
+        self.inner.store.close().await;
+        left
+    }
+}
+
+/// Checks a prompt against the limits (empty or blank, too long).
+pub fn check_prompt(prompt: &str, limit: usize) -> Result<(), RuntimeError> {
+    if prompt.trim().is_empty() {
+        return Err(RuntimeError::EmptyPrompt);
+    }
+    // Byte length bounds the char count from above: count chars only when it matters.
+    if prompt.len() > limit {
+        let len = prompt.chars().count();
+        if len > limit {
+            return Err(RuntimeError::PromptTooLong { len, limit });
+        }
+    }
+    Ok(())
+}
+
+/// Plans (when the run has no plan yet) and executes a run; saves its final state.
+async fn work(inner: &Inner, run: &mut Run, cancel: &CancellationToken) -> Result<(), crate::store::StoreError> {
+    if cancel.is_cancelled() {
+        run.status = RunStatus::Cancelled;
+        run.error = Some("cancelled before it started".into());
+        run.completed_at = Some(now());
+        return inner.store.save_run(run).await;
+    }
+    run.status = RunStatus::Running;
+    if run.started_at.is_none() {
+        run.started_at = Some(now());
+    }
+    if run.plan.is_none() {
+        match inner.planning.plan(&run.prompt).await {
+            Ok(plan) => {
+                let deterministic = plan.planner.source == PlanSource::Rule;
+                run.plan = Some(plan);
+                // A rule plan is a pure function of the prompt and planner version: after a
+                // crash it is re-made identically. Any other plan is saved before it runs.
+                if !deterministic {
+                    inner.store.save_run(run).await?;
+                }
+            }
+            Err(e) => {
+                run.status = RunStatus::Failed;
+                run.error = Some(e.to_string());
+                run.completed_at = Some(now());
+                return inner.store.save_run(run).await;
+            }
+        }
+    }
+    executor::execute(inner, run, cancel).await
+}

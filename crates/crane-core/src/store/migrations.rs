@@ -1,0 +1,56 @@
+//! Schema migrations, applied in order at open and tracked in `PRAGMA user_version`.
+//!
+//! Hand-written: the whole mechanism is a list of SQL scripts and one integer; a migration
+//! crate would add a dependency for no extra safety. Migrations only ever append.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, todos and the once-only record of tool side effects.
+    "CREATE TABLE runs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL,
+        user_id TEXT,
+        idempotency_key TEXT UNIQUE,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        body TEXT NOT NULL
+     );
+     CREATE INDEX runs_status ON runs(status, seq);
+     CREATE TABLE todos (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL,
+        title_key TEXT NOT NULL,
+        done INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        completed_at TEXT
+     );
+     CREATE INDEX todos_title_key ON todos(title_key);
+     CREATE TABLE tool_effects (
+        effect_key TEXT PRIMARY KEY,
+        output TEXT NOT NULL
+     ) WITHOUT ROWID;",
+];
+
+/// Applies every migration newer than the database's version, each in its own transaction.
+pub fn apply(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::TooNew {
+            found: current,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Rule planner (placeholder until implemented).

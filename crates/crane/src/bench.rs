@@ -1,0 +1,239 @@
+//! `crane bench`: the core benchmark. Starts `crane serve` (this same binary) on a free port
+//! with a fresh data dir, drives `POST /runs?wait=true` at a fixed concurrency for a fixed
+//! time with calculator and todo prompts, and prints completed runs/s, POST→completed latency
+//! percentiles and the server's RSS at start and end. Figures, not assertions: see
+//! docs/benchmarks.md.
+
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+/// Options of `crane bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Seconds of measured load.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Seconds of warm-up before measuring.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Prompt mix: calc, todo or mixed.
+    #[arg(long, default_value = "mixed")]
+    pub mix: String,
+    /// Benchmark an already running server instead of starting one (RSS is then not reported).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Extra arguments passed to the spawned `crane serve`.
+    #[arg(long, allow_hyphen_values = true, num_args = 0..)]
+    pub serve_args: Vec<String>,
+}
+
+const CALC: &[&str] = &[
+    "what is (41*7)+13",
+    "calculate 123456789 * 987654321",
+    "what is 7 times 6",
+    "0.1 + 0.2",
+];
+const TODO: &[&str] = &[
+    "add a todo to buy milk",
+    "add a todo to water the plants and then mark it done",
+    "remind me to call mom",
+];
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+struct Server {
+    child: tokio::process::Child,
+    _dir: tempfile_dir::Dir,
+}
+
+mod tempfile_dir {
+    //! A temporary directory removed on drop (std only).
+    use std::path::PathBuf;
+    pub struct Dir(pub PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+async fn start_server(args: &BenchArgs) -> anyhow::Result<(Server, String)> {
+    let port = free_port()?;
+    let dir = std::env::temp_dir().join(format!("crane-bench-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let exe: PathBuf = std::env::current_exe()?;
+    let child = tokio::process::Command::new(exe)
+        .arg("serve")
+        .arg("--addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(&args.serve_args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("could not start crane serve")?;
+    Ok((
+        Server {
+            child,
+            _dir: tempfile_dir::Dir(dir),
+        },
+        format!("http://127.0.0.1:{port}"),
+    ))
+}
+
+async fn wait_healthy(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/health")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the server did not become healthy within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+/// Runs the benchmark.
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let prompts: Vec<&'static str> = match args.mix.as_str() {
+        "calc" => CALC.to_vec(),
+        "todo" => TODO.to_vec(),
+        "mixed" => CALC.iter().chain(TODO).copied().collect(),
+        other => bail!("unknown mix '{other}' (use calc, todo or mixed)"),
+    };
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let (server, base) = match &args.url {
+        Some(url) => (None, url.trim_end_matches('/').to_owned()),
+        None => {
+            let (s, b) = start_server(&args).await?;
+            (Some(s), b)
+        }
+    };
+    wait_healthy(&client, &base).await?;
+    let pid = server.as_ref().and_then(|s| s.child.id());
+    let rss_start = pid.and_then(rss_kib);
+
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let completed = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let url = format!("{base}/runs?wait=true");
+    let mut tasks = Vec::new();
+    for worker in 0..args.concurrency {
+        let client = client.clone();
+        let url = url.clone();
+        let prompts = prompts.clone();
+        let (measuring, stop, completed, failed) =
+            (measuring.clone(), stop.clone(), completed.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies_us: Vec<u64> = Vec::with_capacity(1 << 16);
+            let mut i = worker;
+            while !stop.load(Ordering::Relaxed) {
+                let prompt = prompts[i % prompts.len()];
+                i += 1;
+                let body = format!("{{\"prompt\":{}}}", serde_json::Value::from(prompt));
+                let started = Instant::now();
+                let res = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                let ok = match res {
+                    Ok(r) => match r.bytes().await {
+                        Ok(b) => memchr_completed(&b),
+                        Err(_) => false,
+                    },
+                    Err(_) => false,
+                };
+                if measuring.load(Ordering::Relaxed) {
+                    if ok {
+                        completed.fetch_add(1, Ordering::Relaxed);
+                        latencies_us.push(started.elapsed().as_micros() as u64);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            latencies_us
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    let rss_warm = pid.and_then(rss_kib);
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.duration)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap_or_default());
+    }
+    latencies.sort_unstable();
+    let rss_end = pid.and_then(rss_kib);
+    let n = completed.load(Ordering::Relaxed);
+    let mb = |k: Option<u64>| k.map_or("n/a".to_owned(), |k| format!("{:.1} MB", k as f64 / 1024.0));
+    println!("crane bench: mix={} concurrency={} duration={}s (after {}s warm-up)", args.mix, args.concurrency, args.duration, args.warmup);
+    println!("completed runs:   {n} ({} failed or not completed)", failed.load(Ordering::Relaxed));
+    println!("throughput:       {:.0} completed runs/s", n as f64 / elapsed);
+    println!(
+        "POST->completed:  p50 {:.3} ms  p95 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.95),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0)
+    );
+    println!("server RSS:       start {}  after warm-up {}  end {}", mb(rss_start), mb(rss_warm), mb(rss_end));
+    if let Some(mut s) = server {
+        if let Some(pid) = s.child.id() {
+            // Ask for a graceful stop so the drain path is exercised too.
+            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), s.child.wait()).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// True when a run JSON body reports `"status":"completed"` (cheap check, no full parse).
+fn memchr_completed(body: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"\"status\":\"completed\"";
+    body.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+}

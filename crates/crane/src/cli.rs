@@ -1,0 +1,75 @@
+//! Command-line interface definitions (clap). Every flag has a `CRANE_*` variable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// crane: an observable AI agent runtime in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "crane", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Data directory (embedded SQLite lives there).
+    #[arg(long, global = true, env = "CRANE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Path of crane.toml (default: ./crane.toml when present).
+    #[arg(long, global = true, env = "CRANE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (serve).
+    #[arg(long, global = true, env = "CRANE_ADDR")]
+    pub addr: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, global = true, env = "CRANE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Longest prompt accepted, in characters (default 8000).
+    #[arg(long, global = true, env = "CRANE_MAX_PROMPT_CHARS")]
+    pub max_prompt_chars: Option<usize>,
+    /// Runs executing at once (default 256).
+    #[arg(long, global = true, env = "CRANE_WORKERS")]
+    pub workers: Option<usize>,
+    /// Timeout of one step attempt in milliseconds (default 10000).
+    #[arg(long, global = true, env = "CRANE_STEP_TIMEOUT_MS")]
+    pub step_timeout_ms: Option<u64>,
+    /// Register the fault-injection tools (debug_sleep, debug_flaky, debug_fail).
+    #[arg(long, global = true, env = "CRANE_DEBUG_TOOLS", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub debug_tools: Option<bool>,
+    /// Attempts per step for retryable failures (default 3).
+    #[arg(long, global = true, env = "CRANE_RETRY_MAX_ATTEMPTS")]
+    pub retry_max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the HTTP server.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Plan and execute a prompt in-process; exit 0 when the run completed, 1 when it failed.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// Print the final run as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The task in plain language.
+        prompt: String,
+    },
+    /// Print the validated plan for a prompt without executing it.
+    Plan {
+        #[command(flatten)]
+        common: Common,
+        /// The task in plain language.
+        prompt: String,
+    },
+    /// List tools with their JSON input schemas.
+    Tools,
+    /// Benchmark: start a server, drive POST /runs?wait=true at a concurrency, print figures.
+    Bench(crate::bench::BenchArgs),
+}

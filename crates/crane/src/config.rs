@@ -1,0 +1,160 @@
+//! Configuration: defaults, then `crane.toml`, then `CRANE_*` environment variables and flags
+//! (clap merges the last two; a flag wins over its variable).
+//!
+//! The file is read from `--config` / `CRANE_CONFIG`, else `./crane.toml` when it exists. An
+//! unknown key is an error naming the key, so a typo never silently does nothing.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use crane_core::runtime::{RetryPolicy, RuntimeConfig};
+use crane_core::store::{StoreConfig, Synchronous};
+use serde::Deserialize;
+
+use crate::cli::Common;
+
+/// `crane.toml`. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub addr: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// Register the fault-injection tools.
+    pub debug_tools: Option<bool>,
+    /// `text` (default) or `json`.
+    pub log_format: Option<String>,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    #[serde(default)]
+    pub runtime: RuntimeFile,
+    #[serde(default)]
+    pub retry: RetryFile,
+    #[serde(default)]
+    pub store: StoreFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub max_prompt_chars: Option<usize>,
+    pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeFile {
+    pub workers: Option<usize>,
+    pub max_queue: Option<usize>,
+    pub step_timeout_ms: Option<u64>,
+    pub wait_timeout_ms: Option<u64>,
+    pub drain_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFile {
+    pub max_attempts: Option<u32>,
+    pub base_delay_ms: Option<u64>,
+    pub max_delay_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    /// `normal` (survives a killed process) or `full` (also survives power loss).
+    pub synchronous: Option<String>,
+}
+
+/// Effective settings after merging every source.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub json_logs: bool,
+    pub debug_tools: bool,
+    pub max_body_bytes: usize,
+    pub wait_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub runtime: RuntimeConfig,
+    pub store: StoreConfig,
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("could not read config file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+}
+
+impl Settings {
+    /// Merges defaults, the config file and flags/environment.
+    pub fn load(common: &Common) -> anyhow::Result<Self> {
+        let file = match &common.config {
+            Some(path) => read_file(path)?,
+            None if Path::new("crane.toml").exists() => read_file(Path::new("crane.toml"))?,
+            None => FileConfig::default(),
+        };
+        let addr_text = common
+            .addr
+            .clone()
+            .or(file.addr)
+            .unwrap_or_else(|| "127.0.0.1:8000".into());
+        let addr: SocketAddr = addr_text
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid address '{addr_text}': {e} (expected host:port, e.g. 127.0.0.1:8000)"))?;
+        let log_format = common.log_format.clone().or(file.log_format).unwrap_or_else(|| "text".into());
+        let json_logs = match log_format.as_str() {
+            "json" => true,
+            "text" => false,
+            other => anyhow::bail!("invalid log format '{other}' (expected text or json)"),
+        };
+        let synchronous = match file.store.synchronous.as_deref().unwrap_or("normal") {
+            "normal" => Synchronous::Normal,
+            "full" => Synchronous::Full,
+            other => anyhow::bail!("invalid store.synchronous '{other}' (expected normal or full)"),
+        };
+        let defaults = RuntimeConfig::default();
+        let retry_defaults = RetryPolicy::default();
+        let ms = Duration::from_millis;
+        let runtime = RuntimeConfig {
+            workers: common.workers.or(file.runtime.workers).unwrap_or(defaults.workers).max(1),
+            max_queue: file.runtime.max_queue.unwrap_or(defaults.max_queue),
+            max_prompt_chars: common
+                .max_prompt_chars
+                .or(file.limits.max_prompt_chars)
+                .unwrap_or(defaults.max_prompt_chars),
+            step_timeout: common
+                .step_timeout_ms
+                .or(file.runtime.step_timeout_ms)
+                .map_or(defaults.step_timeout, ms),
+            retry: RetryPolicy {
+                max_attempts: common
+                    .retry_max_attempts
+                    .or(file.retry.max_attempts)
+                    .unwrap_or(retry_defaults.max_attempts)
+                    .max(1),
+                base_delay: file.retry.base_delay_ms.map_or(retry_defaults.base_delay, ms),
+                max_delay: file.retry.max_delay_ms.map_or(retry_defaults.max_delay, ms),
+            },
+        };
+        Ok(Self {
+            addr,
+            data_dir: common
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(".crane")),
+            json_logs,
+            debug_tools: common.debug_tools.or(file.debug_tools).unwrap_or(false),
+            max_body_bytes: file.limits.max_body_bytes.unwrap_or(64 * 1024),
+            wait_timeout: file.runtime.wait_timeout_ms.map_or(Duration::from_secs(30), ms),
+            drain_timeout: file.runtime.drain_timeout_ms.map_or(Duration::from_secs(30), ms),
+            runtime,
+            store: StoreConfig {
+                synchronous,
+                ..StoreConfig::default()
+            },
+        })
+    }
+}

@@ -1,0 +1,191 @@
+//! The `crane` binary: CLI entry point. Parses arguments, loads settings, and dispatches to
+//! the server, the in-process run/plan commands, the tool listing and the benchmark. This is
+//! the only place (with the benchmark) that uses `anyhow`.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod bench;
+mod cli;
+mod config;
+mod server;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use crane_core::domain::{Run, RunStatus};
+use crane_core::runtime::{NewRun, Runtime, RuntimeError};
+use crane_core::store::Store;
+use crane_core::tools::builtin_registry;
+
+use cli::{Cli, Command, Common};
+use config::Settings;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Exit code for bad usage (matches clap's own).
+const USAGE: u8 = 2;
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { common } => serve(common).await,
+        Command::Run { common, json, prompt } => run(common, json, prompt).await,
+        Command::Plan { common, prompt } => plan(common, prompt).await,
+        Command::Tools => {
+            let specs = builtin_registry().specs();
+            println!("{}", serde_json::to_string_pretty(&specs)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+fn init_logging(settings: &Settings, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if settings.json_logs {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn open_runtime(settings: &Settings) -> anyhow::Result<Runtime> {
+    let store = Store::open(&settings.data_dir, &settings.store)
+        .with_context(|| format!("could not open the store in {}", settings.data_dir.display()))?;
+    let registry = if settings.debug_tools {
+        crane_core::tools::registry_with_debug_tools()
+    } else {
+        builtin_registry()
+    };
+    Ok(Runtime::new(store, Arc::new(registry), settings.runtime.clone()))
+}
+
+async fn serve(common: Common) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(&common)?;
+    init_logging(&settings, "info");
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+        .context("invalid histogram buckets")?
+        .install_recorder()
+        .context("could not install the metrics recorder")?;
+    metrics::gauge!("crane_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    let runtime = open_runtime(&settings)?;
+    let recovered = runtime.recover().await?;
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .with_context(|| format!("could not listen on {}", settings.addr))?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, data_dir = %settings.data_dir.display(), recovered, "crane listening");
+    // Tests and scripts read the bound address (useful with --addr 127.0.0.1:0) from stdout.
+    println!("crane listening on http://{local}");
+    let state = server::AppState {
+        runtime,
+        metrics: Some(Arc::new(metrics)),
+        wait_timeout: settings.wait_timeout,
+    };
+    server::serve(listener, state, settings.max_body_bytes, settings.drain_timeout).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn usage_error(e: &RuntimeError) -> Option<ExitCode> {
+    match e {
+        RuntimeError::EmptyPrompt | RuntimeError::PromptTooLong { .. } => {
+            eprintln!("error: {e}");
+            Some(ExitCode::from(USAGE))
+        }
+        _ => None,
+    }
+}
+
+async fn run(common: Common, json: bool, prompt: String) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(&common)?;
+    init_logging(&settings, "warn");
+    let runtime = open_runtime(&settings)?;
+    let submitted = match runtime.submit(NewRun { prompt, ..NewRun::default() }, true).await {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e).ok_or_else(|| e.into()),
+    };
+    let run = match submitted.finished {
+        Some(rx) => rx.await.context("the run was dropped before it finished")?,
+        None => submitted.run,
+    };
+    runtime.drain(settings.drain_timeout).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+    } else {
+        print_run(&run);
+    }
+    Ok(if run.status == RunStatus::Completed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_run(run: &Run) {
+    let source = run
+        .plan
+        .as_ref()
+        .map(|p| format!(", planned by {} {} ({})", p.planner.name, p.planner.version, p.planner.source.as_str()))
+        .unwrap_or_default();
+    println!("run {} {}{source}", run.run_id, run.status.as_str());
+    for step in &run.execution_log {
+        let outcome = match (&step.output, &step.error) {
+            (_, Some(e)) => format!("error: {e}"),
+            (Some(o), None) => o.to_string(),
+            (None, None) => String::new(),
+        };
+        println!(
+            "  {}. {} {} -> {} {outcome}",
+            step.step_number,
+            step.tool,
+            step.input,
+            format!("{:?}", step.status).to_lowercase()
+        );
+    }
+    if let Some(result) = &run.result {
+        println!("result: {result}");
+    }
+    if let Some(error) = &run.error {
+        println!("error: {error}");
+    }
+}
+
+async fn plan(common: Common, prompt: String) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(&common)?;
+    init_logging(&settings, "warn");
+    let registry = Arc::new(builtin_registry());
+    let planning = crane_core::planning::Planning::new(registry);
+    let check = crane_core::runtime::check_prompt(&prompt, settings.runtime.max_prompt_chars);
+    if let Err(e) = check {
+        return usage_error(&e).ok_or_else(|| e.into());
+    }
+    match planning.plan(&prompt).await {
+        Ok(plan) => {
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The HTTP error body `{"error": {"code", "message", "details"}}` and the mapping from runtime
+//! errors to status codes. Every failure the server answers goes through here.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use crane_core::runtime::RuntimeError;
+use serde_json::{Value, json};
+
+/// An HTTP error with a stable machine-readable code.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: Value::Null,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> Self {
+        let message = e.to_string();
+        match e {
+            RuntimeError::EmptyPrompt => Self::new(StatusCode::BAD_REQUEST, "empty_prompt", message),
+            RuntimeError::PromptTooLong { len, limit } => {
+                Self::new(StatusCode::BAD_REQUEST, "prompt_too_long", message)
+                    .with_details(json!({"length": len, "limit": limit}))
+            }
+            RuntimeError::InvalidRequest(_) => Self::bad_request(message),
+            RuntimeError::InvalidPlan(e) => {
+                let details = match &e {
+                    crane_core::planning::PlanError::Invalid { violations } => json!({"violations": violations}),
+                    crane_core::planning::PlanError::Rejected { .. } => Value::Null,
+                };
+                Self::new(StatusCode::BAD_REQUEST, "invalid_plan", message).with_details(details)
+            }
+            RuntimeError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
+            RuntimeError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            RuntimeError::Overloaded { .. } => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+            }
+            RuntimeError::ShuttingDown => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+            }
+            RuntimeError::Store(error) => {
+                tracing::error!(%error, "store error while answering a request");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "crane could not read or write its store; see the server log",
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The HTTP server: routes, shared state, and a graceful shutdown that drains in-flight runs.
+//! Only this layer knows HTTP; it turns requests into runtime calls and runtime errors into
+//! JSON error bodies.
+
+mod error;
+mod openapi;
+mod runs;
+pub mod trace;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use crane_core::runtime::Runtime;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+
+pub use error::ApiError;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub runtime: Runtime,
+    pub metrics: Option<Arc<PrometheusHandle>>,
+    pub wait_timeout: Duration,
+}
+
+/// Every route as (method, path template); the OpenAPI document lists exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/runs"),
+    ("GET", "/runs"),
+    ("GET", "/runs/{run_id}"),
+    ("POST", "/runs/{run_id}/retry"),
+    ("POST", "/runs/{run_id}/cancel"),
+    ("GET", "/tools"),
+    ("GET", "/health"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+];
+
+/// Builds the router.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/runs", post(runs::create).get(runs::list))
+        .route("/runs/{run_id}", get(runs::get))
+        .route("/runs/{run_id}/retry", post(runs::retry))
+        .route("/runs/{run_id}/cancel", post(runs::cancel))
+        .route("/tools", get(tools))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi::document))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(trace::middleware))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    let routes: Vec<String> = ROUTES.iter().map(|(m, p)| format!("{m} {p}")).collect();
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        format!("no route for {}; see /openapi.json for the API", uri.path()),
+    )
+    .with_details(json!({"routes": routes}))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}; see /openapi.json for the API", uri.path()),
+    )
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "active_runs": state.runtime.active_runs(),
+        "queue_depth": state.runtime.queue_depth(),
+    }))
+    .into_response()
+}
+
+async fn tools(State(state): State<AppState>) -> Response {
+    Json(json!({"tools": state.runtime.registry().specs()})).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let Some(handle) = &state.metrics else {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "metrics_disabled", "metrics are not enabled").into_response();
+    };
+    metrics::gauge!("crane_active_runs").set(state.runtime.active_runs() as f64);
+    metrics::gauge!("crane_queue_depth").set(state.runtime.queue_depth() as f64);
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        handle.render(),
+    )
+        .into_response()
+}
+
+/// Serves until SIGINT/SIGTERM, then stops accepting, drains in-flight runs (bounded) and
+/// closes the store.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    max_body_bytes: usize,
+    drain_timeout: Duration,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let runtime = state.runtime.clone();
+    let app = router(state, max_body_bytes);
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!(%error, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("shutting down: draining in-flight runs");
+    let left = runtime.drain(drain_timeout).await;
+    if left > 0 {
+        tracing::warn!(left, "runs still unfinished at shutdown; they resume at the next start");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

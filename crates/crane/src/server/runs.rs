@@ -1,0 +1,260 @@
+//! Handlers of the run endpoints: create (with idempotency and `?wait=true`), get, list,
+//! retry and cancel.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use crane_core::domain::RunStatus;
+use crane_core::runtime::{NewRun, Submitted};
+use crane_core::store::RunFilter;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::trace::TraceId;
+
+/// Body of `POST /runs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRun {
+    pub prompt: String,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+    /// A plan supplied by the caller instead of planning the prompt.
+    #[serde(default)]
+    pub steps: Option<Vec<ClientStep>>,
+}
+
+/// One caller-supplied step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientStep {
+    pub tool: String,
+    #[serde(default)]
+    pub input: Value,
+    #[serde(default)]
+    pub reasoning: String,
+    /// Optional; when present it must equal the step's position (from 1).
+    #[serde(default)]
+    pub step_number: Option<u32>,
+}
+
+/// `?wait=true` on create and retry.
+#[derive(Debug, Default, Deserialize)]
+pub struct WaitQuery {
+    #[serde(default)]
+    pub wait: Option<String>,
+    /// Longest wait in milliseconds (capped by the server's wait timeout).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+impl WaitQuery {
+    fn wait(&self) -> Result<bool, ApiError> {
+        match self.wait.as_deref() {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") | Some("") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "invalid wait '{other}': use wait=true or wait=false"
+            ))),
+        }
+    }
+}
+
+/// Decodes a JSON body with errors that say what was wrong.
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large")
+        } else {
+            ApiError::bad_request(format!("could not read the request body: {e}"))
+        }
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    if !(mime == "application/json" || mime.ends_with("+json")) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "expected Content-Type: application/json, got '{}'",
+                if content_type.is_empty() { "none" } else { content_type }
+            ),
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("invalid JSON body: {e}"))
+    })
+}
+
+fn wait_bound(state: &AppState, q: &WaitQuery) -> Duration {
+    q.timeout_ms
+        .map(Duration::from_millis)
+        .map_or(state.wait_timeout, |d| d.min(state.wait_timeout))
+}
+
+async fn answer(state: &AppState, submitted: Submitted, q: &WaitQuery, status: StatusCode) -> Response {
+    let replayed = submitted.replayed;
+    let mut run = submitted.run;
+    if let Some(rx) = submitted.finished {
+        if let Ok(Ok(done)) = tokio::time::timeout(wait_bound(state, q), rx).await {
+            run = done;
+        } else if let Ok(current) = state.runtime.get(&run.run_id).await {
+            run = current;
+        }
+    }
+    let location = format!("/runs/{}", run.run_id);
+    let mut response = (status, Json(run)).into_response();
+    if let Ok(v) = location.parse() {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    if replayed {
+        response.headers_mut().insert("idempotent-replayed", header::HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// `POST /runs`.
+pub async fn create(
+    State(state): State<AppState>,
+    axum::Extension(trace): axum::Extension<TraceId>,
+    Query(q): Query<WaitQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let wait = q.wait()?;
+    let req: CreateRun = json_body(&headers, body)?;
+    if let Some(steps) = &req.steps {
+        for (i, step) in steps.iter().enumerate() {
+            if step.step_number.is_some_and(|n| n as usize != i + 1) {
+                return Err(ApiError::bad_request(format!(
+                    "steps[{i}].step_number must be {} (steps are numbered in order from 1)",
+                    i + 1
+                )));
+            }
+        }
+    }
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .map_err(|_| ApiError::bad_request("the Idempotency-Key header must be visible ASCII"))?
+                .trim();
+            if key.is_empty() || key.len() > 255 {
+                return Err(ApiError::bad_request("the Idempotency-Key header must be 1-255 characters"));
+            }
+            Some(key.to_owned())
+        }
+    };
+    let submitted = state
+        .runtime
+        .submit(
+            NewRun {
+                prompt: req.prompt,
+                user_id: req.user_id,
+                metadata: req.metadata,
+                idempotency_key,
+                trace_id: Some(trace.0),
+                steps: req.steps.map(|steps| {
+                    steps
+                        .into_iter()
+                        .map(|s| (s.tool, if s.input.is_null() { json!({}) } else { s.input }, s.reasoning))
+                        .collect()
+                }),
+            },
+            wait,
+        )
+        .await?;
+    Ok(answer(&state, submitted, &q, StatusCode::CREATED).await)
+}
+
+/// `GET /runs/{run_id}`.
+pub async fn get(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(state.runtime.get(&run_id).await?).into_response())
+}
+
+/// Query of `GET /runs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub status: Option<String>,
+    pub user_id: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+/// `GET /runs`.
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::bad_request(format!("{} (known parameters: status, user_id, limit, cursor)", e.body_text()))
+    })?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid status '{s}': use pending, running, completed, failed or cancelled"
+            ))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad_request(format!("invalid limit {limit}: use 1-200")));
+    }
+    let cursor = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(
+            c.parse::<i64>()
+                .ok()
+                .filter(|c| *c > 0)
+                .ok_or_else(|| ApiError::bad_request(format!("invalid cursor '{c}': pass next_cursor from the previous page")))?,
+        ),
+    };
+    let page = state
+        .runtime
+        .list(RunFilter {
+            status,
+            user_id: q.user_id,
+            limit,
+            cursor,
+        })
+        .await?;
+    Ok(Json(json!({
+        "runs": page.runs,
+        "next_cursor": page.next_cursor.map(|c| c.to_string()),
+    }))
+    .into_response())
+}
+
+/// `POST /runs/{run_id}/retry`.
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Response, ApiError> {
+    let wait = q.wait()?;
+    let submitted = state.runtime.retry(&run_id, wait).await?;
+    Ok(answer(&state, submitted, &q, StatusCode::OK).await)
+}
+
+/// `POST /runs/{run_id}/cancel`.
+pub async fn cancel(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(state.runtime.cancel(&run_id).await?).into_response())
+}
