@@ -83,17 +83,14 @@ pub fn validate_plan(steps: &[PlanStep], registry: &ToolRegistry) -> Result<(), 
                 continue;
             }
             let target = &steps[r.step as usize - 1];
-            if let Some(target_tool) = registry.get(&target.tool) {
-                if let Err(at) = check_path(target_tool.output_schema(), r) {
-                    out.push(violation(
-                        n,
-                        path,
-                        format!(
-                            "reference {r}: step {} ({}) output has no '{at}'",
-                            r.step, target.tool
-                        ),
-                    ));
-                }
+            if let Some(target_tool) = registry.get(&target.tool)
+                && let Err(at) = check_path(target_tool.output_schema(), r)
+            {
+                out.push(violation(
+                    n,
+                    path,
+                    format!("reference {r}: step {} ({}) output has no '{at}'", r.step, target.tool),
+                ));
             }
             skip.push(path.clone());
         }
@@ -102,10 +99,11 @@ pub fn validate_plan(steps: &[PlanStep], registry: &ToolRegistry) -> Result<(), 
         for v in violations {
             out.push(violation(n, &v.path, v.message));
         }
-        if schema_ok && refs.is_empty() {
-            if let Err(message) = tool.check(&step.input) {
-                out.push(violation(n, "input", message));
-            }
+        if schema_ok
+            && refs.is_empty()
+            && let Err(message) = tool.check(&step.input)
+        {
+            out.push(violation(n, "input", message));
         }
     }
     if out.is_empty() { Ok(()) } else { Err(out) }

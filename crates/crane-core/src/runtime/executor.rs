@@ -57,11 +57,26 @@ pub(super) async fn execute(inner: &Inner, run: &mut Run, cancel: &CancellationT
     finish(inner, run, RunStatus::Completed, None).await
 }
 
-async fn finish(inner: &Inner, run: &mut Run, status: RunStatus, error: Option<String>) -> Result<(), StoreError> {
+pub(super) async fn finish(
+    inner: &Inner,
+    run: &mut Run,
+    status: RunStatus,
+    error: Option<String>,
+) -> Result<(), StoreError> {
     run.status = status;
     run.error = error;
-    run.completed_at = Some(now());
+    let completed_at = now();
+    run.completed_at = Some(completed_at);
+    let source = run.plan.as_ref().map_or("none", |p| p.planner.source.as_str());
+    metrics::counter!("crane_runs_total", "status" => status.as_str(), "source" => source).increment(1);
+    let seconds = (completed_at - run.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+    metrics::histogram!("crane_run_duration_seconds", "status" => status.as_str()).record(seconds.max(0.0));
     inner.store.save_run(run).await
+}
+
+/// The tool's registered name as a static label (bounded: unknown names become "unknown").
+fn registered_name(inner: &Inner, name: &str) -> &'static str {
+    inner.registry.get(name).map_or("unknown", |t| t.name())
 }
 
 async fn execute_step(
@@ -87,6 +102,15 @@ async fn execute_step(
         duration_ms: None,
     };
     let done = |mut record: StepRecord, status: StepStatus| {
+        let outcome = match status {
+            StepStatus::Completed => "completed",
+            StepStatus::Failed => "failed",
+            StepStatus::Cancelled => "cancelled",
+            StepStatus::Running => "running",
+        };
+        let tool = registered_name(inner, &step.tool);
+        metrics::counter!("crane_tool_executions_total", "tool" => tool, "outcome" => outcome).increment(1);
+        metrics::histogram!("crane_step_duration_seconds", "tool" => tool).record(clock.elapsed().as_secs_f64());
         record.status = status;
         record.finished_at = Some(now());
         record.duration_ms = Some(clock.elapsed().as_secs_f64() * 1e3);
@@ -173,6 +197,7 @@ async fn execute_step(
                 let Some(backoff) = backoff else {
                     return done(record, StepStatus::Failed);
                 };
+                metrics::counter!("crane_step_retries_total", "tool" => tool.name()).increment(1);
                 tokio::select! {
                     _ = cancel.cancelled() => {
                         record.error = Some("cancelled".into());

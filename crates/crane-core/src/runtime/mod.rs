@@ -229,10 +229,10 @@ impl Runtime {
                 rx
             })
         };
-        if let Some(rx) = rx {
-            if let Ok(Ok(run)) = tokio::time::timeout(timeout, rx).await {
-                return Ok(run);
-            }
+        if let Some(rx) = rx
+            && let Ok(Ok(run)) = tokio::time::timeout(timeout, rx).await
+        {
+            return Ok(run);
         }
         self.get(run_id).await
     }
@@ -357,10 +357,7 @@ pub fn check_prompt(prompt: &str, limit: usize) -> Result<(), RuntimeError> {
 /// Plans (when the run has no plan yet) and executes a run; saves its final state.
 async fn work(inner: &Inner, run: &mut Run, cancel: &CancellationToken) -> Result<(), crate::store::StoreError> {
     if cancel.is_cancelled() {
-        run.status = RunStatus::Cancelled;
-        run.error = Some("cancelled before it started".into());
-        run.completed_at = Some(now());
-        return inner.store.save_run(run).await;
+        return executor::finish(inner, run, RunStatus::Cancelled, Some("cancelled before it started".into())).await;
     }
     run.status = RunStatus::Running;
     if run.started_at.is_none() {
@@ -378,10 +375,7 @@ async fn work(inner: &Inner, run: &mut Run, cancel: &CancellationToken) -> Resul
                 }
             }
             Err(e) => {
-                run.status = RunStatus::Failed;
-                run.error = Some(e.to_string());
-                run.completed_at = Some(now());
-                return inner.store.save_run(run).await;
+                return executor::finish(inner, run, RunStatus::Failed, Some(e.to_string())).await;
             }
         }
     }

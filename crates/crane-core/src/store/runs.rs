@@ -60,10 +60,10 @@ impl Store {
         let key = run.idempotency_key.clone();
         let created = run.created_at.to_rfc3339();
         self.write(move |conn| {
-            if let Some(key) = &key {
-                if let Some(existing) = get_by_key(conn, key)? {
-                    return Ok(InsertOutcome::Existing(Box::new(existing)));
-                }
+            if let Some(key) = &key
+                && let Some(existing) = get_by_key(conn, key)?
+            {
+                return Ok(InsertOutcome::Existing(Box::new(existing)));
             }
             conn.prepare_cached(
                 "INSERT INTO runs (run_id, status, user_id, idempotency_key, created_at, updated_at, body)

@@ -131,10 +131,10 @@ impl Store {
     /// Adds a todo (once per effect key).
     pub async fn todo_add(&self, title: String, effect_key: Option<String>) -> Result<Todo, StoreError> {
         self.write(move |conn| {
-            if let Some(key) = &effect_key {
-                if let Some(todo) = recorded::<Todo>(conn, key)? {
-                    return Ok(todo);
-                }
+            if let Some(key) = &effect_key
+                && let Some(todo) = recorded::<Todo>(conn, key)?
+            {
+                return Ok(todo);
             }
             let todo = Todo {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -183,10 +183,10 @@ impl Store {
         effect_key: Option<String>,
     ) -> Result<Result<Todo, TodoLookupError>, StoreError> {
         self.write(move |conn| {
-            if let Some(key) = &effect_key {
-                if let Some(todo) = recorded::<Todo>(conn, key)? {
-                    return Ok(Ok(todo));
-                }
+            if let Some(key) = &effect_key
+                && let Some(todo) = recorded::<Todo>(conn, key)?
+            {
+                return Ok(Ok(todo));
             }
             let mut todo = match select(conn, &selector)? {
                 Ok(t) => t,
@@ -213,10 +213,10 @@ impl Store {
         effect_key: Option<String>,
     ) -> Result<Result<Todo, TodoLookupError>, StoreError> {
         self.write(move |conn| {
-            if let Some(key) = &effect_key {
-                if let Some(todo) = recorded::<Todo>(conn, key)? {
-                    return Ok(Ok(todo));
-                }
+            if let Some(key) = &effect_key
+                && let Some(todo) = recorded::<Todo>(conn, key)?
+            {
+                return Ok(Ok(todo));
             }
             let todo = match select(conn, &selector)? {
                 Ok(t) => t,

@@ -125,7 +125,6 @@ fn pointer_to_path(pointer: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use serde_json::json;
 
     #[test]

@@ -1,0 +1,1 @@
+//! LLM provider clients (placeholder until implemented).
