@@ -45,6 +45,89 @@ pub struct PlannerInfo {
     /// Planning latency in microseconds.
     #[serde(default)]
     pub latency_us: u64,
+    /// LLM provider that produced the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Model that produced the plan (as reported by the provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Structured-output mode the provider answered in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// The prompt template used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<PromptRef>,
+    /// The model-routing decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteDecision>,
+    /// Tokens used by planning (all LLM calls, repair included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TokenUsage>,
+    /// Cost of planning in USD, from the configured pricing table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// True when a repair round fixed the first answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repaired: bool,
+    /// Why earlier layers of the chain did not produce the plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<LayerFailure>,
+}
+
+impl PlannerInfo {
+    /// Info for a planner that is not an LLM.
+    pub fn simple(name: &str, version: &str, source: PlanSource) -> Self {
+        Self {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            source,
+            latency_us: 0,
+            provider: None,
+            model: None,
+            mode: None,
+            prompt: None,
+            route: None,
+            usage: None,
+            cost_usd: None,
+            repaired: false,
+            attempts: Vec::new(),
+        }
+    }
+}
+
+/// A versioned prompt template, identified by name, version and content hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptRef {
+    pub name: String,
+    pub version: String,
+    /// sha256 of the template text, hex.
+    pub hash: String,
+}
+
+/// Which model tier planned a prompt, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteDecision {
+    pub tier: String,
+    pub model: String,
+    pub complexity: u32,
+    pub reason: String,
+}
+
+/// Token counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// One layer of the planner chain that did not produce the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerFailure {
+    /// e.g. `cache`, `llm:primary`, `rule`.
+    pub layer: String,
+    /// Error category (`miss`, `timeout`, `rate_limit`, `invalid_output`, `rejected`, ...).
+    pub category: String,
+    pub message: String,
 }
 
 /// One tool call in a plan.

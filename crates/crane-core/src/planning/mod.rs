@@ -1,18 +1,33 @@
 //! Planning: turn a prompt into a validated [`Plan`].
 //!
-//! Today the chain is the deterministic rule planner; every plan, whoever produced it, goes
-//! through [`validate::validate_plan`] before anything runs.
+//! The chain depends on the strategy:
+//! - `rule` (default when no LLM is configured): the rule planner plans (source `rule`).
+//! - `llm_first`: exact plan cache → each LLM layer in order (primary, secondary, ...) → the
+//!   rule planner as fallback (source `fallback`) → an error listing why each layer failed.
+//! - `rule_first`: the rule planner plans what it fully understands (free, instant); the cache
+//!   and LLM layers take the rest.
+//!
+//! Every plan, whoever produced it, goes through [`validate::validate_plan`] before anything
+//! runs. Auth/config errors from a provider fail the run loudly (unless configured to fall
+//! back) rather than silently degrading every run to the rule planner.
 
+pub mod cache;
+pub mod llm;
+pub mod prompt;
+pub mod routing;
 mod rule;
+pub mod schema;
+pub mod stats;
 pub mod validate;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::domain::{Plan, PlanSource, PlanStep, PlannerInfo};
+use crate::domain::{LayerFailure, Plan, PlanSource, PlanStep, PlannerInfo};
 use crate::tools::ToolRegistry;
+pub use llm::{LlmLayer, LlmLayerConfig, PlanContext};
 pub use validate::{PlanViolation, validate_plan};
 
 /// Why no plan could be made.
@@ -24,16 +39,102 @@ pub enum PlanError {
     /// The plan failed validation.
     #[error("the plan is invalid: {}", violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; "))]
     Invalid { violations: Vec<PlanViolation> },
+    /// Every layer of the chain failed.
+    #[error("no planner could plan this prompt: {}", describe(failures))]
+    Exhausted { failures: Vec<LayerFailure> },
+    /// A provider rejected crane's credentials or configuration: fix the config.
+    #[error("LLM provider misconfigured ({}): {}; fix the provider's API key, URL or model in the configuration", failure.category, failure.message)]
+    Misconfigured { failure: LayerFailure },
+}
+
+fn describe(failures: &[LayerFailure]) -> String {
+    failures
+        .iter()
+        .map(|f| format!("{} ({}): {}", f.layer, f.category, f.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Which planners run, in which order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Only the rule planner.
+    #[default]
+    Rule,
+    /// Cache → LLM layers → rule planner fallback.
+    LlmFirst,
+    /// Rule planner when it understands everything; otherwise cache → LLM layers.
+    RuleFirst,
+}
+
+/// Planner chain settings.
+pub struct PlanningConfig {
+    pub strategy: Strategy,
+    pub layers: Vec<LlmLayerConfig>,
+    /// Plan-cache capacity (0 disables) and TTL.
+    pub cache_capacity: usize,
+    pub cache_ttl: Duration,
+    /// Longest time planning may take (LLM calls, retries and repair included).
+    pub deadline: Duration,
+    /// Fall back to the next layer on auth/config errors instead of failing the run.
+    pub fallback_on_auth_error: bool,
+}
+
+impl Default for PlanningConfig {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Rule,
+            layers: Vec::new(),
+            cache_capacity: 10_000,
+            cache_ttl: Duration::from_secs(3600),
+            deadline: Duration::from_secs(30),
+            fallback_on_auth_error: false,
+        }
+    }
 }
 
 /// Plans prompts with the configured planner chain.
 pub struct Planning {
     registry: Arc<ToolRegistry>,
+    stats: stats::PlannerStats,
+    strategy: Strategy,
+    layers: Vec<LlmLayer>,
+    cache: Option<cache::PlanCache>,
+    deadline: Duration,
+    fallback_on_auth_error: bool,
 }
 
 impl Planning {
+    /// Rule planner only.
     pub fn new(registry: Arc<ToolRegistry>) -> Self {
-        Self { registry }
+        Self {
+            registry,
+            stats: stats::PlannerStats::default(),
+            strategy: Strategy::Rule,
+            layers: Vec::new(),
+            cache: None,
+            deadline: Duration::from_secs(30),
+            fallback_on_auth_error: false,
+        }
+    }
+
+    /// The configured chain.
+    pub fn with_config(registry: Arc<ToolRegistry>, config: PlanningConfig) -> Result<Self, prompt::TemplateError> {
+        let layers = config
+            .layers
+            .into_iter()
+            .map(|c| LlmLayer::new(c, &registry))
+            .collect::<Result<Vec<_>, _>>()?;
+        let strategy = if layers.is_empty() { Strategy::Rule } else { config.strategy };
+        Ok(Self {
+            registry,
+            stats: stats::PlannerStats::default(),
+            strategy,
+            layers,
+            cache: (config.cache_capacity > 0).then(|| cache::PlanCache::new(config.cache_capacity, config.cache_ttl)),
+            deadline: config.deadline,
+            fallback_on_auth_error: config.fallback_on_auth_error,
+        })
     }
 
     /// The registry plans are validated against.
@@ -41,41 +142,160 @@ impl Planning {
         &self.registry
     }
 
+    /// Planning statistics (`GET /metrics/planner`).
+    pub fn stats(&self) -> &stats::PlannerStats {
+        &self.stats
+    }
+
+    /// The strategy in effect.
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// The LLM layers, in chain order.
+    pub fn layers(&self) -> &[LlmLayer] {
+        &self.layers
+    }
+
     /// Plans `prompt` and validates the result.
     pub async fn plan(&self, prompt: &str) -> Result<Plan, PlanError> {
-        let started = Instant::now();
-        let steps = rule::plan(prompt)?;
-        let plan = Plan {
-            plan_id: uuid::Uuid::now_v7().to_string(),
-            planner: PlannerInfo {
-                name: crane_rules::PLANNER_NAME.to_owned(),
-                version: crane_rules::PLANNER_VERSION.to_owned(),
-                source: PlanSource::Rule,
-                latency_us: 0,
-            },
-            steps,
-        };
-        validate_plan(&plan.steps, &self.registry)
-            .map_err(|violations| PlanError::Invalid { violations })?;
-        let mut plan = plan;
-        plan.planner.latency_us = started.elapsed().as_micros() as u64;
-        Ok(plan)
+        self.plan_traced(prompt, None).await
     }
-}
 
-impl Planning {
+    /// Plans `prompt`, sending `traceparent` on LLM calls.
+    pub async fn plan_traced(&self, prompt: &str, traceparent: Option<&str>) -> Result<Plan, PlanError> {
+        let started = Instant::now();
+        let result = self.plan_inner(prompt, traceparent).await;
+        match &result {
+            Ok(plan) => self.stats.plan_made(plan.planner.source, plan.planner.latency_us),
+            Err(e) => {
+                self.stats.error(match e {
+                    PlanError::Rejected { .. } => "rejected",
+                    PlanError::Invalid { .. } => "invalid_plan",
+                    PlanError::Exhausted { .. } => "exhausted",
+                    PlanError::Misconfigured { .. } => "auth",
+                });
+                self.stats.plan_failed();
+            }
+        }
+        tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, ok = result.is_ok(), "planned");
+        result
+    }
+
+    fn rule_plan(&self, prompt: &str, source: PlanSource) -> Result<(Vec<PlanStep>, PlannerInfo), PlanError> {
+        let steps = rule::plan(prompt)?;
+        validate_plan(&steps, &self.registry).map_err(|violations| PlanError::Invalid { violations })?;
+        Ok((
+            steps,
+            PlannerInfo::simple(crane_rules::PLANNER_NAME, crane_rules::PLANNER_VERSION, source),
+        ))
+    }
+
+    async fn plan_inner(&self, prompt: &str, traceparent: Option<&str>) -> Result<Plan, PlanError> {
+        let started = Instant::now();
+        let (steps, mut info) = match self.strategy {
+            Strategy::Rule => self.rule_plan(prompt, PlanSource::Rule)?,
+            Strategy::RuleFirst => match self.rule_plan(prompt, PlanSource::Rule) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    let first = LayerFailure {
+                        layer: "rule".into(),
+                        category: "rejected".into(),
+                        message: e.to_string(),
+                    };
+                    self.llm_chain(prompt, traceparent, vec![first], false).await?
+                }
+            },
+            Strategy::LlmFirst => self.llm_chain(prompt, traceparent, Vec::new(), true).await?,
+        };
+        info.latency_us = started.elapsed().as_micros() as u64;
+        Ok(Plan {
+            plan_id: uuid::Uuid::now_v7().to_string(),
+            planner: info,
+            steps,
+        })
+    }
+
+    /// Cache → LLM layers → (optionally) rule fallback.
+    async fn llm_chain(
+        &self,
+        prompt: &str,
+        traceparent: Option<&str>,
+        mut failures: Vec<LayerFailure>,
+        rule_fallback: bool,
+    ) -> Result<(Vec<PlanStep>, PlannerInfo), PlanError> {
+        let identity = self.layers.first().map(|l| l.identity()).unwrap_or_default();
+        let key = cache::key(&identity, prompt);
+        if let Some(cache) = &self.cache {
+            let hit = cache.get(&key);
+            self.stats.cache_lookup(hit.is_some());
+            if let Some(hit) = hit {
+                let mut info = PlannerInfo::simple(&hit.origin, "cached", PlanSource::Cache);
+                info.attempts = failures;
+                return Ok((hit.steps, info));
+            }
+        }
+        let ctx = PlanContext {
+            deadline: tokio::time::Instant::now() + self.deadline,
+            traceparent,
+        };
+        for layer in &self.layers {
+            match layer.plan(prompt, &self.registry, ctx, &self.stats).await {
+                Ok(plan) => {
+                    let mut info = plan.info;
+                    info.attempts = failures;
+                    if let Some(cache) = &self.cache {
+                        cache.put(
+                            key,
+                            cache::CachedPlan {
+                                steps: plan.steps.clone(),
+                                origin: info.name.clone(),
+                            },
+                        );
+                    }
+                    return Ok((plan.steps, info));
+                }
+                Err((failure, kind)) => {
+                    let misconfigured = matches!(kind, Some(crane_llm::ErrorKind::Auth | crane_llm::ErrorKind::Config));
+                    if misconfigured {
+                        tracing::error!(layer = %failure.layer, category = %failure.category, error = %failure.message, "LLM provider misconfigured");
+                        if !self.fallback_on_auth_error {
+                            return Err(PlanError::Misconfigured { failure });
+                        }
+                    } else {
+                        tracing::warn!(layer = %failure.layer, category = %failure.category, error = %failure.message, "LLM layer failed; trying the next layer");
+                    }
+                    metrics::counter!("crane_plan_layer_failures_total", "reason" => failure.category.clone()).increment(1);
+                    failures.push(failure);
+                }
+            }
+        }
+        if rule_fallback {
+            match self.rule_plan(prompt, PlanSource::Fallback) {
+                Ok((steps, mut info)) => {
+                    info.attempts = failures;
+                    return Ok((steps, info));
+                }
+                Err(e) => failures.push(LayerFailure {
+                    layer: "rule".into(),
+                    category: match e {
+                        PlanError::Rejected { .. } => "rejected".into(),
+                        _ => "invalid_plan".into(),
+                    },
+                    message: e.to_string(),
+                }),
+            }
+        }
+        Err(PlanError::Exhausted { failures })
+    }
+
     /// Validates a plan supplied by the caller.
     pub fn client_plan(&self, steps: Vec<(String, serde_json::Value, String)>) -> Result<Plan, PlanError> {
         let steps = number_steps(steps);
         validate_plan(&steps, &self.registry).map_err(|violations| PlanError::Invalid { violations })?;
         Ok(Plan {
             plan_id: uuid::Uuid::now_v7().to_string(),
-            planner: PlannerInfo {
-                name: "client".to_owned(),
-                version: "1".to_owned(),
-                source: PlanSource::Client,
-                latency_us: 0,
-            },
+            planner: PlannerInfo::simple("client", "1", PlanSource::Client),
             steps,
         })
     }

@@ -73,12 +73,18 @@ pub struct Runtime {
 impl Runtime {
     /// A runtime over `store` with the built-in tools and the rule planner.
     pub fn new(store: Arc<Store>, registry: Arc<ToolRegistry>, config: RuntimeConfig) -> Self {
+        Self::with_planning(store, Planning::new(registry), config)
+    }
+
+    /// A runtime over `store` with a configured planner chain (its registry is used for
+    /// execution too).
+    pub fn with_planning(store: Arc<Store>, planning: Planning, config: RuntimeConfig) -> Self {
         let permits = Arc::new(Semaphore::new(config.workers.max(1)));
         Self {
             inner: Arc::new(Inner {
                 store,
-                planning: Planning::new(registry.clone()),
-                registry,
+                registry: planning.registry().clone(),
+                planning,
                 config,
                 permits,
                 queued: AtomicUsize::new(0),
@@ -364,7 +370,11 @@ async fn work(inner: &Inner, run: &mut Run, cancel: &CancellationToken) -> Resul
         run.started_at = Some(now());
     }
     if run.plan.is_none() {
-        match inner.planning.plan(&run.prompt).await {
+        let traceparent = run
+            .trace_id
+            .as_ref()
+            .map(|t| format!("00-{t}-{:016x}-01", rand::random::<u64>() | 1));
+        match inner.planning.plan_traced(&run.prompt, traceparent.as_deref()).await {
             Ok(plan) => {
                 let deterministic = plan.planner.source == PlanSource::Rule;
                 run.plan = Some(plan);

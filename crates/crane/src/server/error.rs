@@ -55,7 +55,7 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::InvalidPlan(e) => {
                 let details = match &e {
                     crane_core::planning::PlanError::Invalid { violations } => json!({"violations": violations}),
-                    crane_core::planning::PlanError::Rejected { .. } => Value::Null,
+                    _ => Value::Null,
                 };
                 Self::new(StatusCode::BAD_REQUEST, "invalid_plan", message).with_details(details)
             }

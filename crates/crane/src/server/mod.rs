@@ -39,6 +39,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/tools"),
     ("GET", "/health"),
     ("GET", "/metrics"),
+    ("GET", "/metrics/planner"),
     ("GET", "/openapi.json"),
 ];
 
@@ -52,6 +53,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/tools", get(tools))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/metrics/planner", get(planner_metrics))
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -103,6 +105,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
         handle.render(),
     )
         .into_response()
+}
+
+async fn planner_metrics(State(state): State<AppState>) -> Response {
+    Json(state.runtime.planning().stats().snapshot()).into_response()
 }
 
 /// Serves until SIGINT/SIGTERM, then stops accepting, drains in-flight runs (bounded) and

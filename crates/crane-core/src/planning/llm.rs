@@ -1,0 +1,255 @@
+//! The LLM planning layer: one provider, a prompt template, the registry's plan schema, model
+//! routing, and one repair round. Whatever the model answers goes through the same validator
+//! as rule plans; this layer never panics on bad output, it reports a categorised failure and
+//! the chain moves on.
+
+use std::time::Instant;
+
+use crane_llm::{ChatRequest, ChatResponse, LlmError, Message, Provider, Role};
+use serde_json::Value;
+
+use super::prompt::PromptTemplate;
+use super::routing::{Tier, route};
+use super::stats::PlannerStats;
+use super::validate::{MAX_STEPS, validate_plan};
+use super::{number_steps, schema};
+use crate::domain::{LayerFailure, PlanSource, PlanStep, PlannerInfo, TokenUsage};
+use crate::tools::ToolRegistry;
+
+/// Settings of one LLM layer.
+pub struct LlmLayerConfig {
+    pub provider: Provider,
+    pub template: PromptTemplate,
+    pub few_shot: bool,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub tiers: Vec<Tier>,
+}
+
+/// One LLM layer of the planner chain.
+pub struct LlmLayer {
+    provider: Provider,
+    template: PromptTemplate,
+    system: String,
+    schema: Value,
+    temperature: Option<f32>,
+    max_tokens: Option<u32>,
+    tiers: Vec<Tier>,
+}
+
+/// What a planning call needs besides the prompt.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanContext<'a> {
+    /// Planning must finish by then.
+    pub deadline: tokio::time::Instant,
+    /// W3C traceparent to send on LLM calls.
+    pub traceparent: Option<&'a str>,
+}
+
+/// A plan from the model plus its record.
+pub struct LlmPlan {
+    pub steps: Vec<PlanStep>,
+    pub info: PlannerInfo,
+}
+
+fn failure(layer: &str, category: &str, message: impl Into<String>) -> LayerFailure {
+    LayerFailure {
+        layer: layer.to_owned(),
+        category: category.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn parse_steps(value: &Value) -> Result<Vec<PlanStep>, (String, String)> {
+    let steps = value.get("steps").and_then(Value::as_array).ok_or_else(|| {
+        ("invalid_output".to_owned(), "the answer has no \"steps\" array".to_owned())
+    })?;
+    if steps.is_empty() {
+        let why = value
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("the model returned no steps");
+        return Err(("unsupported".to_owned(), format!("the model declined: {why}")));
+    }
+    let raw = steps.iter().map(|s| {
+        (
+            s.get("tool").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            s.get("input").cloned().unwrap_or(Value::Null),
+            s.get("reasoning").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        )
+    });
+    Ok(number_steps(raw))
+}
+
+impl LlmLayer {
+    pub fn new(config: LlmLayerConfig, registry: &ToolRegistry) -> Result<Self, super::prompt::TemplateError> {
+        let examples = if config.few_shot {
+            super::prompt::default_examples()
+        } else {
+            Vec::new()
+        };
+        let system = config.template.render(registry, &examples)?;
+        Ok(Self {
+            provider: config.provider,
+            template: config.template,
+            system,
+            schema: schema::plan_schema(registry, MAX_STEPS),
+            temperature: config.temperature,
+            max_tokens: config.max_tokens,
+            tiers: config.tiers,
+        })
+    }
+
+    /// The layer's name in records: `llm:<provider>`.
+    pub fn layer_name(&self) -> String {
+        format!("llm:{}", self.provider.name())
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &Provider {
+        &self.provider
+    }
+
+    /// Identity for the plan cache: provider, model and prompt hash.
+    pub fn identity(&self) -> String {
+        format!("{}/{}/{}", self.provider.name(), self.provider.model(), self.template.hash)
+    }
+
+    async fn call(
+        &self,
+        messages: Vec<Message>,
+        model: Option<String>,
+        ctx: PlanContext<'_>,
+        usage: &mut TokenUsage,
+        cost: &mut Option<f64>,
+        stats: &PlannerStats,
+    ) -> Result<ChatResponse, LlmError> {
+        let request = ChatRequest {
+            system: self.system.clone(),
+            messages,
+            schema_name: "plan".to_owned(),
+            schema: self.schema.clone(),
+            model,
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            deadline: Some(ctx.deadline),
+            traceparent: ctx.traceparent.map(str::to_owned),
+        };
+        let started = Instant::now();
+        let result = self.provider.chat(&request).await;
+        let requested = request.model.as_deref().unwrap_or(self.provider.model());
+        let (model_label, status) = match &result {
+            Ok(r) => (r.model.clone(), "ok"),
+            Err(e) => (requested.to_owned(), e.kind.as_str()),
+        };
+        metrics::counter!("crane_llm_requests_total", "provider" => self.provider.name().to_owned(), "model" => model_label.clone(), "status" => status).increment(1);
+        metrics::histogram!("crane_llm_request_duration_seconds", "provider" => self.provider.name().to_owned(), "model" => model_label.clone())
+            .record(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(r) => {
+                usage.input_tokens += r.usage.input_tokens;
+                usage.output_tokens += r.usage.output_tokens;
+                if let Some(c) = r.cost_usd {
+                    *cost = Some(cost.unwrap_or(0.0) + c);
+                    metrics::counter!("crane_llm_cost_usd_micros_total", "provider" => self.provider.name().to_owned(), "model" => model_label.clone())
+                        .increment((c * 1e6).round() as u64);
+                }
+                metrics::counter!("crane_llm_tokens_total", "provider" => self.provider.name().to_owned(), "model" => model_label.clone(), "direction" => "input").increment(r.usage.input_tokens);
+                metrics::counter!("crane_llm_tokens_total", "provider" => self.provider.name().to_owned(), "model" => model_label.clone(), "direction" => "output").increment(r.usage.output_tokens);
+                stats.llm_request(
+                    self.provider.name(),
+                    &r.model,
+                    TokenUsage { input_tokens: r.usage.input_tokens, output_tokens: r.usage.output_tokens },
+                    r.cost_usd,
+                );
+            }
+            Err(e) => stats.error(e.kind.as_str()),
+        }
+        result
+    }
+
+    /// Asks the model for a plan; validates it; on invalid output tries one repair round.
+    pub async fn plan(
+        &self,
+        prompt: &str,
+        registry: &ToolRegistry,
+        ctx: PlanContext<'_>,
+        stats: &PlannerStats,
+    ) -> Result<LlmPlan, (LayerFailure, Option<crane_llm::ErrorKind>)> {
+        let layer = self.layer_name();
+        let decision = route(prompt, &self.tiers);
+        let model = decision.as_ref().map(|d| d.model.clone());
+        let mut usage = TokenUsage::default();
+        let mut cost = None;
+        let user = Message { role: Role::User, content: prompt.to_owned() };
+        let first = self
+            .call(vec![user.clone()], model.clone(), ctx, &mut usage, &mut cost, stats)
+            .await
+            .map_err(|e| (failure(&layer, e.kind.as_str(), e.to_string()), Some(e.kind)))?;
+
+        let problem = match parse_steps(&first.value) {
+            Ok(steps) => match validate_plan(&steps, registry) {
+                Ok(()) => {
+                    return Ok(self.finish(steps, &first, decision, usage, cost, false));
+                }
+                Err(violations) => violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; "),
+            },
+            Err((category, message)) if category == "unsupported" => {
+                stats.error("unsupported");
+                return Err((failure(&layer, &category, message), None));
+            }
+            Err((_, message)) => message,
+        };
+        stats.error("invalid_plan");
+        tracing::debug!(layer = %layer, %problem, "LLM plan invalid; asking for a repair");
+        let repair = Message {
+            role: Role::User,
+            content: format!(
+                "That plan is invalid: {problem}. Answer again with a corrected JSON plan that uses only the listed tools and matches their input schemas."
+            ),
+        };
+        let assistant = Message { role: Role::Assistant, content: first.raw_text.clone() };
+        let second = self
+            .call(vec![user, assistant, repair], model, ctx, &mut usage, &mut cost, stats)
+            .await
+            .map_err(|e| (failure(&layer, e.kind.as_str(), format!("repair: {e}")), Some(e.kind)))?;
+        match parse_steps(&second.value) {
+            Ok(steps) => match validate_plan(&steps, registry) {
+                Ok(()) => Ok(self.finish(steps, &second, decision, usage, cost, true)),
+                Err(violations) => Err((
+                    failure(
+                        &layer,
+                        "invalid_plan",
+                        format!(
+                            "invalid plan after one repair round: {}",
+                            violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; ")
+                        ),
+                    ),
+                    None,
+                )),
+            },
+            Err((category, message)) => Err((failure(&layer, &category, format!("after repair: {message}")), None)),
+        }
+    }
+
+    fn finish(
+        &self,
+        steps: Vec<PlanStep>,
+        response: &ChatResponse,
+        route: Option<crate::domain::RouteDecision>,
+        usage: TokenUsage,
+        cost: Option<f64>,
+        repaired: bool,
+    ) -> LlmPlan {
+        let mut info = PlannerInfo::simple(&self.layer_name(), &self.template.version, PlanSource::Llm);
+        info.provider = Some(self.provider.name().to_owned());
+        info.model = Some(response.model.clone());
+        info.mode = Some(response.mode.as_str().to_owned());
+        info.prompt = Some(self.template.reference());
+        info.route = route;
+        info.usage = Some(usage);
+        info.cost_usd = cost;
+        info.repaired = repaired;
+        LlmPlan { steps, info }
+    }
+}
