@@ -69,7 +69,10 @@ pub enum Command {
         prompt: String,
     },
     /// List tools with their JSON input schemas.
-    Tools,
+    Tools {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Benchmark: start a server, drive POST /runs?wait=true at a concurrency, print figures.
     Bench(crate::bench::BenchArgs),
 }

@@ -8,6 +8,11 @@ mod cli;
 mod config;
 mod server;
 
+/// mimalloc: the run path allocates many short-lived buffers (JSON, SQL parameters); measured
+/// in docs/benchmarks.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -47,8 +52,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve { common } => serve(common).await,
         Command::Run { common, json, prompt } => run(common, json, prompt).await,
         Command::Plan { common, prompt } => plan(common, prompt).await,
-        Command::Tools => {
-            let specs = builtin_registry().specs();
+        Command::Tools { common } => {
+            let settings = Settings::load(&common)?;
+            let specs = registry(&settings).specs();
             println!("{}", serde_json::to_string_pretty(&specs)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -67,15 +73,18 @@ fn init_logging(settings: &Settings, default_level: &str) {
     };
 }
 
-fn open_runtime(settings: &Settings) -> anyhow::Result<Runtime> {
-    let store = Store::open(&settings.data_dir, &settings.store)
-        .with_context(|| format!("could not open the store in {}", settings.data_dir.display()))?;
-    let registry = if settings.debug_tools {
+fn registry(settings: &Settings) -> crane_core::tools::ToolRegistry {
+    if settings.debug_tools {
         crane_core::tools::registry_with_debug_tools()
     } else {
         builtin_registry()
-    };
-    Ok(Runtime::new(store, Arc::new(registry), settings.runtime.clone()))
+    }
+}
+
+fn open_runtime(settings: &Settings) -> anyhow::Result<Runtime> {
+    let store = Store::open(&settings.data_dir, &settings.store)
+        .with_context(|| format!("could not open the store in {}", settings.data_dir.display()))?;
+    Ok(Runtime::new(store, Arc::new(registry(settings)), settings.runtime.clone()))
 }
 
 async fn serve(common: Common) -> anyhow::Result<ExitCode> {

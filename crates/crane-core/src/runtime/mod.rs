@@ -369,6 +369,9 @@ async fn work(inner: &Inner, run: &mut Run, cancel: &CancellationToken) -> Resul
     if run.started_at.is_none() {
         run.started_at = Some(now());
     }
+    // The API must show a run that is executing as running; this write shares a group commit
+    // with other runs' writes.
+    inner.store.save_run(run).await?;
     if run.plan.is_none() {
         let traceparent = run
             .trace_id

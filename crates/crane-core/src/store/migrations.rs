@@ -14,12 +14,13 @@ const MIGRATIONS: &[&str] = &[
         run_id TEXT NOT NULL UNIQUE,
         status TEXT NOT NULL,
         user_id TEXT,
-        idempotency_key TEXT UNIQUE,
+        idempotency_key TEXT,
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL,
         body TEXT NOT NULL
      );
      CREATE INDEX runs_status ON runs(status, seq);
+     CREATE UNIQUE INDEX runs_idempotency_key ON runs(idempotency_key) WHERE idempotency_key IS NOT NULL;
      CREATE TABLE todos (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         id TEXT NOT NULL UNIQUE,

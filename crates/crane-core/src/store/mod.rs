@@ -9,6 +9,7 @@
 //! process (kill -9); an OS crash or power loss may lose the last transactions. Set
 //! `synchronous = "full"` in the config to survive those too, at a throughput cost.
 
+mod checkpoint;
 mod migrations;
 mod pool;
 mod runs;
@@ -87,6 +88,7 @@ impl Default for StoreConfig {
 /// The durable store.
 pub struct Store {
     writer: writer::Writer,
+    _checkpointer: checkpoint::Checkpointer,
     readers: pool::ReadPool,
     path: PathBuf,
 }
@@ -102,6 +104,9 @@ impl Store {
         let mut conn = Connection::open(&path)?;
         configure(&conn, config.synchronous)?;
         migrations::apply(&mut conn)?;
+        // Checkpoints run on their own thread so commits never pay for them.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = checkpoint::Checkpointer::start(Connection::open(&path)?)?;
         let mut readers = Vec::with_capacity(config.readers.max(1));
         for _ in 0..config.readers.max(1) {
             let r = Connection::open_with_flags(
@@ -113,6 +118,7 @@ impl Store {
         }
         Ok(Arc::new(Self {
             writer: writer::Writer::start(conn, config.max_batch)?,
+            _checkpointer: checkpointer,
             readers: pool::ReadPool::new(readers),
             path,
         }))

@@ -44,7 +44,7 @@ fn encode(run: &Run) -> Result<String, StoreError> {
 
 fn get_by_key(conn: &Connection, key: &str) -> Result<Option<Run>, StoreError> {
     let body: Option<String> = conn
-        .prepare_cached("SELECT body FROM runs WHERE idempotency_key = ?1")?
+        .prepare_cached("SELECT body FROM runs WHERE idempotency_key = ?1 AND idempotency_key IS NOT NULL")?
         .query_row([key], |r| r.get(0))
         .optional()?;
     body.as_deref().map(decode).transpose()

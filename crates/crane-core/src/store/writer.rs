@@ -92,7 +92,7 @@ fn in_savepoint<R>(
 fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
     let mut replies: Vec<Reply> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
-        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(error) = conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut s| s.execute([])) {
             // Another process holds the database past the busy timeout. Running the job outside
             // a transaction would commit it on its own, so it is dropped unrun: its caller gets
             // `StoreError::Closed` and nothing is written.
@@ -107,7 +107,11 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
                 Err(_) => break,
             }
         }
-        let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        let commit = conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .map(|_| ())
+            .map_err(StoreError::from);
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }

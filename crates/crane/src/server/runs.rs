@@ -110,6 +110,14 @@ fn wait_bound(state: &AppState, q: &WaitQuery) -> Duration {
 async fn answer(state: &AppState, submitted: Submitted, q: &WaitQuery, status: StatusCode) -> Response {
     let replayed = submitted.replayed;
     let mut run = submitted.run;
+    // A replayed idempotent request with ?wait=true waits for the original run as well.
+    if replayed
+        && q.wait().unwrap_or(false)
+        && !run.status.is_terminal()
+        && let Ok(current) = state.runtime.wait(&run.run_id, wait_bound(state, q)).await
+    {
+        run = current;
+    }
     if let Some(rx) = submitted.finished {
         if let Ok(Ok(done)) = tokio::time::timeout(wait_bound(state, q), rx).await {
             run = done;

@@ -1,0 +1,191 @@
+//! The Anthropic Messages wire format: the request body for the `tools` and `prompt` modes and
+//! the decoding of a successful response (a `tool_use` block's input, or JSON in the text
+//! blocks), with usage and stop reason.
+
+use serde_json::{Map, Value, json};
+
+use crate::config::StructuredMode;
+use crate::extract::extract_json;
+use crate::types::{BadOutput, ChatRequest, Parsed, Usage};
+
+/// The API version header value this client speaks.
+pub(crate) const API_VERSION: &str = "2023-06-01";
+
+/// Output token limit when the request sets none (the API requires one).
+pub(crate) const DEFAULT_MAX_TOKENS: u32 = 1024;
+
+/// `{base_url}/v1/messages`; a base URL that already ends in `/v1` is accepted too.
+pub(crate) fn endpoint(base_url: &str) -> String {
+    if base_url.ends_with("/v1") {
+        format!("{base_url}/messages")
+    } else {
+        format!("{base_url}/v1/messages")
+    }
+}
+
+/// The `POST /v1/messages` body for `mode` (`tools` or `prompt`; the provider never asks for
+/// the `response_format` modes, which this API does not have).
+pub(crate) fn build_body(req: &ChatRequest, model: &str, mode: StructuredMode) -> Value {
+    let system = match mode {
+        StructuredMode::Tools => req.system.clone(),
+        _ => req.system_with_schema(),
+    };
+    let messages: Vec<Value> = req
+        .messages
+        .iter()
+        .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
+        .collect();
+    let mut body = Map::new();
+    body.insert("model".into(), json!(model));
+    body.insert(
+        "max_tokens".into(),
+        json!(req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
+    );
+    if !system.is_empty() {
+        body.insert("system".into(), json!(system));
+    }
+    body.insert("messages".into(), Value::Array(messages));
+    if let Some(t) = req.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if mode == StructuredMode::Tools {
+        let name = req.tool_name();
+        body.insert(
+            "tools".into(),
+            json!([{
+                "name": name,
+                "description": "Return the answer as the input of this tool.",
+                "input_schema": req.schema,
+            }]),
+        );
+        body.insert("tool_choice".into(), json!({"type": "tool", "name": name}));
+    }
+    Value::Object(body)
+}
+
+/// Decodes a 2xx body; `Err` carries why it is not a usable answer (→ InvalidOutput).
+pub(crate) fn parse_response(body: &str, mode: StructuredMode) -> Result<Parsed, BadOutput> {
+    let v: Value = serde_json::from_str(body)
+        .map_err(|e| BadOutput::new(format!("response body is not JSON ({e})"), body))?;
+    let model = v["model"].as_str().map(str::to_owned);
+    let usage = Usage {
+        input_tokens: v["usage"]["input_tokens"].as_u64().unwrap_or(0),
+        output_tokens: v["usage"]["output_tokens"].as_u64().unwrap_or(0),
+    };
+    let finish_reason = v["stop_reason"].as_str().map(str::to_owned);
+    let Some(blocks) = v["content"].as_array() else {
+        return Err(BadOutput::new("response has no content blocks", body));
+    };
+
+    let tool_input = if mode == StructuredMode::Tools {
+        blocks
+            .iter()
+            .find(|b| b["type"] == "tool_use")
+            .map(|b| &b["input"])
+            .filter(|input| input.is_object())
+    } else {
+        None
+    };
+    let (value, raw_text) = match tool_input {
+        Some(input) => (input.clone(), input.to_string()),
+        None => {
+            let text: String = blocks
+                .iter()
+                .filter(|b| b["type"] == "text")
+                .filter_map(|b| b["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("");
+            match extract_json(&text) {
+                Some(value) => (value, text),
+                None if mode == StructuredMode::Tools && text.is_empty() => {
+                    return Err(BadOutput::new("the model made no tool_use call", body));
+                }
+                None if finish_reason.as_deref() == Some("max_tokens") => {
+                    return Err(BadOutput::new(
+                        "output truncated at max_tokens before the JSON was complete \
+                         (stop_reason=max_tokens)",
+                        text,
+                    ));
+                }
+                None => {
+                    return Err(BadOutput::new("text content is not a JSON object", text));
+                }
+            }
+        }
+    };
+    Ok(Parsed {
+        value,
+        raw_text,
+        model,
+        usage,
+        finish_reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Message;
+
+    #[test]
+    fn endpoint_accepts_both_base_forms() {
+        assert_eq!(
+            endpoint("https://api.anthropic.com"),
+            "https://api.anthropic.com/v1/messages"
+        );
+        assert_eq!(
+            endpoint("https://api.anthropic.com/v1"),
+            "https://api.anthropic.com/v1/messages"
+        );
+    }
+
+    #[test]
+    fn bodies_per_mode() {
+        let req = ChatRequest::new(
+            "You plan.",
+            vec![Message::user("hi")],
+            "plan",
+            json!({"type": "object"}),
+        );
+        let b = build_body(&req, "claude", StructuredMode::Tools);
+        assert_eq!(b["max_tokens"], DEFAULT_MAX_TOKENS);
+        assert_eq!(b["system"], "You plan.");
+        assert_eq!(b["tools"][0]["name"], "plan");
+        assert_eq!(b["tools"][0]["input_schema"], req.schema);
+        assert_eq!(b["tool_choice"], json!({"type": "tool", "name": "plan"}));
+        let b = build_body(&req, "claude", StructuredMode::Prompt);
+        assert!(b.get("tools").is_none());
+        assert!(b["system"].as_str().unwrap().contains("JSON object"));
+    }
+
+    #[test]
+    fn parses_tool_use_and_text() {
+        let body = json!({
+            "model": "claude-x",
+            "content": [
+                {"type": "text", "text": "Sure."},
+                {"type": "tool_use", "id": "t1", "name": "plan", "input": {"a": 1}}
+            ],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 12, "output_tokens": 5}
+        })
+        .to_string();
+        let p = parse_response(&body, StructuredMode::Tools).unwrap();
+        assert_eq!(p.value, json!({"a": 1}));
+        assert_eq!(p.usage.input_tokens, 12);
+        assert_eq!(p.usage.output_tokens, 5);
+        assert_eq!(p.finish_reason.as_deref(), Some("tool_use"));
+
+        let body = json!({
+            "content": [{"type": "text", "text": "```json\n{\"b\": 2}\n```"}],
+            "stop_reason": "end_turn"
+        })
+        .to_string();
+        let p = parse_response(&body, StructuredMode::Prompt).unwrap();
+        assert_eq!(p.value, json!({"b": 2}));
+
+        assert!(parse_response("{}", StructuredMode::Prompt).is_err());
+        let body = json!({"content": []}).to_string();
+        assert!(parse_response(&body, StructuredMode::Tools).is_err());
+    }
+}

@@ -1,0 +1,81 @@
+//! Token prices and call cost: [`Pricing`] per model and [`cost_usd`], which prices input and
+//! output tokens separately (never all tokens at the output price).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::Usage;
+
+/// USD per million tokens for one model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Pricing {
+    /// Price of a million prompt tokens.
+    pub input_per_million: f64,
+    /// Price of a million completion tokens.
+    pub output_per_million: f64,
+}
+
+impl Pricing {
+    /// A price pair.
+    pub fn new(input_per_million: f64, output_per_million: f64) -> Self {
+        Self {
+            input_per_million,
+            output_per_million,
+        }
+    }
+
+    /// `input * in_price / 1e6 + output * out_price / 1e6`.
+    pub fn cost(&self, usage: &Usage) -> f64 {
+        // u64 → f64 loses precision only above 2^53 tokens.
+        let (input, output) = (usage.input_tokens as f64, usage.output_tokens as f64);
+        input * self.input_per_million / 1e6 + output * self.output_per_million / 1e6
+    }
+}
+
+/// Cost of `usage` priced by `response_model` (what the server says it ran), then by
+/// `requested_model`; `None` when neither is in `table`.
+pub fn cost_usd(
+    table: &HashMap<String, Pricing>,
+    response_model: &str,
+    requested_model: &str,
+    usage: &Usage,
+) -> Option<f64> {
+    table
+        .get(response_model)
+        .or_else(|| table.get(requested_model))
+        .map(|pricing| pricing.cost(usage))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_and_output_are_priced_separately() {
+        let usage = Usage {
+            input_tokens: 1_000,
+            output_tokens: 500,
+        };
+        let price = Pricing::new(2.0, 8.0);
+        let cost = price.cost(&usage);
+        assert!((cost - (0.002 + 0.004)).abs() < 1e-12, "{cost}");
+    }
+
+    #[test]
+    fn lookup_prefers_response_model() {
+        let mut table = HashMap::new();
+        table.insert("gpt-4o-2024-08-06".to_owned(), Pricing::new(1.0, 1.0));
+        table.insert("gpt-4o".to_owned(), Pricing::new(10.0, 10.0));
+        let usage = Usage {
+            input_tokens: 1_000_000,
+            output_tokens: 0,
+        };
+        assert_eq!(
+            cost_usd(&table, "gpt-4o-2024-08-06", "gpt-4o", &usage),
+            Some(1.0)
+        );
+        assert_eq!(cost_usd(&table, "unknown", "gpt-4o", &usage), Some(10.0));
+        assert_eq!(cost_usd(&table, "unknown", "other", &usage), None);
+    }
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `crane` binary: the HTTP API, the run lifecycle (retries, timeouts,
+//! cancellation, restarts, crash recovery, graceful shutdown) and the CLI. Each test starts its
+//! own `crane` process on a temporary data directory and a port chosen by the OS.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api;
+mod cli;
+mod lifecycle;
+mod support;
