@@ -36,6 +36,10 @@ pub struct Common {
     /// Timeout of one step attempt in milliseconds (default 10000).
     #[arg(long, global = true, env = "CRANE_STEP_TIMEOUT_MS")]
     pub step_timeout_ms: Option<u64>,
+    /// Planner strategy: rule, llm_first or rule_first (default: llm_first when an LLM is
+    /// configured, else rule).
+    #[arg(long, global = true, env = "CRANE_PLANNER_STRATEGY")]
+    pub planner_strategy: Option<String>,
     /// Register the fault-injection tools (debug_sleep, debug_flaky, debug_fail).
     #[arg(long, global = true, env = "CRANE_DEBUG_TOOLS", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
     pub debug_tools: Option<bool>,

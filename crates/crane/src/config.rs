@@ -33,6 +33,10 @@ pub struct FileConfig {
     pub retry: RetryFile,
     #[serde(default)]
     pub store: StoreFile,
+    #[serde(default)]
+    pub planner: crate::planner_config::PlannerFile,
+    #[serde(default)]
+    pub llm: crate::planner_config::LlmFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +83,11 @@ pub struct Settings {
     pub drain_timeout: Duration,
     pub runtime: RuntimeConfig,
     pub store: StoreConfig,
+    /// `[planner]` and `[llm]` from the file, and the strategy flag; turned into the planner
+    /// chain by [`Settings::planning`].
+    pub planner: crate::planner_config::PlannerFile,
+    pub llm: crate::planner_config::LlmFile,
+    pub strategy: Option<String>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -88,6 +97,16 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
 }
 
 impl Settings {
+    /// The planner chain: the rule planner, or LLM layers when configured.
+    pub fn planning(&self) -> anyhow::Result<crane_core::planning::PlanningConfig> {
+        crate::planner_config::build(
+            &self.planner,
+            &self.llm,
+            &crate::planner_config::LlmEnv::from_env(),
+            self.strategy.as_deref(),
+        )
+    }
+
     /// Merges defaults, the config file and flags/environment.
     pub fn load(common: &Common) -> anyhow::Result<Self> {
         let file = match &common.config {
@@ -155,6 +174,9 @@ impl Settings {
                 synchronous,
                 ..StoreConfig::default()
             },
+            planner: file.planner,
+            llm: file.llm,
+            strategy: common.planner_strategy.clone(),
         })
     }
 }

@@ -6,6 +6,7 @@
 mod bench;
 mod cli;
 mod config;
+mod planner_config;
 mod server;
 
 /// mimalloc: the run path allocates many short-lived buffers (JSON, SQL parameters); measured
@@ -84,7 +85,8 @@ fn registry(settings: &Settings) -> crane_core::tools::ToolRegistry {
 fn open_runtime(settings: &Settings) -> anyhow::Result<Runtime> {
     let store = Store::open(&settings.data_dir, &settings.store)
         .with_context(|| format!("could not open the store in {}", settings.data_dir.display()))?;
-    Ok(Runtime::new(store, Arc::new(registry(settings)), settings.runtime.clone()))
+    let planning = crane_core::planning::Planning::with_config(Arc::new(registry(settings)), settings.planning()?)?;
+    Ok(Runtime::with_planning(store, planning, settings.runtime.clone()))
 }
 
 async fn serve(common: Common) -> anyhow::Result<ExitCode> {
@@ -181,8 +183,7 @@ fn print_run(run: &Run) {
 async fn plan(common: Common, prompt: String) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(&common)?;
     init_logging(&settings, "warn");
-    let registry = Arc::new(builtin_registry());
-    let planning = crane_core::planning::Planning::new(registry);
+    let planning = crane_core::planning::Planning::with_config(Arc::new(registry(&settings)), settings.planning()?)?;
     let check = crane_core::runtime::check_prompt(&prompt, settings.runtime.max_prompt_chars);
     if let Err(e) = check {
         return usage_error(&e).ok_or_else(|| e.into());

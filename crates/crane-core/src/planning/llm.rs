@@ -151,7 +151,7 @@ impl LlmLayer {
                 usage.output_tokens += r.usage.output_tokens;
                 if let Some(c) = r.cost_usd {
                     *cost = Some(cost.unwrap_or(0.0) + c);
-                    metrics::counter!("crane_llm_cost_usd_micros_total", "provider" => self.provider.name().to_owned(), "model" => model_label.clone())
+                    metrics::counter!("crane_llm_cost_microdollars_total", "provider" => self.provider.name().to_owned(), "model" => model_label.clone())
                         .increment((c * 1e6).round() as u64);
                 }
                 metrics::counter!("crane_llm_tokens_total", "provider" => self.provider.name().to_owned(), "model" => model_label.clone(), "direction" => "input").increment(r.usage.input_tokens);

@@ -100,6 +100,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
     };
     metrics::gauge!("crane_active_runs").set(state.runtime.active_runs() as f64);
     metrics::gauge!("crane_queue_depth").set(state.runtime.queue_depth() as f64);
+    for layer in state.runtime.planning().layers() {
+        let provider = layer.provider();
+        // 0 closed, 1 half-open, 2 open.
+        let value = match provider.breaker_state() {
+            crane_llm::BreakerState::Closed => 0.0,
+            crane_llm::BreakerState::HalfOpen => 1.0,
+            crane_llm::BreakerState::Open => 2.0,
+        };
+        metrics::gauge!("crane_llm_circuit_breaker_state", "provider" => provider.name().to_owned()).set(value);
+    }
     (
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         handle.render(),

@@ -1,0 +1,237 @@
+//! The planner chain's configuration: `[planner]`, `[[llm.providers]]`, `[[llm.tiers]]` and
+//! `[llm.pricing.MODEL]` in crane.toml, plus the single-LLM environment contract
+//! (`CRANE_LLM_PROVIDER`, `CRANE_LLM_BASE_URL`, `CRANE_LLM_API_KEY`, `CRANE_LLM_MODEL`).
+//! Builds the `PlanningConfig` the runtime plans with. API keys are read from the file, from an
+//! environment variable the file names (`api_key_env`), or from `CRANE_LLM_API_KEY`, and are
+//! never printed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use crane_core::planning::prompt::PromptTemplate;
+use crane_core::planning::routing::Tier;
+use crane_core::planning::{LlmLayerConfig, PlanningConfig, Strategy};
+use crane_llm::{ApiKey, BreakerConfig, Pricing, Provider, ProviderConfig, ProviderKind, RetryConfig, StructuredMode};
+use serde::Deserialize;
+
+/// `[planner]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannerFile {
+    /// `rule`, `llm_first` or `rule_first`.
+    pub strategy: Option<String>,
+    pub deadline_ms: Option<u64>,
+    pub fallback_on_auth_error: Option<bool>,
+    pub few_shot: Option<bool>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub cache_capacity: Option<usize>,
+    pub cache_ttl_secs: Option<u64>,
+}
+
+/// `[llm]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmFile {
+    #[serde(default)]
+    pub providers: Vec<ProviderFile>,
+    #[serde(default)]
+    pub tiers: Vec<TierFile>,
+    #[serde(default)]
+    pub pricing: HashMap<String, PricingFile>,
+}
+
+/// One `[[llm.providers]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderFile {
+    pub name: String,
+    /// `openai` (any OpenAI-compatible server) or `anthropic`.
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    pub base_url: Option<String>,
+    pub model: String,
+    /// The key itself (prefer `api_key_env`). Redacted in Debug output.
+    pub api_key: Option<ApiKey>,
+    /// Name of an environment variable holding the key.
+    pub api_key_env: Option<String>,
+    /// Structured-output modes to try, in order.
+    pub modes: Option<Vec<String>>,
+    pub timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub max_retries: Option<u32>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_cooldown_ms: Option<u64>,
+}
+
+fn default_kind() -> String {
+    "openai".into()
+}
+
+/// One `[[llm.tiers]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierFile {
+    pub name: String,
+    pub model: String,
+    pub max_complexity: Option<u32>,
+}
+
+/// `[llm.pricing.MODEL]`: USD per million tokens.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingFile {
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+}
+
+/// The single-LLM environment contract.
+#[derive(Debug, Default, Clone)]
+pub struct LlmEnv {
+    pub provider: Option<String>,
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    pub model: Option<String>,
+}
+
+impl LlmEnv {
+    /// Reads `CRANE_LLM_*`; empty values count as unset.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self {
+            provider: var("CRANE_LLM_PROVIDER"),
+            base_url: var("CRANE_LLM_BASE_URL"),
+            api_key: var("CRANE_LLM_API_KEY"),
+            model: var("CRANE_LLM_MODEL"),
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.base_url.is_some() || self.api_key.is_some() || self.model.is_some() || self.provider.is_some()
+    }
+}
+
+fn parse_kind(kind: &str) -> anyhow::Result<ProviderKind> {
+    match kind {
+        "openai" => Ok(ProviderKind::OpenAi),
+        "anthropic" => Ok(ProviderKind::Anthropic),
+        other => bail!("unknown LLM provider kind '{other}' (use openai or anthropic)"),
+    }
+}
+
+fn default_base_url(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::OpenAi => "https://api.openai.com/v1",
+        ProviderKind::Anthropic => "https://api.anthropic.com",
+    }
+}
+
+fn parse_strategy(s: &str) -> anyhow::Result<Strategy> {
+    match s {
+        "rule" => Ok(Strategy::Rule),
+        "llm_first" | "llm-first" => Ok(Strategy::LlmFirst),
+        "rule_first" | "rule-first" => Ok(Strategy::RuleFirst),
+        other => bail!("unknown planner strategy '{other}' (use rule, llm_first or rule_first)"),
+    }
+}
+
+/// Builds the planner chain from the file sections, the environment and the strategy flag.
+pub fn build(
+    planner: &PlannerFile,
+    llm: &LlmFile,
+    env: &LlmEnv,
+    strategy_flag: Option<&str>,
+) -> anyhow::Result<PlanningConfig> {
+    let pricing: HashMap<String, Pricing> = llm
+        .pricing
+        .iter()
+        .map(|(model, p)| (model.clone(), Pricing { input_per_million: p.input_per_million, output_per_million: p.output_per_million }))
+        .collect();
+    let tiers: Vec<Tier> = llm
+        .tiers
+        .iter()
+        .map(|t| Tier { name: t.name.clone(), model: t.model.clone(), max_complexity: t.max_complexity })
+        .collect();
+    let mut providers = Vec::new();
+    if env.is_set() {
+        let kind = parse_kind(env.provider.as_deref().unwrap_or("openai")).context("CRANE_LLM_PROVIDER")?;
+        let Some(model) = env.model.clone() else {
+            bail!("CRANE_LLM_MODEL is not set: name the model to plan with (e.g. gpt-4o-mini, or the alias your local server serves)");
+        };
+        let base_url = env.base_url.clone().unwrap_or_else(|| default_base_url(kind).to_owned());
+        let mut config = ProviderConfig::new("primary", kind, base_url, model);
+        config.api_key = env.api_key.clone().map(ApiKey::new);
+        config.pricing = pricing.clone();
+        providers.push(config);
+    }
+    for p in &llm.providers {
+        let kind = parse_kind(&p.kind).with_context(|| format!("[[llm.providers]] {}", p.name))?;
+        let base_url = p.base_url.clone().unwrap_or_else(|| default_base_url(kind).to_owned());
+        let mut config = ProviderConfig::new(p.name.clone(), kind, base_url, p.model.clone());
+        let key = match (&p.api_key, &p.api_key_env) {
+            (Some(k), _) => Some(k.expose().to_owned()),
+            (None, Some(var)) => Some(std::env::var(var).with_context(|| {
+                format!("provider {}: environment variable {var} (api_key_env) is not set", p.name)
+            })?),
+            (None, None) => None,
+        };
+        config.api_key = key.map(ApiKey::new);
+        if let Some(modes) = &p.modes {
+            config.modes = modes
+                .iter()
+                .map(|m| {
+                    m.parse::<StructuredMode>().map_err(|_| {
+                        anyhow::anyhow!("provider {}: unknown mode '{m}' (use json_schema, json_object, tools or prompt)", p.name)
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
+        if let Some(ms) = p.timeout_ms {
+            config.request_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = p.connect_timeout_ms {
+            config.connect_timeout = Duration::from_millis(ms);
+        }
+        config.retry = RetryConfig { max_retries: p.max_retries.unwrap_or(config.retry.max_retries), ..config.retry };
+        config.breaker = BreakerConfig {
+            consecutive_failures: p.breaker_failures.unwrap_or(config.breaker.consecutive_failures),
+            cooldown: p.breaker_cooldown_ms.map_or(config.breaker.cooldown, Duration::from_millis),
+            ..config.breaker
+        };
+        config.pricing = pricing.clone();
+        providers.push(config);
+    }
+    let strategy = match strategy_flag.or(planner.strategy.as_deref()) {
+        Some(s) => parse_strategy(s)?,
+        None if providers.is_empty() => Strategy::Rule,
+        None => Strategy::LlmFirst,
+    };
+    if strategy != Strategy::Rule && providers.is_empty() {
+        bail!("planner strategy needs an LLM: set CRANE_LLM_BASE_URL/CRANE_LLM_MODEL or add [[llm.providers]] to crane.toml");
+    }
+    let layers = providers
+        .into_iter()
+        .map(|config| {
+            let name = config.name.clone();
+            let provider = Provider::new(config).map_err(|e| anyhow::anyhow!("LLM provider {name}: {e}"))?;
+            Ok(LlmLayerConfig {
+                provider,
+                template: PromptTemplate::builtin(),
+                few_shot: planner.few_shot.unwrap_or(true),
+                temperature: Some(planner.temperature.unwrap_or(0.0)),
+                max_tokens: Some(planner.max_tokens.unwrap_or(512)),
+                tiers: tiers.clone(),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let defaults = PlanningConfig::default();
+    Ok(PlanningConfig {
+        strategy,
+        layers,
+        cache_capacity: planner.cache_capacity.unwrap_or(defaults.cache_capacity),
+        cache_ttl: planner.cache_ttl_secs.map_or(defaults.cache_ttl, Duration::from_secs),
+        deadline: planner.deadline_ms.map_or(defaults.deadline, Duration::from_millis),
+        fallback_on_auth_error: planner.fallback_on_auth_error.unwrap_or(false),
+    })
+}
