@@ -1,22 +1,24 @@
-//! One clause → one command: strips politeness and sequencing words ("please", "can you",
-//! "then", "first,"), list bullets and trailing punctuation, then tries each phrase family in a
-//! fixed order (list, explicit add, complete, delete, arithmetic, bare "add X").
+//! One clause → one command (which may add or target several todos): strips politeness and
+//! sequencing words ("please", "can you", "then", "first,"), list bullets and trailing
+//! punctuation, then tries each phrase family in a fixed order (list, explicit add, complete,
+//! delete, arithmetic, bare "add X").
 
 use crate::arithmetic;
 use crate::expr::Expr;
+use crate::target::{self, Target};
 use crate::text::{
     Kind, Tok, ends_with, is_exactly, is_trailing_punct, strip_any_prefix, trim_trailing_punct,
 };
-use crate::todo::{self, AddParse, Target};
+use crate::todo::{self, AddParse};
 
 /// What one clause asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Command {
     Calc(Expr),
-    Add(String),
+    Add(Vec<String>),
     List(Option<bool>),
-    Complete(Target),
-    Delete(Target),
+    Complete(Vec<Target>),
+    Delete(Vec<Target>),
 }
 
 /// A parsed clause.
@@ -206,9 +208,9 @@ pub(crate) fn parse_clause(src: &str, toks: &[Tok]) -> Result<Parsed, Hint> {
         });
     }
     match todo::parse_add(src, t) {
-        Some(AddParse::Title(title)) => {
+        Some(AddParse::Titles(titles)) => {
             return Ok(Parsed {
-                cmd: Command::Add(title),
+                cmd: Command::Add(titles),
                 strong: true,
             });
         }
@@ -219,13 +221,13 @@ pub(crate) fn parse_clause(src: &str, toks: &[Tok]) -> Result<Parsed, Hint> {
         }
         None => {}
     }
-    if let Some((target, strong)) = todo::parse_complete(src, t) {
+    if let Some((target, strong)) = target::parse_complete(src, t) {
         return Ok(Parsed {
             cmd: Command::Complete(target),
             strong,
         });
     }
-    if let Some((target, strong)) = todo::parse_delete(src, t) {
+    if let Some((target, strong)) = target::parse_delete(src, t) {
         return Ok(Parsed {
             cmd: Command::Delete(target),
             strong,
@@ -237,9 +239,9 @@ pub(crate) fn parse_clause(src: &str, toks: &[Tok]) -> Result<Parsed, Hint> {
             strong: a.strong,
         });
     }
-    if let Some(title) = todo::parse_add_bare(src, t) {
+    if let Some(titles) = todo::parse_add_bare(src, t) {
         return Ok(Parsed {
-            cmd: Command::Add(title),
+            cmd: Command::Add(titles),
             strong: true,
         });
     }
@@ -323,6 +325,7 @@ const STRONG_STARTERS: &[&str] = &[
     "don't",
     "dont",
     "remember",
+    "another",
     "i",
     "note",
     // todo_complete / todo_delete
@@ -409,13 +412,21 @@ pub(crate) fn starts_with_target_verb(toks: &[Tok]) -> bool {
 fn hint_for(t: &[Tok]) -> Hint {
     let first = t.first().and_then(Tok::word)?;
     let all = t.iter().take(8).any(|x| {
-        x.word()
-            .is_some_and(|w| matches!(w, "all" | "every" | "everything" | "both"))
+        x.word().is_some_and(|w| {
+            matches!(
+                w,
+                "all" | "every" | "everything" | "both" | "list" | "todos" | "tasks"
+            )
+        })
     });
     match first {
-        "complete" | "finish" | "delete" | "remove" | "clear" | "mark" | "check" if all => Some(
-            " crane completes or deletes one todo per step; name each todo (or say \"the first one\" after listing).",
-        ),
+        "complete" | "finish" | "delete" | "remove" | "clear" | "empty" | "mark" | "check"
+            if all =>
+        {
+            Some(
+                " crane completes or deletes one todo per step; name each todo (or say \"the first one\" after listing).",
+            )
+        }
         "mark" | "set" => Some(
             " To complete a todo say e.g. \"mark buy milk as done\" (marking a todo as not done is not supported).",
         ),
@@ -445,7 +456,7 @@ mod tests {
         let p = parse("Could you please show me my todos, thanks!").unwrap();
         assert_eq!(p.cmd, Command::List(None));
         let p = parse("1. add a todo to buy milk").unwrap();
-        assert_eq!(p.cmd, Command::Add("buy milk".into()));
+        assert_eq!(p.cmd, Command::Add(vec!["buy milk".into()]));
         let p = parse("- list my todos").unwrap();
         assert_eq!(p.cmd, Command::List(None));
         let p = parse("then, calculate 2+2 please").unwrap();
@@ -460,11 +471,11 @@ mod tests {
         );
         assert_eq!(
             parse("add milk and eggs").unwrap().cmd,
-            Command::Add("milk and eggs".into())
+            Command::Add(vec!["milk and eggs".into()])
         );
         assert_eq!(
             parse("add 2 apples to my list").unwrap().cmd,
-            Command::Add("2 apples".into())
+            Command::Add(vec!["2 apples".into()])
         );
         assert!(parse("book a flight").is_err());
         assert!(parse("?").is_err());

@@ -18,18 +18,26 @@
 //! assert_eq!(err.clause.as_deref(), Some("book a flight"));
 //! ```
 //!
-//! Pipeline: `text` tokenizes (keeping byte spans so titles are cut verbatim), `split`
-//! finds clause boundaries, `clause` parses each clause with the `todo` and
-//! `arithmetic` phrase families, and `reference` builds the steps and their
+//! Pipeline: `text` tokenizes (keeping byte spans so titles are cut verbatim); `split` finds
+//! clause boundaries; `clause` normalises each clause and tries the phrase families in
+//! `todo` (add, list), `target` (complete, delete) and `arithmetic` (with the operator
+//! `grammar`, `numbers` and the `expr` printer); `reference` builds the steps and their
 //! `${steps.N...}` references.
+//!
+//! Splitting on "and"/commas only happens where the next part is a recognised command, so a
+//! title like "buy bread and butter" or a list like "sum of 1, 2 and 3" stays whole; a bare
+//! "delete X"/"complete X" after a plain "and" inside an add clause stays in the title (write
+//! "then", or "delete the todo X", to make it a separate step).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod arithmetic;
 mod clause;
 mod expr;
+mod grammar;
 mod numbers;
 mod reference;
 mod split;
+mod target;
 mod text;
 mod todo;
 

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::clause::Command;
 use crate::split::Clause;
+use crate::target::Target;
 use crate::text::escape_refs;
-use crate::todo::Target;
 use crate::{MAX_STEPS, PlannedStep, Rejection};
 
 /// What earlier steps produced, for references.
@@ -104,27 +104,31 @@ pub(crate) fn build(clauses: Vec<Clause>) -> Result<Vec<PlannedStep>, Rejection>
                 let n = cx.push("calculator", json!({ "expression": expression }), reasoning);
                 cx.last_calc = Some(n);
             }
-            Command::Add(title) => {
-                let reasoning = format!("Add the todo \"{title}\".");
-                let n = cx.push(
-                    "todo_add",
-                    json!({ "title": escape_refs(&title) }),
-                    reasoning,
-                );
-                cx.last_todo = Some(n);
+            Command::Add(titles) => {
+                for title in titles {
+                    let reasoning = format!("Add the todo \"{title}\".");
+                    let input = json!({ "title": escape_refs(&title) });
+                    cx.last_todo = Some(cx.push("todo_add", input, reasoning));
+                }
             }
             Command::List(done) => {
-                let reasoning = format!("List the {}todos.", filter_words(done));
-                let reasoning = if done.is_none() {
-                    "List all todos.".to_owned()
-                } else {
-                    reasoning
+                let reasoning = match done {
+                    None => "List all todos.".to_owned(),
+                    Some(_) => format!("List the {}todos.", filter_words(done)),
                 };
                 let n = cx.push("todo_list", list_input(done), reasoning);
                 cx.last_list = Some((n, done));
             }
-            Command::Complete(target) => target_step(&mut cx, target, &clause.text, true)?,
-            Command::Delete(target) => target_step(&mut cx, target, &clause.text, false)?,
+            Command::Complete(targets) => {
+                for target in targets {
+                    target_step(&mut cx, target, &clause.text, true)?;
+                }
+            }
+            Command::Delete(targets) => {
+                for target in targets {
+                    target_step(&mut cx, target, &clause.text, false)?;
+                }
+            }
         }
     }
     let n = cx.steps.len();

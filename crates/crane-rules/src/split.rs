@@ -19,6 +19,7 @@ use std::ops::Range;
 
 use crate::Rejection;
 use crate::clause::{self, Command, Parsed, display};
+use crate::expr::Expr;
 use crate::text::{Kind, Tok};
 
 /// A run of separator tokens `[start, end)`.
@@ -199,6 +200,11 @@ pub(crate) fn clauses(src: &str, toks: &[Tok]) -> Result<Vec<Clause>, Rejection>
     Ok(out)
 }
 
+/// A calculation of a lone number or constant.
+fn is_trivial(p: &Parsed) -> bool {
+    matches!(&p.cmd, Command::Calc(Expr::Num(_) | Expr::Const(_)))
+}
+
 /// How many boundaries [`resolve_segment`] tries before naming the whole rest as not
 /// understood (keeps adversarial prompts linear).
 const MAX_PREFIX_ATTEMPTS: usize = 16;
@@ -224,6 +230,8 @@ fn resolve_segment(
     while cur < range.end {
         let whole = &toks[cur..range.end];
         let hint = match clause::parse_clause(src, whole) {
+            // A lone number cut off by the fallback ("what is 2 + 2 and 3") is not a request.
+            Ok(p) if cur > range.start && is_trivial(&p) => None,
             Ok(p) => {
                 out.push(Clause {
                     cmd: p.cmd,
@@ -245,7 +253,9 @@ fn resolve_segment(
                 break;
             }
             let left = &toks[cur..b.start];
-            if let Ok(p) = clause::parse_clause(src, left) {
+            if let Ok(p) = clause::parse_clause(src, left)
+                && !is_trivial(&p)
+            {
                 out.push(Clause {
                     cmd: p.cmd,
                     text: display(src, left).to_owned(),

@@ -235,7 +235,7 @@ pub(crate) fn strip_any_suffix<'t>(toks: &'t [Tok], pats: &[&[&str]]) -> Option<
         .map(|p| &toks[..toks.len() - p.len()])
 }
 
-/// True when every token is a word and the words equal `pat`.
+/// True when `toks` is exactly `pat` (compared on `lower`).
 pub(crate) fn is_exactly(toks: &[Tok], pat: &[&str]) -> bool {
     toks.len() == pat.len() && starts_with(toks, pat)
 }

@@ -604,3 +604,69 @@ fn reasoning_is_a_sentence() {
     let s = plan("add a todo to buy milk").unwrap();
     assert_eq!(s[0].reasoning, "Add the todo \"buy milk\".");
 }
+
+#[test]
+fn several_todos_in_one_phrase() {
+    let titles = |p: &str| -> Vec<String> {
+        steps(p)
+            .into_iter()
+            .map(|(tool, input)| {
+                assert_eq!(tool, "todo_add", "{p:?}");
+                input["title"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(
+        titles("add \"call mom\" and \"buy milk\" to my list"),
+        ["call mom", "buy milk"]
+    );
+    assert_eq!(titles("add a todo \"a\", \"b\" and \"c\""), ["a", "b", "c"]);
+    assert_eq!(
+        titles("add todos: milk, eggs and bread"),
+        ["milk", "eggs", "bread"]
+    );
+    assert_eq!(
+        titles("add two tasks: call mom and pay rent"),
+        ["call mom", "pay rent"]
+    );
+    assert_eq!(
+        titles("add a todo to buy milk and another one to buy eggs"),
+        ["buy milk", "buy eggs"]
+    );
+    assert_eq!(
+        titles("add a todo to buy milk, then add another to buy eggs"),
+        ["buy milk", "buy eggs"]
+    );
+    // Without quotes or a plural keyword, one todo.
+    assert_eq!(
+        titles("add milk, eggs and bread to my list"),
+        ["milk, eggs and bread"]
+    );
+
+    let s = steps("complete \"buy milk\" and \"walk the dog\"");
+    assert_eq!(s[0].1, json!({"title": "buy milk"}));
+    assert_eq!(s[1].1, json!({"title": "walk the dog"}));
+    let s = steps("mark the first, second and last ones as done");
+    let ids: Vec<&Value> = s[1..].iter().map(|x| &x.1["id"]).collect();
+    assert_eq!(
+        ids,
+        [
+            &json!("${steps.1.todos.0.id}"),
+            &json!("${steps.1.todos.1.id}"),
+            &json!("${steps.1.todos.-1.id}")
+        ]
+    );
+}
+
+#[test]
+fn spoken_grouping_and_leftovers() {
+    assert_eq!(calc_of("What is 3 plus 4, times 2?"), "(3 + 4) * 2");
+    assert_eq!(calc_of("10 minus 4, divided by 2"), "(10 - 4) / 2");
+    // A number left over after a complete calculation is not silently dropped or run alone.
+    assert_eq!(rejected("what is 2 + 2 and 3").clause.as_deref(), Some("3"));
+    assert_eq!(one("show me what I've completed").1, json!({"done": true}));
+    assert_eq!(
+        steps("hey crane, what's 2+2?"),
+        vec![("calculator".to_owned(), json!({"expression": "2 + 2"}))]
+    );
+}
