@@ -57,6 +57,17 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// CPU time (user + system) a process has used, in seconds (Linux /proc).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -197,11 +208,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
     let rss_warm = pid.and_then(rss_kib);
+    let cpu_start = pid.and_then(cpu_seconds);
+    let own_cpu_start = cpu_seconds(std::process::id());
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_end = pid.and_then(cpu_seconds);
+    let own_cpu_end = cpu_seconds(std::process::id());
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for t in tasks {
@@ -222,6 +237,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         percentile(&latencies, 1.0)
     );
     println!("server RSS:       start {}  after warm-up {}  end {}", mb(rss_start), mb(rss_warm), mb(rss_end));
+    if let (Some(a), Some(b)) = (cpu_start, cpu_end) {
+        let per_run = if n > 0 { (b - a) / n as f64 * 1e6 } else { 0.0 };
+        println!("server CPU:       {:.2} cores, {per_run:.1} us per completed run", (b - a) / elapsed);
+    }
+    if let (Some(a), Some(b)) = (own_cpu_start, own_cpu_end) {
+        println!("load generator:   {:.2} cores", (b - a) / elapsed);
+    }
     if let Some(mut s) = server {
         if let Some(pid) = s.child.id() {
             // Ask for a graceful stop so the drain path is exercised too.

@@ -46,6 +46,23 @@ pub struct PlanContext<'a> {
     pub traceparent: Option<&'a str>,
 }
 
+/// What planning spent on LLM calls so far: every layer of the chain, repair rounds included.
+/// The chain owns it, so a plan made after an earlier layer's billed but unusable answers (or a
+/// rule fallback after them) still records what planning cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Spend {
+    pub usage: TokenUsage,
+    /// `None` until a priced call succeeded.
+    pub cost_usd: Option<f64>,
+}
+
+impl Spend {
+    /// True when no call was billed.
+    pub fn is_empty(&self) -> bool {
+        self.usage == TokenUsage::default() && self.cost_usd.is_none()
+    }
+}
+
 /// A plan from the model plus its record.
 pub struct LlmPlan {
     pub steps: Vec<PlanStep>,
@@ -60,9 +77,12 @@ fn failure(layer: &str, category: &str, message: impl Into<String>) -> LayerFail
     }
 }
 
+/// The answer's steps. `Err((category, message))`: `invalid_plan` for an object that is not a
+/// plan (no `steps` array: the provider already checked it is a JSON object, so this is the
+/// model's mistake, repaired like any other invalid plan), `unsupported` when the model declined.
 fn parse_steps(value: &Value) -> Result<Vec<PlanStep>, (String, String)> {
     let steps = value.get("steps").and_then(Value::as_array).ok_or_else(|| {
-        ("invalid_output".to_owned(), "the answer has no \"steps\" array".to_owned())
+        ("invalid_plan".to_owned(), "the answer has no \"steps\" array".to_owned())
     })?;
     if steps.is_empty() {
         let why = value
@@ -168,29 +188,30 @@ impl LlmLayer {
         result
     }
 
-    /// Asks the model for a plan; validates it; on invalid output tries one repair round.
+    /// Asks the model for a plan; validates it; on invalid output tries one repair round. Adds
+    /// the tokens and cost of every answered call to `spend`; a plan records the total.
     pub async fn plan(
         &self,
         prompt: &str,
         registry: &ToolRegistry,
         ctx: PlanContext<'_>,
         stats: &PlannerStats,
+        spend: &mut Spend,
     ) -> Result<LlmPlan, (LayerFailure, Option<crane_llm::ErrorKind>)> {
         let layer = self.layer_name();
         let decision = route(prompt, &self.tiers);
         let model = decision.as_ref().map(|d| d.model.clone());
-        let mut usage = TokenUsage::default();
-        let mut cost = None;
+        let Spend { usage, cost_usd: cost } = spend;
         let user = Message { role: Role::User, content: prompt.to_owned() };
         let first = self
-            .call(vec![user.clone()], model.clone(), ctx, &mut usage, &mut cost, stats)
+            .call(vec![user.clone()], model.clone(), ctx, usage, cost, stats)
             .await
             .map_err(|e| (failure(&layer, e.kind.as_str(), e.to_string()), Some(e.kind)))?;
 
         let problem = match parse_steps(&first.value) {
             Ok(steps) => match validate_plan(&steps, registry) {
                 Ok(()) => {
-                    return Ok(self.finish(steps, &first, decision, usage, cost, false));
+                    return Ok(self.finish(steps, &first, decision, *usage, *cost, false));
                 }
                 Err(violations) => violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; "),
             },
@@ -210,12 +231,12 @@ impl LlmLayer {
         };
         let assistant = Message { role: Role::Assistant, content: first.raw_text.clone() };
         let second = self
-            .call(vec![user, assistant, repair], model, ctx, &mut usage, &mut cost, stats)
+            .call(vec![user, assistant, repair], model, ctx, usage, cost, stats)
             .await
             .map_err(|e| (failure(&layer, e.kind.as_str(), format!("repair: {e}")), Some(e.kind)))?;
         match parse_steps(&second.value) {
             Ok(steps) => match validate_plan(&steps, registry) {
-                Ok(()) => Ok(self.finish(steps, &second, decision, usage, cost, true)),
+                Ok(()) => Ok(self.finish(steps, &second, decision, *usage, *cost, true)),
                 Err(violations) => Err((
                     failure(
                         &layer,

@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::domain::{LayerFailure, Plan, PlanSource, PlanStep, PlannerInfo};
 use crate::tools::ToolRegistry;
-pub use llm::{LlmLayer, LlmLayerConfig, PlanContext};
+pub use llm::{LlmLayer, LlmLayerConfig, PlanContext, Spend};
 pub use validate::{PlanViolation, validate_plan};
 
 /// Why no plan could be made.
@@ -239,8 +239,9 @@ impl Planning {
             deadline: tokio::time::Instant::now() + self.deadline,
             traceparent,
         };
+        let mut spend = llm::Spend::default();
         for layer in &self.layers {
-            match layer.plan(prompt, &self.registry, ctx, &self.stats).await {
+            match layer.plan(prompt, &self.registry, ctx, &self.stats, &mut spend).await {
                 Ok(plan) => {
                     let mut info = plan.info;
                     info.attempts = failures;
@@ -274,6 +275,11 @@ impl Planning {
             match self.rule_plan(prompt, PlanSource::Fallback) {
                 Ok((steps, mut info)) => {
                     info.attempts = failures;
+                    // Billed answers that were unusable still cost this run.
+                    if !spend.is_empty() {
+                        info.usage = Some(spend.usage);
+                        info.cost_usd = spend.cost_usd;
+                    }
                     return Ok((steps, info));
                 }
                 Err(e) => failures.push(LayerFailure {

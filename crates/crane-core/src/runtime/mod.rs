@@ -205,8 +205,14 @@ impl Runtime {
                 })
                 .map(|e| e.waiters)
                 .unwrap_or_default();
+            // The last waiter gets the run itself; only extra waiters cost a clone.
+            let mut waiters = waiters;
+            let last = waiters.pop();
             for w in waiters {
                 let _ = w.send(run.clone());
+            }
+            if let Some(w) = last {
+                let _ = w.send(run);
             }
         });
         wait.then_some(rx)
@@ -369,9 +375,32 @@ async fn work(inner: &Inner, run: &mut Run, cancel: &CancellationToken) -> Resul
     if run.started_at.is_none() {
         run.started_at = Some(now());
     }
-    // The API must show a run that is executing as running; this write shares a group commit
-    // with other runs' writes.
-    inner.store.save_run(run).await?;
+    // The API must show a run that is executing as running. Most runs finish in well under a
+    // millisecond, so the `running` checkpoint is written only when the run is still going after
+    // RUNNING_CHECKPOINT_DELAY; it is conditional on the stored run still being pending, so it
+    // can never overwrite a later state.
+    let checkpoint = {
+        let store = inner.store.clone();
+        let run_id = run.run_id.clone();
+        let started_at = run.started_at.unwrap_or_else(now);
+        tokio::spawn(async move {
+            tokio::time::sleep(RUNNING_CHECKPOINT_DELAY).await;
+            let _ = store.mark_running(&run_id, started_at).await;
+        })
+    };
+    let result = plan_and_execute(inner, run, cancel).await;
+    checkpoint.abort();
+    result
+}
+
+/// How long a run executes before its `running` state is written.
+const RUNNING_CHECKPOINT_DELAY: Duration = Duration::from_millis(2);
+
+async fn plan_and_execute(
+    inner: &Inner,
+    run: &mut Run,
+    cancel: &CancellationToken,
+) -> Result<(), crate::store::StoreError> {
     if run.plan.is_none() {
         let traceparent = run
             .trace_id

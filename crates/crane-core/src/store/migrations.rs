@@ -35,6 +35,14 @@ const MIGRATIONS: &[&str] = &[
         effect_key TEXT PRIMARY KEY,
         output TEXT NOT NULL
      ) WITHOUT ROWID;",
+    // 2: evaluation results (`crane eval`): a summary for listings and the full JSON report.
+    "CREATE TABLE evals (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        eval_id TEXT UNIQUE NOT NULL,
+        created_at TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        report TEXT NOT NULL
+     );",
 ];
 
 /// Applies every migration newer than the database's version, each in its own transaction.

@@ -10,6 +10,7 @@
 //! `synchronous = "full"` in the config to survive those too, at a throughput cost.
 
 mod checkpoint;
+mod evals;
 mod migrations;
 mod pool;
 mod runs;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 
+pub use evals::{EvalPage, EvalSummary, StoredEval};
 pub use runs::{InsertOutcome, RunFilter, RunPage};
 pub use todos::{Todo, TodoFilter, TodoLookupError, TodoSelector};
 

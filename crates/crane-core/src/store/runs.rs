@@ -116,6 +116,25 @@ impl Store {
         .await
     }
 
+    /// Marks a stored `pending` run as `running` (started at `started_at`) without rewriting
+    /// the rest of its record; does nothing when the run is in any other state.
+    pub async fn mark_running(&self, run_id: &str, started_at: crate::domain::Timestamp) -> Result<bool, StoreError> {
+        let run_id = run_id.to_owned();
+        let started = serde_json::to_value(started_at).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let started = started.to_string();
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE runs SET status = 'running', updated_at = ?3,
+                        body = json_set(body, '$.status', 'running', '$.started_at', json(?2))
+                     WHERE run_id = ?1 AND status = 'pending'",
+                )?
+                .execute(params![run_id, started, crate::domain::now().to_rfc3339()])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     /// The run with this id.
     pub async fn get_run(&self, run_id: &str) -> Result<Option<Run>, StoreError> {
         let run_id = run_id.to_owned();
@@ -252,6 +271,21 @@ mod tests {
             InsertOutcome::Inserted => panic!("duplicate key inserted"),
         }
         assert!(store.get_run(&b.run_id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn mark_running_only_moves_pending_runs() {
+        let (_dir, store) = store();
+        let mut run = Run::new("x".into(), None, None);
+        store.insert_run(&run).await.unwrap();
+        let at = crate::domain::now();
+        assert!(store.mark_running(&run.run_id, at).await.unwrap());
+        let stored = store.get_run(&run.run_id).await.unwrap().unwrap();
+        assert_eq!((stored.status, stored.started_at), (RunStatus::Running, Some(at)));
+        run.status = RunStatus::Completed;
+        store.save_run(&run).await.unwrap();
+        assert!(!store.mark_running(&run.run_id, at).await.unwrap());
+        assert_eq!(store.get_run(&run.run_id).await.unwrap().unwrap().status, RunStatus::Completed);
     }
 
     #[tokio::test]
