@@ -8,6 +8,7 @@ pub mod domain;
 pub mod planning;
 pub mod runtime;
 pub mod store;
+pub mod telemetry;
 pub mod tools;
 
 pub use domain::{Plan, PlanStep, PlannerInfo, Run, RunStatus, StepRecord};

@@ -6,8 +6,10 @@
 mod bench;
 mod cli;
 mod config;
+mod eval;
 mod planner_config;
 mod server;
+mod telemetry;
 
 /// mimalloc: the run path allocates many short-lived buffers (JSON, SQL parameters); measured
 /// in docs/benchmarks.md.
@@ -36,7 +38,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(dispatch(cli.command)) {
+    let result = rt.block_on(dispatch(cli.command));
+    telemetry::shutdown();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -60,18 +64,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Eval(args) => eval::run(args).await,
     }
 }
 
 fn init_logging(settings: &Settings, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if settings.json_logs {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
+    telemetry::init(settings.json_logs, default_level);
 }
 
 fn registry(settings: &Settings) -> crane_core::tools::ToolRegistry {

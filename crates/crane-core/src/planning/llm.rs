@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crane_llm::{ChatRequest, ChatResponse, LlmError, Message, Provider, Role};
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::prompt::PromptTemplate;
 use super::routing::{Tier, route};
@@ -155,9 +156,57 @@ impl LlmLayer {
             deadline: Some(ctx.deadline),
             traceparent: ctx.traceparent.map(str::to_owned),
         };
+        let requested = request.model.as_deref().unwrap_or(self.provider.model()).to_owned();
+        let span = tracing::debug_span!(
+            "chat",
+            otel.name = %format!("chat {requested}"),
+            otel.kind = "client",
+            gen_ai.operation.name = "chat",
+            gen_ai.provider.name = self.provider.kind().as_str(),
+            gen_ai.request.model = %requested,
+            gen_ai.request.temperature = self.temperature.map(f64::from),
+            gen_ai.request.max_tokens = self.max_tokens,
+            gen_ai.response.model = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            gen_ai.response.finish_reasons = tracing::field::Empty,
+            gen_ai.input.messages = tracing::field::Empty,
+            gen_ai.output.messages = tracing::field::Empty,
+            crane.llm.provider = self.provider.name(),
+            crane.llm.mode = tracing::field::Empty,
+            crane.llm.repair = request.messages.len() > 1,
+            crane.cost.usd = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let mut request = request;
+        // Outgoing calls carry the chat span's context; without export, the run's trace id.
+        request.traceparent = crate::telemetry::traceparent(&span).or(request.traceparent);
+        if crate::telemetry::record_content() {
+            let text: Vec<&str> = request.messages.iter().map(|m| m.content.as_str()).collect();
+            span.record("gen_ai.input.messages", crate::telemetry::truncate(&text.join("\n")));
+        }
         let started = Instant::now();
-        let result = self.provider.chat(&request).await;
-        let requested = request.model.as_deref().unwrap_or(self.provider.model());
+        let result = self.provider.chat(&request).instrument(span.clone()).await;
+        match &result {
+            Ok(r) => {
+                span.record("gen_ai.response.model", r.model.as_str());
+                span.record("gen_ai.usage.input_tokens", r.usage.input_tokens);
+                span.record("gen_ai.usage.output_tokens", r.usage.output_tokens);
+                span.record("crane.llm.mode", r.mode.as_str());
+                if let Some(reason) = &r.finish_reason {
+                    span.record("gen_ai.response.finish_reasons", format!("[\"{reason}\"]"));
+                }
+                if let Some(cost) = r.cost_usd {
+                    span.record("crane.cost.usd", cost);
+                }
+                if crate::telemetry::record_content() {
+                    span.record("gen_ai.output.messages", crate::telemetry::truncate(&r.raw_text));
+                }
+            }
+            Err(e) => {
+                span.record("error.type", e.kind.as_str());
+            }
+        }
         let (model_label, status) = match &result {
             Ok(r) => (r.model.clone(), "ok"),
             Err(e) => (requested.to_owned(), e.kind.as_str()),

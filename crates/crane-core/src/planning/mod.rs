@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::domain::{LayerFailure, Plan, PlanSource, PlanStep, PlannerInfo};
 use crate::tools::ToolRegistry;
@@ -165,7 +166,23 @@ impl Planning {
     /// Plans `prompt`, sending `traceparent` on LLM calls.
     pub async fn plan_traced(&self, prompt: &str, traceparent: Option<&str>) -> Result<Plan, PlanError> {
         let started = Instant::now();
-        let result = self.plan_inner(prompt, traceparent).await;
+        let span = tracing::debug_span!(
+            "plan",
+            crane.plan.strategy = ?self.strategy,
+            crane.plan.source = tracing::field::Empty,
+            crane.planner.variant = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let result = self.plan_inner(prompt, traceparent).instrument(span.clone()).await;
+        match &result {
+            Ok(plan) => {
+                span.record("crane.plan.source", plan.planner.source.as_str());
+                span.record("crane.planner.variant", plan.planner.name.as_str());
+            }
+            Err(_) => {
+                span.record("error.type", "no_plan");
+            }
+        }
         match &result {
             Ok(plan) => self.stats.plan_made(plan.planner.source, plan.planner.latency_us),
             Err(e) => {
@@ -183,8 +200,10 @@ impl Planning {
     }
 
     fn rule_plan(&self, prompt: &str, source: PlanSource) -> Result<(Vec<PlanStep>, PlannerInfo), PlanError> {
-        let steps = rule::plan(prompt)?;
-        validate_plan(&steps, &self.registry).map_err(|violations| PlanError::Invalid { violations })?;
+        let steps = tracing::debug_span!("rule_planner").in_scope(|| rule::plan(prompt))?;
+        tracing::debug_span!("validate_plan")
+            .in_scope(|| validate_plan(&steps, &self.registry))
+            .map_err(|violations| PlanError::Invalid { violations })?;
         Ok((
             steps,
             PlannerInfo::simple(crane_rules::PLANNER_NAME, crane_rules::PLANNER_VERSION, source),
@@ -227,7 +246,8 @@ impl Planning {
         let identity = self.layers.first().map(|l| l.identity()).unwrap_or_default();
         let key = cache::key(&identity, prompt);
         if let Some(cache) = &self.cache {
-            let hit = cache.get(&key);
+            let hit = tracing::debug_span!("plan_cache.lookup").in_scope(|| cache.get(&key));
+            tracing::debug!(hit = hit.is_some(), "plan cache lookup");
             self.stats.cache_lookup(hit.is_some());
             if let Some(hit) = hit {
                 let mut info = PlannerInfo::simple(&hit.origin, "cached", PlanSource::Cache);
@@ -272,6 +292,7 @@ impl Planning {
             }
         }
         if rule_fallback {
+            tracing::debug!(reasons = %describe(&failures), "fallback to the rule planner");
             match self.rule_plan(prompt, PlanSource::Fallback) {
                 Ok((steps, mut info)) => {
                     info.attempts = failures;

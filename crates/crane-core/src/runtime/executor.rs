@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::Inner;
 use crate::domain::{AttemptRecord, PlanStep, Run, RunStatus, StepRecord, StepStatus, now, reference};
@@ -68,6 +69,15 @@ pub(super) async fn finish(
     let completed_at = now();
     run.completed_at = Some(completed_at);
     let source = run.plan.as_ref().map_or("none", |p| p.planner.source.as_str());
+    let span = tracing::Span::current();
+    span.record("crane.run.status", status.as_str());
+    span.record("crane.plan.source", source);
+    if let Some(plan) = &run.plan {
+        span.record("crane.planner.variant", plan.planner.name.as_str());
+        if let Some(cost) = plan.planner.cost_usd {
+            span.record("crane.cost.usd", cost);
+        }
+    }
     metrics::counter!("crane_runs_total", "status" => status.as_str(), "source" => source).increment(1);
     let seconds = (completed_at - run.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
     metrics::histogram!("crane_run_duration_seconds", "status" => status.as_str()).record(seconds.max(0.0));
@@ -80,6 +90,35 @@ fn registered_name(inner: &Inner, name: &str) -> &'static str {
 }
 
 async fn execute_step(
+    inner: &Inner,
+    run: &Run,
+    step: &PlanStep,
+    outputs: &[Value],
+    cancel: &CancellationToken,
+) -> StepRecord {
+    let span = tracing::debug_span!(
+        "execute_tool",
+        otel.name = %format!("execute_tool {}", registered_name(inner, &step.tool)),
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = %step.tool,
+        gen_ai.tool.call.id = %format!("{}:{}", run.run_id, step.step_number),
+        crane.step.number = step.step_number,
+        crane.step.attempts = tracing::field::Empty,
+        crane.step.status = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    let record = execute_step_inner(inner, run, step, outputs, cancel).instrument(span.clone()).await;
+    span.record("crane.step.attempts", record.attempts);
+    span.record("crane.step.status", format!("{:?}", record.status).to_lowercase());
+    if let Some(kind) = record.attempt_log.last().and_then(|a| a.error_kind.clone()) {
+        span.record("error.type", kind);
+    } else if record.status == StepStatus::Failed {
+        span.record("error.type", "invalid_input");
+    }
+    record
+}
+
+async fn execute_step_inner(
     inner: &Inner,
     run: &Run,
     step: &PlanStep,
@@ -178,6 +217,7 @@ async fn execute_step(
             }
             Err(e) => {
                 let retry = e.kind.is_retryable() && attempt < max_attempts;
+                let e_kind = e.kind.as_str();
                 let backoff = retry.then(|| policy.backoff(attempt));
                 tracing::debug!(run_id = %run.run_id, step = step.step_number, attempt, kind = e.kind.as_str(), error = %e, retry, "step attempt failed");
                 record.attempt_log.push(AttemptRecord {
@@ -198,6 +238,7 @@ async fn execute_step(
                     return done(record, StepStatus::Failed);
                 };
                 metrics::counter!("crane_step_retries_total", "tool" => tool.name()).increment(1);
+                tracing::debug!(attempt, backoff_ms = backoff.as_millis() as u64, error.type = e_kind, "retry");
                 tokio::select! {
                     _ = cancel.cancelled() => {
                         record.error = Some("cancelled".into());

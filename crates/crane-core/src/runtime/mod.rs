@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use config::RuntimeConfig;
 pub use error::RuntimeError;
@@ -180,11 +181,27 @@ impl Runtime {
         }
         self.inner.queued.fetch_add(1, Ordering::Relaxed);
         let inner = self.inner.clone();
+        // The run's span is a child of the caller's (the HTTP request's) span, so a run executed
+        // by a worker joins the trace of the request that created it.
+        let span = tracing::debug_span!(
+            parent: &tracing::Span::current(),
+            "run",
+            otel.name = "run",
+            crane.run.id = %run.run_id,
+            crane.run.status = tracing::field::Empty,
+            crane.plan.source = tracing::field::Empty,
+            crane.planner.variant = tracing::field::Empty,
+            crane.cost.usd = tracing::field::Empty,
+        );
         tokio::spawn(async move {
-            let permit = tokio::select! {
-                p = inner.permits.clone().acquire_owned() => p.ok(),
-                _ = cancel.cancelled() => None,
-            };
+            let permit = async {
+                tokio::select! {
+                    p = inner.permits.clone().acquire_owned() => p.ok(),
+                    _ = cancel.cancelled() => None,
+                }
+            }
+            .instrument(tracing::debug_span!("queue"))
+            .await;
             inner.queued.fetch_sub(1, Ordering::Relaxed);
             let mut run = run;
             let outcome = work(&inner, &mut run, &cancel).await;
@@ -214,7 +231,7 @@ impl Runtime {
             if let Some(w) = last {
                 let _ = w.send(run);
             }
-        });
+        }.instrument(span));
         wait.then_some(rx)
     }
 

@@ -8,6 +8,8 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The trace id of the current request, available to handlers as an extension.
 #[derive(Debug, Clone)]
@@ -38,23 +40,53 @@ fn fresh_trace_id() -> String {
     format!("{:032x}", rand::random::<u128>() | 1)
 }
 
-/// Adds `X-Trace-ID` and records HTTP metrics.
+/// Reads W3C trace context from request headers.
+struct HeaderExtractor<'a>(&'a axum::http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// Adds `X-Trace-ID`, opens the request's server span (joined to an incoming `traceparent`)
+/// and records HTTP metrics.
 pub async fn middleware(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let trace_id = req
+    let incoming = req
         .headers()
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_traceparent)
-        .unwrap_or_else(fresh_trace_id);
+        .and_then(parse_traceparent);
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
     let method = req.method().as_str().to_owned();
+    let span = tracing::debug_span!(
+        "http",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let mut trace_id = None;
+    if crate::telemetry::exporting() {
+        if incoming.is_some() {
+            let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(req.headers())));
+            let _ = span.set_parent(cx);
+        }
+        trace_id = crane_core::telemetry::trace_id(&span);
+    }
+    let trace_id = trace_id.or(incoming).unwrap_or_else(fresh_trace_id);
     req.extensions_mut().insert(TraceId(trace_id.clone()));
-    let mut response = next.run(req).await;
+    let mut response = next.run(req).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
     if let Ok(v) = HeaderValue::from_str(&trace_id) {
         response.headers_mut().insert("x-trace-id", v);
     }
