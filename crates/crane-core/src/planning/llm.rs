@@ -165,7 +165,7 @@ impl LlmLayer {
             gen_ai.provider.name = self.provider.kind().as_str(),
             gen_ai.request.model = %requested,
             gen_ai.request.temperature = self.temperature.map(f64::from),
-            gen_ai.request.max_tokens = self.max_tokens,
+            gen_ai.request.max_tokens = self.max_tokens.map(i64::from),
             gen_ai.response.model = tracing::field::Empty,
             gen_ai.usage.input_tokens = tracing::field::Empty,
             gen_ai.usage.output_tokens = tracing::field::Empty,
@@ -190,8 +190,9 @@ impl LlmLayer {
         match &result {
             Ok(r) => {
                 span.record("gen_ai.response.model", r.model.as_str());
-                span.record("gen_ai.usage.input_tokens", r.usage.input_tokens);
-                span.record("gen_ai.usage.output_tokens", r.usage.output_tokens);
+                // OpenTelemetry integers are i64; tracing-opentelemetry exports u64 as strings.
+                span.record("gen_ai.usage.input_tokens", r.usage.input_tokens as i64);
+                span.record("gen_ai.usage.output_tokens", r.usage.output_tokens as i64);
                 span.record("crane.llm.mode", r.mode.as_str());
                 if let Some(reason) = &r.finish_reason {
                     span.record("gen_ai.response.finish_reasons", format!("[\"{reason}\"]"));

@@ -102,13 +102,13 @@ async fn execute_step(
         gen_ai.operation.name = "execute_tool",
         gen_ai.tool.name = %step.tool,
         gen_ai.tool.call.id = %format!("{}:{}", run.run_id, step.step_number),
-        crane.step.number = step.step_number,
+        crane.step.number = i64::from(step.step_number),
         crane.step.attempts = tracing::field::Empty,
         crane.step.status = tracing::field::Empty,
         error.type = tracing::field::Empty,
     );
     let record = execute_step_inner(inner, run, step, outputs, cancel).instrument(span.clone()).await;
-    span.record("crane.step.attempts", record.attempts);
+    span.record("crane.step.attempts", i64::from(record.attempts));
     span.record("crane.step.status", format!("{:?}", record.status).to_lowercase());
     if let Some(kind) = record.attempt_log.last().and_then(|a| a.error_kind.clone()) {
         span.record("error.type", kind);

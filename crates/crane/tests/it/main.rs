@@ -6,4 +6,7 @@
 mod api;
 mod cli;
 mod lifecycle;
+mod llm_faults;
+mod llm_real;
+mod otel;
 mod support;

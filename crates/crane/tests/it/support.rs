@@ -58,12 +58,18 @@ pub struct Server {
     pub client: reqwest::Client,
     root: tempfile::TempDir,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     starts: usize,
 }
 
 impl Server {
     /// Starts `crane serve` with `args` on a fresh data dir.
     pub async fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[]).await
+    }
+
+    /// Starts `crane serve` with `args` and extra environment variables on a fresh data dir.
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let root = tempfile::tempdir().expect("temp dir");
         let mut server = Self {
             child: None,
@@ -74,6 +80,7 @@ impl Server {
                 .expect("http client"),
             root,
             args: args.iter().map(|s| (*s).to_owned()).collect(),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             starts: 0,
         };
         server.spawn().await;
@@ -118,6 +125,7 @@ impl Server {
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

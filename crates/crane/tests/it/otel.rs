@@ -1,0 +1,207 @@
+//! Traces into a real OTLP receiver (Arize Phoenix): a multi-step run planned by an LLM (a
+//! wiremock OpenAI-compatible upstream) is exported over OTLP/HTTP; the test reads the spans
+//! back from Phoenix's REST API and checks the span tree, the names and the gen_ai.*
+//! attributes, and that the trace continues the caller's `traceparent`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::Server;
+
+fn phoenix_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("CRANE_TEST_PHOENIX") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    PathBuf::from(home).join(".cache/crane/venv-phoenix/bin/phoenix")
+}
+
+struct Phoenix {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Phoenix {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start_phoenix() -> Phoenix {
+    let bin = phoenix_bin();
+    assert!(
+        bin.exists(),
+        "Arize Phoenix is not installed at {}; run scripts/install-test-deps.sh",
+        bin.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = Command::new(&bin)
+        .arg("serve")
+        .env("PHOENIX_HOST", "127.0.0.1")
+        .env("PHOENIX_PORT", port.to_string())
+        .env("PHOENIX_WORKING_DIR", dir.path())
+        .env("PHOENIX_TELEMETRY_ENABLED", "false")
+        // Its gRPC receiver always listens on 4317; the test uses OTLP/HTTP only.
+        .env("PHOENIX_GRPC_PORT", free_port().to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/v1/projects")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Phoenix did not start within 90 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Phoenix { child, base, _dir: dir }
+}
+
+fn plan_answer() -> Value {
+    let plan = json!({"steps": [
+        {"tool": "todo_add", "input": {"title": "trace me"}, "reasoning": "add"},
+        {"tool": "todo_complete", "input": {"id": "${steps.1.todo.id}"}, "reasoning": "complete"}
+    ]});
+    json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "mock-model-2026",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": plan.to_string()}}],
+        "usage": {"prompt_tokens": 321, "completion_tokens": 45}
+    })
+}
+
+async fn spans_of(phoenix: &Phoenix, project: &str, trace_id: &str, want: usize) -> Vec<Value> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let url = format!("{}/v1/projects/{project}/spans?limit=1000", phoenix.base);
+        if let Ok(r) = client.get(&url).send().await
+            && let Ok(body) = r.json::<Value>().await
+        {
+            let spans: Vec<Value> = body["data"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|s| s["context"]["trace_id"] == trace_id)
+                .collect();
+            if spans.len() >= want {
+                return spans;
+            }
+        }
+        assert!(Instant::now() < deadline, "Phoenix did not receive {want} spans of trace {trace_id} within 60 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn attr<'a>(span: &'a Value, key: &str) -> &'a Value {
+    &span["attributes"][key]
+}
+
+#[tokio::test]
+async fn multi_step_run_is_traced_into_phoenix_with_genai_attributes() {
+    let phoenix = start_phoenix().await;
+    let llm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(plan_answer()))
+        .mount(&llm)
+        .await;
+    let project = "crane-otel-it";
+    let server = Server::start_with_env(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", phoenix.base.as_str()),
+            ("OTEL_SERVICE_NAME", project),
+            ("CRANE_LLM_BASE_URL", &format!("{}/v1", llm.uri())),
+            ("CRANE_LLM_MODEL", "mock-model"),
+        ],
+    )
+    .await;
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent_span = "00f067aa0ba902b7";
+    let req = server
+        .client
+        .post(server.url("/runs?wait=true"))
+        .header("traceparent", format!("00-{trace_id}-{parent_span}-01"))
+        .json(&json!({"prompt": "add a todo to trace me and then mark it done"}));
+    let (status, headers, run) = server.send(req).await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["plan"]["planner"]["source"], "llm", "{run}");
+    assert_eq!(crate::support::trace_id(&headers), trace_id);
+    assert_eq!(run["trace_id"], trace_id);
+
+    // The LLM call carried the chat span's context on to the upstream.
+    let received = llm.received_requests().await.unwrap();
+    let sent = received[0].headers.get("traceparent").unwrap().to_str().unwrap().to_owned();
+    assert!(sent.starts_with(&format!("00-{trace_id}-")), "outgoing traceparent {sent}");
+
+    // http, run, queue, plan, chat, execute_tool x2 (plus smaller spans).
+    let spans = spans_of(&phoenix, project, trace_id, 7).await;
+    let by_name: HashMap<&str, &Value> = spans.iter().map(|s| (s["name"].as_str().unwrap_or(""), s)).collect();
+    let id_of = |name: &str| -> String {
+        by_name
+            .get(name)
+            .unwrap_or_else(|| panic!("no span named {name:?}; got {:?}", by_name.keys().collect::<Vec<_>>()))["context"]["span_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let http = by_name["POST /runs"];
+    assert_eq!(http["parent_id"], parent_span, "the request span continues the caller's trace");
+    assert_eq!(attr(http, "http.route"), "/runs");
+    let run_span = by_name["run"];
+    assert_eq!(run_span["parent_id"].as_str().unwrap(), id_of("POST /runs"));
+    assert_eq!(attr(run_span, "crane.run.id"), &run["run_id"]);
+    assert_eq!(attr(run_span, "crane.plan.source"), "llm");
+    assert_eq!(attr(run_span, "crane.run.status"), "completed");
+    assert!(!attr(run_span, "crane.planner.variant").is_null());
+    let plan = by_name["plan"];
+    assert_eq!(plan["parent_id"].as_str().unwrap(), id_of("run"));
+
+    let chat = by_name["chat mock-model"];
+    assert_eq!(chat["parent_id"].as_str().unwrap(), id_of("plan"));
+    // Phoenix classifies the span from its gen_ai.* attributes.
+    assert_eq!(chat["span_kind"], "LLM");
+    assert_eq!(attr(chat, "gen_ai.operation.name"), "chat");
+    assert_eq!(attr(chat, "gen_ai.provider.name"), "openai");
+    assert_eq!(attr(chat, "gen_ai.request.model"), "mock-model");
+    assert_eq!(attr(chat, "gen_ai.response.model"), "mock-model-2026");
+    assert_eq!(attr(chat, "gen_ai.usage.input_tokens").as_f64(), Some(321.0));
+    assert_eq!(attr(chat, "gen_ai.usage.output_tokens").as_f64(), Some(45.0));
+    assert!(attr(chat, "gen_ai.response.finish_reasons").to_string().contains("stop"));
+    assert!(!attr(chat, "gen_ai.request.temperature").is_null());
+    assert!(!attr(chat, "gen_ai.request.max_tokens").is_null());
+    // Content is off by default.
+    assert!(attr(chat, "gen_ai.input.messages").is_null());
+
+    for tool in ["todo_add", "todo_complete"] {
+        let step = by_name[format!("execute_tool {tool}").as_str()];
+        assert_eq!(step["parent_id"].as_str().unwrap(), id_of("run"), "{tool}");
+        assert_eq!(attr(step, "gen_ai.operation.name"), "execute_tool");
+        assert_eq!(attr(step, "gen_ai.tool.name"), tool);
+        assert!(attr(step, "gen_ai.tool.call.id").as_str().unwrap().starts_with(run["run_id"].as_str().unwrap()));
+    }
+}
