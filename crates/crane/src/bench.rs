@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Benchmark an already running server instead of starting one (RSS is then not reported).
     #[arg(long)]
     pub url: Option<String>,
+    /// Run the benchmark twice in one invocation — trace export off, then on (OTLP/HTTP to a
+    /// local sink that accepts and discards spans) — and print both.
+    #[arg(long)]
+    pub otel_compare: bool,
     /// Extra arguments passed to the spawned `crane serve`.
     #[arg(long, allow_hyphen_values = true, num_args = 0..)]
     pub serve_args: Vec<String>,
@@ -69,7 +73,9 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 struct Server {
@@ -88,7 +94,35 @@ mod tempfile_dir {
     }
 }
 
-async fn start_server(args: &BenchArgs) -> anyhow::Result<(Server, String)> {
+/// A local OTLP/HTTP sink: answers 200 to every POST /v1/traces and counts requests.
+async fn start_otlp_sink() -> anyhow::Result<(String, Arc<AtomicU64>)> {
+    let count = Arc::new(AtomicU64::new(0));
+    let counter = count.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |_body: bytes::Bytes| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::Relaxed);
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((format!("http://{addr}"), count))
+}
+
+async fn start_server(
+    args: &BenchArgs,
+    env: &[(String, String)],
+) -> anyhow::Result<(Server, String)> {
     let port = free_port()?;
     let dir = std::env::temp_dir().join(format!("crane-bench-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -101,6 +135,7 @@ async fn start_server(args: &BenchArgs) -> anyhow::Result<(Server, String)> {
         .arg(&dir)
         .args(&args.serve_args)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -139,6 +174,25 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 /// Runs the benchmark.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if !args.otel_compare {
+        return run_once(&args, &[]).await;
+    }
+    if args.url.is_some() {
+        bail!("--otel-compare starts its own servers; do not combine it with --url");
+    }
+    println!("== trace export OFF");
+    run_once(&args, &[]).await?;
+    let (sink, received) = start_otlp_sink().await?;
+    println!("== trace export ON (OTLP/HTTP to a local sink at {sink}, default sampler)");
+    run_once(&args, &[("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), sink)]).await?;
+    println!(
+        "OTLP export requests received by the sink: {}",
+        received.load(Ordering::Relaxed)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_once(args: &BenchArgs, env: &[(String, String)]) -> anyhow::Result<ExitCode> {
     let prompts: Vec<&'static str> = match args.mix.as_str() {
         "calc" => CALC.to_vec(),
         "todo" => TODO.to_vec(),
@@ -153,7 +207,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let (server, base) = match &args.url {
         Some(url) => (None, url.trim_end_matches('/').to_owned()),
         None => {
-            let (s, b) = start_server(&args).await?;
+            let (s, b) = start_server(args, env).await?;
             (Some(s), b)
         }
     };
@@ -171,8 +225,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let client = client.clone();
         let url = url.clone();
         let prompts = prompts.clone();
-        let (measuring, stop, completed, failed) =
-            (measuring.clone(), stop.clone(), completed.clone(), failed.clone());
+        let (measuring, stop, completed, failed) = (
+            measuring.clone(),
+            stop.clone(),
+            completed.clone(),
+            failed.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut latencies_us: Vec<u64> = Vec::with_capacity(1 << 16);
             let mut i = worker;
@@ -225,10 +283,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     latencies.sort_unstable();
     let rss_end = pid.and_then(rss_kib);
     let n = completed.load(Ordering::Relaxed);
-    let mb = |k: Option<u64>| k.map_or("n/a".to_owned(), |k| format!("{:.1} MB", k as f64 / 1024.0));
-    println!("crane bench: mix={} concurrency={} duration={}s (after {}s warm-up)", args.mix, args.concurrency, args.duration, args.warmup);
-    println!("completed runs:   {n} ({} failed or not completed)", failed.load(Ordering::Relaxed));
-    println!("throughput:       {:.0} completed runs/s", n as f64 / elapsed);
+    let mb =
+        |k: Option<u64>| k.map_or("n/a".to_owned(), |k| format!("{:.1} MB", k as f64 / 1024.0));
+    println!(
+        "crane bench: mix={} concurrency={} duration={}s (after {}s warm-up)",
+        args.mix, args.concurrency, args.duration, args.warmup
+    );
+    println!(
+        "completed runs:   {n} ({} failed or not completed)",
+        failed.load(Ordering::Relaxed)
+    );
+    println!(
+        "throughput:       {:.0} completed runs/s",
+        n as f64 / elapsed
+    );
     println!(
         "POST->completed:  p50 {:.3} ms  p95 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
         percentile(&latencies, 0.50),
@@ -236,10 +304,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0)
     );
-    println!("server RSS:       start {}  after warm-up {}  end {}", mb(rss_start), mb(rss_warm), mb(rss_end));
+    println!(
+        "server RSS:       start {}  after warm-up {}  end {}",
+        mb(rss_start),
+        mb(rss_warm),
+        mb(rss_end)
+    );
     if let (Some(a), Some(b)) = (cpu_start, cpu_end) {
         let per_run = if n > 0 { (b - a) / n as f64 * 1e6 } else { 0.0 };
-        println!("server CPU:       {:.2} cores, {per_run:.1} us per completed run", (b - a) / elapsed);
+        println!(
+            "server CPU:       {:.2} cores, {per_run:.1} us per completed run",
+            (b - a) / elapsed
+        );
     }
     if let (Some(a), Some(b)) = (own_cpu_start, own_cpu_end) {
         println!("load generator:   {:.2} cores", (b - a) / elapsed);
@@ -247,7 +323,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(mut s) = server {
         if let Some(pid) = s.child.id() {
             // Ask for a graceful stop so the drain path is exercised too.
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
         }
         let _ = tokio::time::timeout(Duration::from_secs(30), s.child.wait()).await;
     }
