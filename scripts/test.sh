@@ -15,5 +15,12 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+./scripts/install-test-deps.sh
 echo "== cargo test"
 cargo test --workspace --locked -- --test-threads 2
+
+# The eval gates: the rule planner must pass every golden and adversarial case (exit 1 names
+# the failing cases). Results are stored in ./.crane (git-ignored).
+echo "== crane eval (golden, adversarial)"
+cargo run --release --locked -p crane -- eval --dataset data/golden.jsonl --planner rule --min-success-rate 1.0
+cargo run --release --locked -p crane -- eval --dataset data/adversarial.jsonl --planner rule --min-success-rate 1.0

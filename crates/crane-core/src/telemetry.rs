@@ -14,8 +14,14 @@ pub const MAX_CONTENT_CHARS: usize = 1000;
 pub fn traceparent(span: &tracing::Span) -> Option<String> {
     let cx = span.context();
     let sc = cx.span().span_context().clone();
-    sc.is_valid()
-        .then(|| format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
+    sc.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
+    })
 }
 
 /// The trace id of a span, when it belongs to an OpenTelemetry trace.
@@ -28,7 +34,8 @@ pub fn trace_id(span: &tracing::Span) -> Option<String> {
 /// True when prompt and message content may be recorded on spans.
 pub fn record_content() -> bool {
     static FLAG: OnceLock<bool> = OnceLock::new();
-    *FLAG.get_or_init(|| std::env::var("CRANE_TRACE_CONTENT").is_ok_and(|v| v == "1" || v == "true"))
+    *FLAG
+        .get_or_init(|| std::env::var("CRANE_TRACE_CONTENT").is_ok_and(|v| v == "1" || v == "true"))
 }
 
 /// Content truncated for a span attribute.

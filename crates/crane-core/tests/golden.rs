@@ -18,10 +18,17 @@ fn golden_path() -> std::path::PathBuf {
 /// equal length, numbers within 1e-9 relative, everything else equal.
 fn subset(expected: &Value, actual: &Value) -> bool {
     match (expected, actual) {
-        (Value::Object(e), Value::Object(a)) => e.iter().all(|(k, v)| a.get(k).is_some_and(|av| subset(v, av))),
-        (Value::Array(e), Value::Array(a)) => e.len() == a.len() && e.iter().zip(a).all(|(x, y)| subset(x, y)),
+        (Value::Object(e), Value::Object(a)) => e
+            .iter()
+            .all(|(k, v)| a.get(k).is_some_and(|av| subset(v, av))),
+        (Value::Array(e), Value::Array(a)) => {
+            e.len() == a.len() && e.iter().zip(a).all(|(x, y)| subset(x, y))
+        }
         (Value::Number(e), Value::Number(a)) => {
-            let (e, a) = (e.as_f64().unwrap_or(f64::NAN), a.as_f64().unwrap_or(f64::NAN));
+            let (e, a) = (
+                e.as_f64().unwrap_or(f64::NAN),
+                a.as_f64().unwrap_or(f64::NAN),
+            );
             e == a || (e - a).abs() <= 1e-9 * e.abs().max(a.abs())
         }
         _ => expected == actual,
@@ -42,12 +49,25 @@ async fn check_case(case: &Value) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
     for title in case["setup_todos"].as_array().into_iter().flatten() {
-        store.todo_add(title.as_str().unwrap().to_owned(), None).await.unwrap();
+        store
+            .todo_add(title.as_str().unwrap().to_owned(), None)
+            .await
+            .unwrap();
     }
-    let runtime = Runtime::new(store, Arc::new(builtin_registry()), RuntimeConfig::default());
+    let runtime = Runtime::new(
+        store,
+        Arc::new(builtin_registry()),
+        RuntimeConfig::default(),
+    );
     let prompt = case["prompt"].as_str().unwrap().to_owned();
     let submitted = runtime
-        .submit(NewRun { prompt, ..NewRun::default() }, true)
+        .submit(
+            NewRun {
+                prompt,
+                ..NewRun::default()
+            },
+            true,
+        )
         .await
         .map_err(|e| format!("submit failed: {e}"))?;
     let run = submitted.finished.unwrap().await.unwrap();
@@ -57,22 +77,35 @@ async fn check_case(case: &Value) -> Result<(), String> {
 
     if expect["reject"] == Value::Bool(true) {
         if run.status != RunStatus::Failed || run.plan.is_some() {
-            return Err(format!("expected a rejection, got status {:?} with plan {:?}", run.status, run.plan));
+            return Err(format!(
+                "expected a rejection, got status {:?} with plan {:?}",
+                run.status, run.plan
+            ));
         }
         return contains_all(&error, expect);
     }
-    let plan = run.plan.as_ref().ok_or_else(|| format!("no plan: {error}"))?;
+    let plan = run
+        .plan
+        .as_ref()
+        .ok_or_else(|| format!("no plan: {error}"))?;
     let steps: Vec<Value> = plan
         .steps
         .iter()
         .map(|s| serde_json::json!({"tool": s.tool, "input": s.input}))
         .collect();
     if Value::Array(steps.clone()) != expect["steps"] {
-        return Err(format!("steps {} != expected {}", Value::Array(steps), expect["steps"]));
+        return Err(format!(
+            "steps {} != expected {}",
+            Value::Array(steps),
+            expect["steps"]
+        ));
     }
     if expect["fail"] == Value::Bool(true) {
         if run.status != RunStatus::Failed {
-            return Err(format!("expected the run to fail, got {:?} result {:?}", run.status, run.result));
+            return Err(format!(
+                "expected the run to fail, got {:?} result {:?}",
+                run.status, run.result
+            ));
         }
         return contains_all(&error, expect);
     }
@@ -80,10 +113,12 @@ async fn check_case(case: &Value) -> Result<(), String> {
         return Err(format!("run {:?}: {error}", run.status));
     }
     let result = run.result.clone().unwrap_or(Value::Null);
-    if let Some(expected) = expect.get("result") {
-        if !subset(expected, &result) {
-            return Err(format!("result {result} does not match expected {expected}"));
-        }
+    if let Some(expected) = expect.get("result")
+        && !subset(expected, &result)
+    {
+        return Err(format!(
+            "result {result} does not match expected {expected}"
+        ));
     }
     Ok(())
 }
@@ -96,22 +131,44 @@ async fn golden_set_plans_and_executes() {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert!(cases.len() >= 80, "the golden set has {} cases; at least 80 expected", cases.len());
+    assert!(
+        cases.len() >= 80,
+        "the golden set has {} cases; at least 80 expected",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for case in &cases {
         if let Err(why) = check_case(case).await {
             failures.push(format!("{} ({:?}): {why}", case["id"], case["prompt"]));
         }
     }
-    assert!(failures.is_empty(), "{} of {} golden cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} golden cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn subset_matching_is_strict_where_it_matters() {
     use serde_json::json;
-    assert!(subset(&json!({"value": 0.3}), &json!({"value": 0.3, "expression": "0.1+0.2"})));
-    assert!(!subset(&json!({"value": 0.3}), &json!({"value": 0.30000000000000004 + 1e-6})));
-    assert!(!subset(&json!({"todos": [{"title": "a"}]}), &json!({"todos": [{"title": "a"}, {"title": "b"}]})));
-    assert!(!subset(&json!({"todo": {"done": true}}), &json!({"todo": {"done": false}})));
+    assert!(subset(
+        &json!({"value": 0.3}),
+        &json!({"value": 0.3, "expression": "0.1+0.2"})
+    ));
+    assert!(!subset(
+        &json!({"value": 0.3}),
+        &json!({"value": 0.30000000000000004 + 1e-6})
+    ));
+    assert!(!subset(
+        &json!({"todos": [{"title": "a"}]}),
+        &json!({"todos": [{"title": "a"}, {"title": "b"}]})
+    ));
+    assert!(!subset(
+        &json!({"todo": {"done": true}}),
+        &json!({"todo": {"done": false}})
+    ));
     assert!(!subset(&json!({"missing": 1}), &json!({})));
 }

@@ -79,4 +79,7 @@ pub enum Command {
     },
     /// Benchmark: start a server, drive POST /runs?wait=true at a concurrency, print figures.
     Bench(crate::bench::BenchArgs),
+    /// Evaluate planners on a JSONL golden dataset; exit 1 when a gate is violated.
+    /// `crane eval compare BASE.json NEW.json` lists regressions between two reports.
+    Eval(Box<crate::eval::EvalArgs>),
 }

@@ -93,7 +93,8 @@ pub struct Settings {
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("could not read config file {}", path.display()))?;
-    toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
 }
 
 impl Settings {
@@ -119,10 +120,16 @@ impl Settings {
             .clone()
             .or(file.addr)
             .unwrap_or_else(|| "127.0.0.1:8000".into());
-        let addr: SocketAddr = addr_text
-            .parse()
-            .map_err(|e| anyhow::anyhow!("invalid address '{addr_text}': {e} (expected host:port, e.g. 127.0.0.1:8000)"))?;
-        let log_format = common.log_format.clone().or(file.log_format).unwrap_or_else(|| "text".into());
+        let addr: SocketAddr = addr_text.parse().map_err(|e| {
+            anyhow::anyhow!(
+                "invalid address '{addr_text}': {e} (expected host:port, e.g. 127.0.0.1:8000)"
+            )
+        })?;
+        let log_format = common
+            .log_format
+            .clone()
+            .or(file.log_format)
+            .unwrap_or_else(|| "text".into());
         let json_logs = match log_format.as_str() {
             "json" => true,
             "text" => false,
@@ -137,7 +144,11 @@ impl Settings {
         let retry_defaults = RetryPolicy::default();
         let ms = Duration::from_millis;
         let runtime = RuntimeConfig {
-            workers: common.workers.or(file.runtime.workers).unwrap_or(defaults.workers).max(1),
+            workers: common
+                .workers
+                .or(file.runtime.workers)
+                .unwrap_or(defaults.workers)
+                .max(1),
             max_queue: file.runtime.max_queue.unwrap_or(defaults.max_queue),
             max_prompt_chars: common
                 .max_prompt_chars
@@ -153,7 +164,10 @@ impl Settings {
                     .or(file.retry.max_attempts)
                     .unwrap_or(retry_defaults.max_attempts)
                     .max(1),
-                base_delay: file.retry.base_delay_ms.map_or(retry_defaults.base_delay, ms),
+                base_delay: file
+                    .retry
+                    .base_delay_ms
+                    .map_or(retry_defaults.base_delay, ms),
                 max_delay: file.retry.max_delay_ms.map_or(retry_defaults.max_delay, ms),
             },
         };
@@ -167,8 +181,14 @@ impl Settings {
             json_logs,
             debug_tools: common.debug_tools.or(file.debug_tools).unwrap_or(false),
             max_body_bytes: file.limits.max_body_bytes.unwrap_or(64 * 1024),
-            wait_timeout: file.runtime.wait_timeout_ms.map_or(Duration::from_secs(30), ms),
-            drain_timeout: file.runtime.drain_timeout_ms.map_or(Duration::from_secs(30), ms),
+            wait_timeout: file
+                .runtime
+                .wait_timeout_ms
+                .map_or(Duration::from_secs(30), ms),
+            drain_timeout: file
+                .runtime
+                .drain_timeout_ms
+                .map_or(Duration::from_secs(30), ms),
             runtime,
             store: StoreConfig {
                 synchronous,

@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod config;
 mod eval;
+mod metrics_help;
 mod planner_config;
 mod server;
 mod telemetry;
@@ -31,7 +32,10 @@ use config::Settings;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: could not start the async runtime: {e}");
@@ -55,7 +59,11 @@ const USAGE: u8 = 2;
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { common } => serve(common).await,
-        Command::Run { common, json, prompt } => run(common, json, prompt).await,
+        Command::Run {
+            common,
+            json,
+            prompt,
+        } => run(common, json, prompt).await,
         Command::Plan { common, prompt } => plan(common, prompt).await,
         Command::Tools { common } => {
             let settings = Settings::load(&common)?;
@@ -64,7 +72,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args).await,
-        Command::Eval(args) => eval::run(args).await,
+        Command::Eval(args) => eval::run(*args).await,
     }
 }
 
@@ -81,20 +89,35 @@ fn registry(settings: &Settings) -> crane_core::tools::ToolRegistry {
 }
 
 fn open_runtime(settings: &Settings) -> anyhow::Result<Runtime> {
-    let store = Store::open(&settings.data_dir, &settings.store)
-        .with_context(|| format!("could not open the store in {}", settings.data_dir.display()))?;
-    let planning = crane_core::planning::Planning::with_config(Arc::new(registry(settings)), settings.planning()?)?;
-    Ok(Runtime::with_planning(store, planning, settings.runtime.clone()))
+    let store = Store::open(&settings.data_dir, &settings.store).with_context(|| {
+        format!(
+            "could not open the store in {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let planning = crane_core::planning::Planning::with_config(
+        Arc::new(registry(settings)),
+        settings.planning()?,
+    )?;
+    Ok(Runtime::with_planning(
+        store,
+        planning,
+        settings.runtime.clone(),
+    ))
 }
 
 async fn serve(common: Common) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(&common)?;
     init_logging(&settings, "info");
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+        .set_buckets(&[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0,
+        ])
         .context("invalid histogram buckets")?
         .install_recorder()
         .context("could not install the metrics recorder")?;
+    metrics_help::describe();
     metrics::gauge!("crane_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let runtime = open_runtime(&settings)?;
     let recovered = runtime.recover().await?;
@@ -110,7 +133,13 @@ async fn serve(common: Common) -> anyhow::Result<ExitCode> {
         metrics: Some(Arc::new(metrics)),
         wait_timeout: settings.wait_timeout,
     };
-    server::serve(listener, state, settings.max_body_bytes, settings.drain_timeout).await?;
+    server::serve(
+        listener,
+        state,
+        settings.max_body_bytes,
+        settings.drain_timeout,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -128,7 +157,16 @@ async fn run(common: Common, json: bool, prompt: String) -> anyhow::Result<ExitC
     let settings = Settings::load(&common)?;
     init_logging(&settings, "warn");
     let runtime = open_runtime(&settings)?;
-    let submitted = match runtime.submit(NewRun { prompt, ..NewRun::default() }, true).await {
+    let submitted = match runtime
+        .submit(
+            NewRun {
+                prompt,
+                ..NewRun::default()
+            },
+            true,
+        )
+        .await
+    {
         Ok(s) => s,
         Err(e) => return usage_error(&e).ok_or_else(|| e.into()),
     };
@@ -153,7 +191,14 @@ fn print_run(run: &Run) {
     let source = run
         .plan
         .as_ref()
-        .map(|p| format!(", planned by {} {} ({})", p.planner.name, p.planner.version, p.planner.source.as_str()))
+        .map(|p| {
+            format!(
+                ", planned by {} {} ({})",
+                p.planner.name,
+                p.planner.version,
+                p.planner.source.as_str()
+            )
+        })
         .unwrap_or_default();
     println!("run {} {}{source}", run.run_id, run.status.as_str());
     for step in &run.execution_log {
@@ -181,7 +226,10 @@ fn print_run(run: &Run) {
 async fn plan(common: Common, prompt: String) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(&common)?;
     init_logging(&settings, "warn");
-    let planning = crane_core::planning::Planning::with_config(Arc::new(registry(&settings)), settings.planning()?)?;
+    let planning = crane_core::planning::Planning::with_config(
+        Arc::new(registry(&settings)),
+        settings.planning()?,
+    )?;
     let check = crane_core::runtime::check_prompt(&prompt, settings.runtime.max_prompt_chars);
     if let Err(e) = check {
         return usage_error(&e).ok_or_else(|| e.into());

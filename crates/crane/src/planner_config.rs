@@ -12,7 +12,10 @@ use anyhow::{Context, bail};
 use crane_core::planning::prompt::PromptTemplate;
 use crane_core::planning::routing::Tier;
 use crane_core::planning::{LlmLayerConfig, PlanningConfig, Strategy};
-use crane_llm::{ApiKey, BreakerConfig, Pricing, Provider, ProviderConfig, ProviderKind, RetryConfig, StructuredMode};
+use crane_llm::{
+    ApiKey, BreakerConfig, Pricing, Provider, ProviderConfig, ProviderKind, RetryConfig,
+    StructuredMode,
+};
 use serde::Deserialize;
 
 /// `[planner]`.
@@ -51,7 +54,8 @@ pub struct ProviderFile {
     #[serde(default = "default_kind")]
     pub kind: String,
     pub base_url: Option<String>,
-    pub model: String,
+    /// Required, except on the entry named `primary` when `CRANE_LLM_MODEL` names the model.
+    pub model: Option<String>,
     /// The key itself (prefer `api_key_env`). Redacted in Debug output.
     pub api_key: Option<ApiKey>,
     /// Name of an environment variable holding the key.
@@ -108,7 +112,10 @@ impl LlmEnv {
     }
 
     fn is_set(&self) -> bool {
-        self.base_url.is_some() || self.api_key.is_some() || self.model.is_some() || self.provider.is_some()
+        self.base_url.is_some()
+            || self.api_key.is_some()
+            || self.model.is_some()
+            || self.provider.is_some()
     }
 }
 
@@ -136,6 +143,57 @@ fn parse_strategy(s: &str) -> anyhow::Result<Strategy> {
     }
 }
 
+/// Name of the provider configured by the `CRANE_LLM_*` environment variables.
+const ENV_PROVIDER: &str = "primary";
+
+/// The API key of a `[[llm.providers]]` entry: `api_key`, else the variable `api_key_env` names.
+fn file_key(p: &ProviderFile) -> anyhow::Result<Option<String>> {
+    Ok(match (&p.api_key, &p.api_key_env) {
+        (Some(k), _) => Some(k.expose().to_owned()),
+        (None, Some(var)) => Some(std::env::var(var).with_context(|| {
+            format!(
+                "provider {}: environment variable {var} (api_key_env) is not set",
+                p.name
+            )
+        })?),
+        (None, None) => None,
+    })
+}
+
+/// Modes, timeouts, retries and breaker of a `[[llm.providers]]` entry.
+fn apply_settings(config: &mut ProviderConfig, p: &ProviderFile) -> anyhow::Result<()> {
+    if let Some(modes) = &p.modes {
+        config.modes = modes
+            .iter()
+            .map(|m| {
+                m.parse::<StructuredMode>().map_err(|_| {
+                    anyhow::anyhow!("provider {}: unknown mode '{m}' (use json_schema, json_object, tools or prompt)", p.name)
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+    }
+    if let Some(ms) = p.timeout_ms {
+        config.request_timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = p.connect_timeout_ms {
+        config.connect_timeout = Duration::from_millis(ms);
+    }
+    config.retry = RetryConfig {
+        max_retries: p.max_retries.unwrap_or(config.retry.max_retries),
+        ..config.retry.clone()
+    };
+    config.breaker = BreakerConfig {
+        consecutive_failures: p
+            .breaker_failures
+            .unwrap_or(config.breaker.consecutive_failures),
+        cooldown: p
+            .breaker_cooldown_ms
+            .map_or(config.breaker.cooldown, Duration::from_millis),
+        ..config.breaker.clone()
+    };
+    Ok(())
+}
+
 /// Builds the planner chain from the file sections, the environment and the strategy flag.
 pub fn build(
     planner: &PlannerFile,
@@ -146,59 +204,90 @@ pub fn build(
     let pricing: HashMap<String, Pricing> = llm
         .pricing
         .iter()
-        .map(|(model, p)| (model.clone(), Pricing { input_per_million: p.input_per_million, output_per_million: p.output_per_million }))
+        .map(|(model, p)| {
+            (
+                model.clone(),
+                Pricing {
+                    input_per_million: p.input_per_million,
+                    output_per_million: p.output_per_million,
+                },
+            )
+        })
         .collect();
     let tiers: Vec<Tier> = llm
         .tiers
         .iter()
-        .map(|t| Tier { name: t.name.clone(), model: t.model.clone(), max_complexity: t.max_complexity })
+        .map(|t| Tier {
+            name: t.name.clone(),
+            model: t.model.clone(),
+            max_complexity: t.max_complexity,
+        })
         .collect();
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = llm.providers.iter().find(|p| !seen.insert(p.name.as_str())) {
+        bail!(
+            "[[llm.providers]]: the name \"{}\" is used more than once; provider names must be unique \
+             (they name the layer in plan records, metrics and circuit breakers)",
+            dup.name
+        );
+    }
     let mut providers = Vec::new();
+    // The environment's provider is `primary`. A `[[llm.providers]]` entry of that name tunes
+    // it (timeouts, retries, breaker, modes); the environment wins for what both set.
+    let env_entry = if env.is_set() {
+        llm.providers.iter().find(|p| p.name == ENV_PROVIDER)
+    } else {
+        None
+    };
     if env.is_set() {
-        let kind = parse_kind(env.provider.as_deref().unwrap_or("openai")).context("CRANE_LLM_PROVIDER")?;
-        let Some(model) = env.model.clone() else {
-            bail!("CRANE_LLM_MODEL is not set: name the model to plan with (e.g. gpt-4o-mini, or the alias your local server serves)");
+        let kind_text = env
+            .provider
+            .as_deref()
+            .or(env_entry.map(|e| e.kind.as_str()))
+            .unwrap_or("openai");
+        let kind = parse_kind(kind_text).context("CRANE_LLM_PROVIDER")?;
+        let Some(model) = env
+            .model
+            .clone()
+            .or_else(|| env_entry.and_then(|e| e.model.clone()))
+        else {
+            bail!(
+                "CRANE_LLM_MODEL is not set: name the model to plan with (e.g. gpt-4o-mini, or the alias your local server serves)"
+            );
         };
-        let base_url = env.base_url.clone().unwrap_or_else(|| default_base_url(kind).to_owned());
-        let mut config = ProviderConfig::new("primary", kind, base_url, model);
-        config.api_key = env.api_key.clone().map(ApiKey::new);
+        let base_url = env
+            .base_url
+            .clone()
+            .or_else(|| env_entry.and_then(|e| e.base_url.clone()))
+            .unwrap_or_else(|| default_base_url(kind).to_owned());
+        let mut config = ProviderConfig::new(ENV_PROVIDER, kind, base_url, model);
+        let key = match (&env.api_key, env_entry) {
+            (Some(key), _) => Some(key.clone()),
+            (None, Some(entry)) => file_key(entry)?,
+            (None, None) => None,
+        };
+        config.api_key = key.map(ApiKey::new);
+        if let Some(entry) = env_entry {
+            apply_settings(&mut config, entry)?;
+        }
         config.pricing = pricing.clone();
         providers.push(config);
     }
     for p in &llm.providers {
+        if env_entry.is_some_and(|e| std::ptr::eq(e, p)) {
+            continue;
+        }
         let kind = parse_kind(&p.kind).with_context(|| format!("[[llm.providers]] {}", p.name))?;
-        let base_url = p.base_url.clone().unwrap_or_else(|| default_base_url(kind).to_owned());
-        let mut config = ProviderConfig::new(p.name.clone(), kind, base_url, p.model.clone());
-        let key = match (&p.api_key, &p.api_key_env) {
-            (Some(k), _) => Some(k.expose().to_owned()),
-            (None, Some(var)) => Some(std::env::var(var).with_context(|| {
-                format!("provider {}: environment variable {var} (api_key_env) is not set", p.name)
-            })?),
-            (None, None) => None,
+        let base_url = p
+            .base_url
+            .clone()
+            .unwrap_or_else(|| default_base_url(kind).to_owned());
+        let Some(model) = p.model.clone() else {
+            bail!("[[llm.providers]] {}: model is not set", p.name);
         };
-        config.api_key = key.map(ApiKey::new);
-        if let Some(modes) = &p.modes {
-            config.modes = modes
-                .iter()
-                .map(|m| {
-                    m.parse::<StructuredMode>().map_err(|_| {
-                        anyhow::anyhow!("provider {}: unknown mode '{m}' (use json_schema, json_object, tools or prompt)", p.name)
-                    })
-                })
-                .collect::<anyhow::Result<_>>()?;
-        }
-        if let Some(ms) = p.timeout_ms {
-            config.request_timeout = Duration::from_millis(ms);
-        }
-        if let Some(ms) = p.connect_timeout_ms {
-            config.connect_timeout = Duration::from_millis(ms);
-        }
-        config.retry = RetryConfig { max_retries: p.max_retries.unwrap_or(config.retry.max_retries), ..config.retry };
-        config.breaker = BreakerConfig {
-            consecutive_failures: p.breaker_failures.unwrap_or(config.breaker.consecutive_failures),
-            cooldown: p.breaker_cooldown_ms.map_or(config.breaker.cooldown, Duration::from_millis),
-            ..config.breaker
-        };
+        let mut config = ProviderConfig::new(p.name.clone(), kind, base_url, model);
+        config.api_key = file_key(p)?.map(ApiKey::new);
+        apply_settings(&mut config, p)?;
         config.pricing = pricing.clone();
         providers.push(config);
     }
@@ -208,13 +297,16 @@ pub fn build(
         None => Strategy::LlmFirst,
     };
     if strategy != Strategy::Rule && providers.is_empty() {
-        bail!("planner strategy needs an LLM: set CRANE_LLM_BASE_URL/CRANE_LLM_MODEL or add [[llm.providers]] to crane.toml");
+        bail!(
+            "planner strategy needs an LLM: set CRANE_LLM_BASE_URL/CRANE_LLM_MODEL or add [[llm.providers]] to crane.toml"
+        );
     }
     let layers = providers
         .into_iter()
         .map(|config| {
             let name = config.name.clone();
-            let provider = Provider::new(config).map_err(|e| anyhow::anyhow!("LLM provider {name}: {e}"))?;
+            let provider =
+                Provider::new(config).map_err(|e| anyhow::anyhow!("LLM provider {name}: {e}"))?;
             Ok(LlmLayerConfig {
                 provider,
                 template: PromptTemplate::builtin(),
@@ -230,8 +322,12 @@ pub fn build(
         strategy,
         layers,
         cache_capacity: planner.cache_capacity.unwrap_or(defaults.cache_capacity),
-        cache_ttl: planner.cache_ttl_secs.map_or(defaults.cache_ttl, Duration::from_secs),
-        deadline: planner.deadline_ms.map_or(defaults.deadline, Duration::from_millis),
+        cache_ttl: planner
+            .cache_ttl_secs
+            .map_or(defaults.cache_ttl, Duration::from_secs),
+        deadline: planner
+            .deadline_ms
+            .map_or(defaults.deadline, Duration::from_millis),
         fallback_on_auth_error: planner.fallback_on_auth_error.unwrap_or(false),
     })
 }

@@ -19,11 +19,17 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
+/// Share of root traces sampled when `OTEL_TRACES_SAMPLER` is unset.
+pub const DEFAULT_SAMPLE_RATIO: f64 = 0.1;
+
 /// True when OTLP trace export is configured in the environment.
 pub fn export_configured() -> bool {
-    ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|s| !s.trim().is_empty()))
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .any(|v| std::env::var(v).is_ok_and(|s| !s.trim().is_empty()))
 }
 
 /// True when spans are being exported (set once at start).
@@ -37,7 +43,9 @@ fn provider() -> Result<SdkTracerProvider, String> {
         .build()
         .map_err(|e| format!("could not build the OTLP exporter: {e}"))?;
     let mut resource = opentelemetry_sdk::Resource::builder();
-    let service = std::env::var("OTEL_SERVICE_NAME").ok().filter(|s| !s.trim().is_empty());
+    let service = std::env::var("OTEL_SERVICE_NAME")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
     let service = match service {
         Some(s) => s,
         None => {
@@ -46,23 +54,42 @@ fn provider() -> Result<SdkTracerProvider, String> {
         }
     };
     let resource = resource
-        .with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
         // Arize Phoenix groups traces into projects by this attribute.
-        .with_attribute(opentelemetry::KeyValue::new("openinference.project.name", service))
+        .with_attribute(opentelemetry::KeyValue::new(
+            "openinference.project.name",
+            service,
+        ))
         .build();
-    Ok(SdkTracerProvider::builder()
+    let mut builder = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(resource)
-        .build())
+        .with_resource(resource);
+    // crane's default when OTEL_TRACES_SAMPLER is unset: keep every trace a caller already
+    // sampled (W3C traceparent flag) and DEFAULT_SAMPLE_RATIO of the others, so export costs
+    // little at full load. OTEL_TRACES_SAMPLER=parentbased_always_on keeps everything.
+    if std::env::var("OTEL_TRACES_SAMPLER").is_err() {
+        builder = builder.with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+            opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(DEFAULT_SAMPLE_RATIO),
+        )));
+    }
+    Ok(builder.build())
 }
 
 /// Installs logging (and trace export when configured). `default_level` applies when
 /// `RUST_LOG` is unset.
 pub fn init(json_logs: bool, default_level: &str) {
-    let env_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let env_filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if json_logs {
-        fmt.json().flatten_event(true).with_current_span(false).with_span_list(false).boxed()
+        fmt.json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .boxed()
     } else {
         fmt.boxed()
     };
@@ -73,11 +100,17 @@ pub fn init(json_logs: bool, default_level: &str) {
     }
     match provider() {
         Ok(provider) => {
-            opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+            opentelemetry::global::set_text_map_propagator(
+                opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+            );
             let tracer = provider.tracer("crane");
             let otel = tracing_opentelemetry::layer()
                 .with_tracer(tracer)
-                .with_filter(Targets::new().with_target("crane", tracing::Level::DEBUG).with_target("crane_core", tracing::Level::DEBUG));
+                .with_filter(
+                    Targets::new()
+                        .with_target("crane", tracing::Level::DEBUG)
+                        .with_target("crane_core", tracing::Level::DEBUG),
+                );
             let _ = PROVIDER.set(provider);
             let _ = registry.with(otel).try_init();
         }

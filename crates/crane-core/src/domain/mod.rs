@@ -6,6 +6,8 @@ pub mod reference;
 mod run;
 mod time;
 
-pub use plan::{LayerFailure, Plan, PlanSource, PlanStep, PlannerInfo, PromptRef, RouteDecision, TokenUsage};
+pub use plan::{
+    LayerFailure, Plan, PlanSource, PlanStep, PlannerInfo, PromptRef, RouteDecision, TokenUsage,
+};
 pub use run::{AttemptRecord, Run, RunStatus, StepRecord, StepStatus};
 pub use time::{Timestamp, now};

@@ -48,9 +48,13 @@ impl fmt::Display for Reference {
 /// Why a reference could not be parsed or resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReferenceError {
-    #[error("malformed reference '{text}': {reason} (expected ${{steps.N.path}}, e.g. ${{steps.1.todo.id}})")]
+    #[error(
+        "malformed reference '{text}': {reason} (expected ${{steps.N.path}}, e.g. ${{steps.1.todo.id}})"
+    )]
     Malformed { text: String, reason: &'static str },
-    #[error("reference {reference} points to step {step}, but only steps before this one ({available}) can be referenced")]
+    #[error(
+        "reference {reference} points to step {step}, but only steps before this one ({available}) can be referenced"
+    )]
     NotEarlier {
         reference: String,
         step: u32,
@@ -175,7 +179,10 @@ fn walk(
 }
 
 /// Looks up a reference in the outputs of earlier steps (`outputs[0]` is step 1's output).
-pub fn lookup<'a>(reference: &Reference, outputs: &'a [Value]) -> Result<&'a Value, ReferenceError> {
+pub fn lookup<'a>(
+    reference: &Reference,
+    outputs: &'a [Value],
+) -> Result<&'a Value, ReferenceError> {
     let idx = reference.step as usize - 1;
     let Some(mut current) = outputs.get(idx) else {
         return Err(ReferenceError::NotEarlier {
@@ -271,7 +278,10 @@ mod tests {
     #[test]
     fn whole_string_reference_keeps_the_type() {
         let outputs = vec![json!({"value": 42}), json!({"todo": {"id": "t1"}})];
-        assert_eq!(resolve(&json!("${steps.1.value}"), &outputs).unwrap(), json!(42));
+        assert_eq!(
+            resolve(&json!("${steps.1.value}"), &outputs).unwrap(),
+            json!(42)
+        );
         assert_eq!(
             resolve(&json!({"id": "${steps.2.todo.id}"}), &outputs).unwrap(),
             json!({"id": "t1"})
@@ -281,17 +291,29 @@ mod tests {
     #[test]
     fn embedded_references_are_interpolated_canonically() {
         let outputs = vec![json!({"value": 0.3, "name": "milk", "ok": true})];
-        let v = resolve(&json!("${steps.1.value} * 2 for ${steps.1.name} ${steps.1.ok}"), &outputs);
+        let v = resolve(
+            &json!("${steps.1.value} * 2 for ${steps.1.name} ${steps.1.ok}"),
+            &outputs,
+        );
         assert_eq!(v.unwrap(), json!("0.3 * 2 for milk true"));
     }
 
     #[test]
     fn negative_indexes_count_from_the_end() {
         let outputs = vec![json!({"todos": [{"id": "a"}, {"id": "b"}]})];
-        assert_eq!(resolve(&json!("${steps.1.todos.-1.id}"), &outputs).unwrap(), json!("b"));
-        assert_eq!(resolve(&json!("${steps.1.todos.0.id}"), &outputs).unwrap(), json!("a"));
+        assert_eq!(
+            resolve(&json!("${steps.1.todos.-1.id}"), &outputs).unwrap(),
+            json!("b")
+        );
+        assert_eq!(
+            resolve(&json!("${steps.1.todos.0.id}"), &outputs).unwrap(),
+            json!("a")
+        );
         let one = vec![json!({"todos": [{"id": "only"}]})];
-        assert_eq!(resolve(&json!("${steps.1.todos.-1.id}"), &one).unwrap(), json!("only"));
+        assert_eq!(
+            resolve(&json!("${steps.1.todos.-1.id}"), &one).unwrap(),
+            json!("only")
+        );
     }
 
     #[test]
@@ -303,15 +325,31 @@ mod tests {
             "reference ${steps.1.todos.0.id} could not be resolved: step 1 output has no 'todos.0' (the list is empty)"
         );
         let err = resolve(&json!("${steps.2.x}"), &outputs).unwrap_err();
-        assert!(err.to_string().contains("only steps before this one (step 1)"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("only steps before this one (step 1)"),
+            "{err}"
+        );
     }
 
     #[test]
     fn escapes_and_malformed_references() {
-        assert_eq!(resolve(&json!("cost $${x}"), &[]).unwrap(), json!("cost ${x}"));
-        assert!(matches!(parse_string("${steps.1"), Err(ReferenceError::Malformed { .. })));
-        assert!(matches!(parse_string("${step.1.x}"), Err(ReferenceError::Malformed { .. })));
-        assert!(matches!(parse_string("${steps.0.x}"), Err(ReferenceError::Malformed { .. })));
+        assert_eq!(
+            resolve(&json!("cost $${x}"), &[]).unwrap(),
+            json!("cost ${x}")
+        );
+        assert!(matches!(
+            parse_string("${steps.1"),
+            Err(ReferenceError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse_string("${step.1.x}"),
+            Err(ReferenceError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse_string("${steps.0.x}"),
+            Err(ReferenceError::Malformed { .. })
+        ));
         let refs = references_in(&json!({"a": ["${steps.2.todo.id}"]})).unwrap();
         assert_eq!(refs[0].0, "input.a[0]");
         assert_eq!(refs[0].1.step, 2);

@@ -79,7 +79,10 @@ mod tests {
     use super::*;
 
     fn plan() -> CachedPlan {
-        CachedPlan { steps: Vec::new(), origin: "llm".into() }
+        CachedPlan {
+            steps: Vec::new(),
+            origin: "llm".into(),
+        }
     }
 
     #[test]

@@ -82,28 +82,46 @@ fn failure(layer: &str, category: &str, message: impl Into<String>) -> LayerFail
 /// plan (no `steps` array: the provider already checked it is a JSON object, so this is the
 /// model's mistake, repaired like any other invalid plan), `unsupported` when the model declined.
 fn parse_steps(value: &Value) -> Result<Vec<PlanStep>, (String, String)> {
-    let steps = value.get("steps").and_then(Value::as_array).ok_or_else(|| {
-        ("invalid_plan".to_owned(), "the answer has no \"steps\" array".to_owned())
-    })?;
+    let steps = value
+        .get("steps")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            (
+                "invalid_plan".to_owned(),
+                "the answer has no \"steps\" array".to_owned(),
+            )
+        })?;
     if steps.is_empty() {
         let why = value
             .get("error")
             .and_then(Value::as_str)
             .unwrap_or("the model returned no steps");
-        return Err(("unsupported".to_owned(), format!("the model declined: {why}")));
+        return Err((
+            "unsupported".to_owned(),
+            format!("the model declined: {why}"),
+        ));
     }
     let raw = steps.iter().map(|s| {
         (
-            s.get("tool").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            s.get("tool")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             s.get("input").cloned().unwrap_or(Value::Null),
-            s.get("reasoning").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            s.get("reasoning")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
         )
     });
     Ok(number_steps(raw))
 }
 
 impl LlmLayer {
-    pub fn new(config: LlmLayerConfig, registry: &ToolRegistry) -> Result<Self, super::prompt::TemplateError> {
+    pub fn new(
+        config: LlmLayerConfig,
+        registry: &ToolRegistry,
+    ) -> Result<Self, super::prompt::TemplateError> {
         let examples = if config.few_shot {
             super::prompt::default_examples()
         } else {
@@ -133,7 +151,12 @@ impl LlmLayer {
 
     /// Identity for the plan cache: provider, model and prompt hash.
     pub fn identity(&self) -> String {
-        format!("{}/{}/{}", self.provider.name(), self.provider.model(), self.template.hash)
+        format!(
+            "{}/{}/{}",
+            self.provider.name(),
+            self.provider.model(),
+            self.template.hash
+        )
     }
 
     async fn call(
@@ -156,7 +179,11 @@ impl LlmLayer {
             deadline: Some(ctx.deadline),
             traceparent: ctx.traceparent.map(str::to_owned),
         };
-        let requested = request.model.as_deref().unwrap_or(self.provider.model()).to_owned();
+        let requested = request
+            .model
+            .as_deref()
+            .unwrap_or(self.provider.model())
+            .to_owned();
         let span = tracing::debug_span!(
             "chat",
             otel.name = %format!("chat {requested}"),
@@ -182,8 +209,15 @@ impl LlmLayer {
         // Outgoing calls carry the chat span's context; without export, the run's trace id.
         request.traceparent = crate::telemetry::traceparent(&span).or(request.traceparent);
         if crate::telemetry::record_content() {
-            let text: Vec<&str> = request.messages.iter().map(|m| m.content.as_str()).collect();
-            span.record("gen_ai.input.messages", crate::telemetry::truncate(&text.join("\n")));
+            let text: Vec<&str> = request
+                .messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect();
+            span.record(
+                "gen_ai.input.messages",
+                crate::telemetry::truncate(&text.join("\n")),
+            );
         }
         let started = Instant::now();
         let result = self.provider.chat(&request).instrument(span.clone()).await;
@@ -201,7 +235,10 @@ impl LlmLayer {
                     span.record("crane.cost.usd", cost);
                 }
                 if crate::telemetry::record_content() {
-                    span.record("gen_ai.output.messages", crate::telemetry::truncate(&r.raw_text));
+                    span.record(
+                        "gen_ai.output.messages",
+                        crate::telemetry::truncate(&r.raw_text),
+                    );
                 }
             }
             Err(e) => {
@@ -229,7 +266,10 @@ impl LlmLayer {
                 stats.llm_request(
                     self.provider.name(),
                     &r.model,
-                    TokenUsage { input_tokens: r.usage.input_tokens, output_tokens: r.usage.output_tokens },
+                    TokenUsage {
+                        input_tokens: r.usage.input_tokens,
+                        output_tokens: r.usage.output_tokens,
+                    },
                     r.cost_usd,
                 );
             }
@@ -251,19 +291,34 @@ impl LlmLayer {
         let layer = self.layer_name();
         let decision = route(prompt, &self.tiers);
         let model = decision.as_ref().map(|d| d.model.clone());
-        let Spend { usage, cost_usd: cost } = spend;
-        let user = Message { role: Role::User, content: prompt.to_owned() };
+        let Spend {
+            usage,
+            cost_usd: cost,
+        } = spend;
+        let user = Message {
+            role: Role::User,
+            content: prompt.to_owned(),
+        };
         let first = self
             .call(vec![user.clone()], model.clone(), ctx, usage, cost, stats)
             .await
-            .map_err(|e| (failure(&layer, e.kind.as_str(), e.to_string()), Some(e.kind)))?;
+            .map_err(|e| {
+                (
+                    failure(&layer, e.kind.as_str(), e.to_string()),
+                    Some(e.kind),
+                )
+            })?;
 
         let problem = match parse_steps(&first.value) {
             Ok(steps) => match validate_plan(&steps, registry) {
                 Ok(()) => {
                     return Ok(self.finish(steps, &first, decision, *usage, *cost, false));
                 }
-                Err(violations) => violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; "),
+                Err(violations) => violations
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
             },
             Err((category, message)) if category == "unsupported" => {
                 stats.error("unsupported");
@@ -279,11 +334,26 @@ impl LlmLayer {
                 "That plan is invalid: {problem}. Answer again with a corrected JSON plan that uses only the listed tools and matches their input schemas."
             ),
         };
-        let assistant = Message { role: Role::Assistant, content: first.raw_text.clone() };
+        let assistant = Message {
+            role: Role::Assistant,
+            content: first.raw_text.clone(),
+        };
         let second = self
-            .call(vec![user, assistant, repair], model, ctx, usage, cost, stats)
+            .call(
+                vec![user, assistant, repair],
+                model,
+                ctx,
+                usage,
+                cost,
+                stats,
+            )
             .await
-            .map_err(|e| (failure(&layer, e.kind.as_str(), format!("repair: {e}")), Some(e.kind)))?;
+            .map_err(|e| {
+                (
+                    failure(&layer, e.kind.as_str(), format!("repair: {e}")),
+                    Some(e.kind),
+                )
+            })?;
         match parse_steps(&second.value) {
             Ok(steps) => match validate_plan(&steps, registry) {
                 Ok(()) => Ok(self.finish(steps, &second, decision, *usage, *cost, true)),
@@ -293,13 +363,20 @@ impl LlmLayer {
                         "invalid_plan",
                         format!(
                             "invalid plan after one repair round: {}",
-                            violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; ")
+                            violations
+                                .iter()
+                                .map(|v| v.to_string())
+                                .collect::<Vec<_>>()
+                                .join("; ")
                         ),
                     ),
                     None,
                 )),
             },
-            Err((category, message)) => Err((failure(&layer, &category, format!("after repair: {message}")), None)),
+            Err((category, message)) => Err((
+                failure(&layer, &category, format!("after repair: {message}")),
+                None,
+            )),
         }
     }
 
@@ -312,7 +389,8 @@ impl LlmLayer {
         cost: Option<f64>,
         repaired: bool,
     ) -> LlmPlan {
-        let mut info = PlannerInfo::simple(&self.layer_name(), &self.template.version, PlanSource::Llm);
+        let mut info =
+            PlannerInfo::simple(&self.layer_name(), &self.template.version, PlanSource::Llm);
         info.provider = Some(self.provider.name().to_owned());
         info.model = Some(response.model.clone());
         info.mode = Some(response.mode.as_str().to_owned());

@@ -120,19 +120,27 @@ impl Planning {
     }
 
     /// The configured chain.
-    pub fn with_config(registry: Arc<ToolRegistry>, config: PlanningConfig) -> Result<Self, prompt::TemplateError> {
+    pub fn with_config(
+        registry: Arc<ToolRegistry>,
+        config: PlanningConfig,
+    ) -> Result<Self, prompt::TemplateError> {
         let layers = config
             .layers
             .into_iter()
             .map(|c| LlmLayer::new(c, &registry))
             .collect::<Result<Vec<_>, _>>()?;
-        let strategy = if layers.is_empty() { Strategy::Rule } else { config.strategy };
+        let strategy = if layers.is_empty() {
+            Strategy::Rule
+        } else {
+            config.strategy
+        };
         Ok(Self {
             registry,
             stats: stats::PlannerStats::default(),
             strategy,
             layers,
-            cache: (config.cache_capacity > 0).then(|| cache::PlanCache::new(config.cache_capacity, config.cache_ttl)),
+            cache: (config.cache_capacity > 0)
+                .then(|| cache::PlanCache::new(config.cache_capacity, config.cache_ttl)),
             deadline: config.deadline,
             fallback_on_auth_error: config.fallback_on_auth_error,
         })
@@ -164,7 +172,11 @@ impl Planning {
     }
 
     /// Plans `prompt`, sending `traceparent` on LLM calls.
-    pub async fn plan_traced(&self, prompt: &str, traceparent: Option<&str>) -> Result<Plan, PlanError> {
+    pub async fn plan_traced(
+        &self,
+        prompt: &str,
+        traceparent: Option<&str>,
+    ) -> Result<Plan, PlanError> {
         let started = Instant::now();
         let span = tracing::debug_span!(
             "plan",
@@ -173,7 +185,10 @@ impl Planning {
             crane.planner.variant = tracing::field::Empty,
             error.type = tracing::field::Empty,
         );
-        let result = self.plan_inner(prompt, traceparent).instrument(span.clone()).await;
+        let result = self
+            .plan_inner(prompt, traceparent)
+            .instrument(span.clone())
+            .await;
         match &result {
             Ok(plan) => {
                 span.record("crane.plan.source", plan.planner.source.as_str());
@@ -184,29 +199,44 @@ impl Planning {
             }
         }
         match &result {
-            Ok(plan) => self.stats.plan_made(plan.planner.source, plan.planner.latency_us),
+            Ok(plan) => self
+                .stats
+                .plan_made(plan.planner.source, plan.planner.latency_us),
             Err(e) => {
                 self.stats.error(match e {
                     PlanError::Rejected { .. } => "rejected",
                     PlanError::Invalid { .. } => "invalid_plan",
                     PlanError::Exhausted { .. } => "exhausted",
-                    PlanError::Misconfigured { .. } => "auth",
+                    // The provider call already counted its own category (auth or config).
+                    PlanError::Misconfigured { .. } => "misconfigured",
                 });
                 self.stats.plan_failed();
             }
         }
-        tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, ok = result.is_ok(), "planned");
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            ok = result.is_ok(),
+            "planned"
+        );
         result
     }
 
-    fn rule_plan(&self, prompt: &str, source: PlanSource) -> Result<(Vec<PlanStep>, PlannerInfo), PlanError> {
-        let steps = tracing::debug_span!("rule_planner").in_scope(|| rule::plan(prompt))?;
+    fn rule_plan(
+        &self,
+        prompt: &str,
+        source: PlanSource,
+    ) -> Result<(Vec<PlanStep>, PlannerInfo), PlanError> {
+        let steps = rule::plan(prompt)?;
         tracing::debug_span!("validate_plan")
             .in_scope(|| validate_plan(&steps, &self.registry))
             .map_err(|violations| PlanError::Invalid { violations })?;
         Ok((
             steps,
-            PlannerInfo::simple(crane_rules::PLANNER_NAME, crane_rules::PLANNER_VERSION, source),
+            PlannerInfo::simple(
+                crane_rules::PLANNER_NAME,
+                crane_rules::PLANNER_VERSION,
+                source,
+            ),
         ))
     }
 
@@ -222,10 +252,14 @@ impl Planning {
                         category: "rejected".into(),
                         message: e.to_string(),
                     };
-                    self.llm_chain(prompt, traceparent, vec![first], false).await?
+                    self.llm_chain(prompt, traceparent, vec![first], false)
+                        .await?
                 }
             },
-            Strategy::LlmFirst => self.llm_chain(prompt, traceparent, Vec::new(), true).await?,
+            Strategy::LlmFirst => {
+                self.llm_chain(prompt, traceparent, Vec::new(), true)
+                    .await?
+            }
         };
         info.latency_us = started.elapsed().as_micros() as u64;
         Ok(Plan {
@@ -243,7 +277,11 @@ impl Planning {
         mut failures: Vec<LayerFailure>,
         rule_fallback: bool,
     ) -> Result<(Vec<PlanStep>, PlannerInfo), PlanError> {
-        let identity = self.layers.first().map(|l| l.identity()).unwrap_or_default();
+        let identity = self
+            .layers
+            .first()
+            .map(|l| l.identity())
+            .unwrap_or_default();
         let key = cache::key(&identity, prompt);
         if let Some(cache) = &self.cache {
             let hit = tracing::debug_span!("plan_cache.lookup").in_scope(|| cache.get(&key));
@@ -261,7 +299,10 @@ impl Planning {
         };
         let mut spend = llm::Spend::default();
         for layer in &self.layers {
-            match layer.plan(prompt, &self.registry, ctx, &self.stats, &mut spend).await {
+            match layer
+                .plan(prompt, &self.registry, ctx, &self.stats, &mut spend)
+                .await
+            {
                 Ok(plan) => {
                     let mut info = plan.info;
                     info.attempts = failures;
@@ -277,7 +318,10 @@ impl Planning {
                     return Ok((plan.steps, info));
                 }
                 Err((failure, kind)) => {
-                    let misconfigured = matches!(kind, Some(crane_llm::ErrorKind::Auth | crane_llm::ErrorKind::Config));
+                    let misconfigured = matches!(
+                        kind,
+                        Some(crane_llm::ErrorKind::Auth | crane_llm::ErrorKind::Config)
+                    );
                     if misconfigured {
                         tracing::error!(layer = %failure.layer, category = %failure.category, error = %failure.message, "LLM provider misconfigured");
                         if !self.fallback_on_auth_error {
@@ -317,9 +361,13 @@ impl Planning {
     }
 
     /// Validates a plan supplied by the caller.
-    pub fn client_plan(&self, steps: Vec<(String, serde_json::Value, String)>) -> Result<Plan, PlanError> {
+    pub fn client_plan(
+        &self,
+        steps: Vec<(String, serde_json::Value, String)>,
+    ) -> Result<Plan, PlanError> {
         let steps = number_steps(steps);
-        validate_plan(&steps, &self.registry).map_err(|violations| PlanError::Invalid { violations })?;
+        validate_plan(&steps, &self.registry)
+            .map_err(|violations| PlanError::Invalid { violations })?;
         Ok(Plan {
             plan_id: uuid::Uuid::now_v7().to_string(),
             planner: PlannerInfo::simple("client", "1", PlanSource::Client),
@@ -329,7 +377,9 @@ impl Planning {
 }
 
 /// Numbers raw planner steps from 1.
-pub(crate) fn number_steps(raw: impl IntoIterator<Item = (String, serde_json::Value, String)>) -> Vec<PlanStep> {
+pub(crate) fn number_steps(
+    raw: impl IntoIterator<Item = (String, serde_json::Value, String)>,
+) -> Vec<PlanStep> {
     raw.into_iter()
         .enumerate()
         .map(|(i, (tool, input, reasoning))| PlanStep {

@@ -71,7 +71,11 @@ impl PromptTemplate {
     }
 
     /// Renders the system prompt for these tools and examples.
-    pub fn render(&self, registry: &ToolRegistry, examples: &[Example]) -> Result<String, TemplateError> {
+    pub fn render(
+        &self,
+        registry: &ToolRegistry,
+        examples: &[Example],
+    ) -> Result<String, TemplateError> {
         let err = |e: minijinja::Error| TemplateError {
             name: self.name.clone(),
             version: self.version.clone(),

@@ -22,12 +22,20 @@ pub fn complexity(prompt: &str) -> (u32, String) {
         .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
         .filter(|w| !w.is_empty())
         .collect();
-    let connectors = words.iter().filter(|w| matches!(**w, "then" | "and" | "also" | "after")).count()
+    let connectors = words
+        .iter()
+        .filter(|w| matches!(**w, "then" | "and" | "also" | "after"))
+        .count()
         + prompt.matches([',', ';']).count();
     let clauses = 1 + connectors as u32;
     let references = words
         .iter()
-        .filter(|w| matches!(**w, "it" | "them" | "first" | "last" | "result" | "previous"))
+        .filter(|w| {
+            matches!(
+                **w,
+                "it" | "them" | "first" | "last" | "result" | "previous"
+            )
+        })
         .count() as u32;
     let length = (words.len().saturating_sub(25) / 25) as u32;
     let score = clauses + references + length;
@@ -62,8 +70,16 @@ mod tests {
 
     fn tiers() -> Vec<Tier> {
         vec![
-            Tier { name: "fast".into(), model: "small".into(), max_complexity: Some(2) },
-            Tier { name: "strong".into(), model: "big".into(), max_complexity: None },
+            Tier {
+                name: "fast".into(),
+                model: "small".into(),
+                max_complexity: Some(2),
+            },
+            Tier {
+                name: "strong".into(),
+                model: "big".into(),
+                max_complexity: None,
+            },
         ]
     }
 
@@ -71,7 +87,11 @@ mod tests {
     fn simple_prompts_go_fast_and_compound_ones_strong() {
         let d = route("what is 7 times 6", &tiers()).unwrap();
         assert_eq!((d.tier.as_str(), d.model.as_str()), ("fast", "small"));
-        let d = route("add a todo to buy milk, then list my todos and delete the last one", &tiers()).unwrap();
+        let d = route(
+            "add a todo to buy milk, then list my todos and delete the last one",
+            &tiers(),
+        )
+        .unwrap();
         assert_eq!(d.tier, "strong");
         assert!(d.reason.contains("clause"), "{}", d.reason);
         assert!(route("x", &[]).is_none());

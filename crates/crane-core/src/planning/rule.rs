@@ -5,6 +5,9 @@ use crate::domain::PlanStep;
 
 /// Plans with the rule planner.
 pub fn plan(prompt: &str) -> Result<Vec<PlanStep>, PlanError> {
-    let steps = crane_rules::plan(prompt).map_err(|r| PlanError::Rejected { message: r.message })?;
-    Ok(number_steps(steps.into_iter().map(|s| (s.tool, s.input, s.reasoning))))
+    let steps =
+        crane_rules::plan(prompt).map_err(|r| PlanError::Rejected { message: r.message })?;
+    Ok(number_steps(
+        steps.into_iter().map(|s| (s.tool, s.input, s.reasoning)),
+    ))
 }

@@ -43,12 +43,15 @@ mod tests {
     fn schema_has_one_variant_per_tool() {
         let registry = crate::tools::builtin_registry();
         let schema = plan_schema(&registry, 50);
-        let variants = schema["properties"]["steps"]["items"]["anyOf"].as_array().unwrap();
+        let variants = schema["properties"]["steps"]["items"]["anyOf"]
+            .as_array()
+            .unwrap();
         assert_eq!(variants.len(), registry.names().len());
         assert_eq!(variants[0]["properties"]["tool"]["enum"][0], "calculator");
         // The schema itself is a valid JSON schema that accepts a real plan.
         let validator = jsonschema::validator_for(&schema).unwrap();
-        let plan = json!({"steps": [{"tool": "todo_add", "input": {"title": "x"}, "reasoning": "r"}]});
+        let plan =
+            json!({"steps": [{"tool": "todo_add", "input": {"title": "x"}, "reasoning": "r"}]});
         assert!(validator.is_valid(&plan));
         let bad = json!({"steps": [{"tool": "todo_add", "input": {"title": 5}, "reasoning": "r"}]});
         assert!(!validator.is_valid(&bad));

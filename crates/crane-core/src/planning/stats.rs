@@ -50,7 +50,11 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 fn rate(num: u64, den: u64) -> Value {
-    if den == 0 { Value::Null } else { json!(num as f64 / den as f64) }
+    if den == 0 {
+        Value::Null
+    } else {
+        json!(num as f64 / den as f64)
+    }
 }
 
 impl PlannerStats {
@@ -101,9 +105,18 @@ impl PlannerStats {
     }
 
     /// An LLM request finished (successfully or not) with this usage.
-    pub fn llm_request(&self, provider: &str, model: &str, usage: TokenUsage, cost_usd: Option<f64>) {
+    pub fn llm_request(
+        &self,
+        provider: &str,
+        model: &str,
+        usage: TokenUsage,
+        cost_usd: Option<f64>,
+    ) {
         self.with(|s| {
-            let t = s.models.entry((provider.to_owned(), model.to_owned())).or_default();
+            let t = s
+                .models
+                .entry((provider.to_owned(), model.to_owned()))
+                .or_default();
             t.requests += 1;
             t.input_tokens += usage.input_tokens;
             t.output_tokens += usage.output_tokens;
@@ -183,13 +196,19 @@ mod tests {
         assert_eq!(snap["cache_hit_rate"], Value::Null);
         assert_eq!(snap["by_source"]["rule"]["count"], 100);
         assert!((snap["success_rate"].as_f64().unwrap() - 100.0 / 101.0).abs() < 1e-9);
-        assert!(snap["by_source"]["rule"]["p99_ms"].as_f64().unwrap() >= snap["by_source"]["rule"]["p50_ms"].as_f64().unwrap());
+        assert!(
+            snap["by_source"]["rule"]["p99_ms"].as_f64().unwrap()
+                >= snap["by_source"]["rule"]["p50_ms"].as_f64().unwrap()
+        );
     }
 
     #[test]
     fn tokens_and_cost_aggregate_per_model() {
         let stats = PlannerStats::default();
-        let usage = TokenUsage { input_tokens: 1000, output_tokens: 100 };
+        let usage = TokenUsage {
+            input_tokens: 1000,
+            output_tokens: 100,
+        };
         stats.llm_request("primary", "m1", usage, Some(0.002));
         stats.llm_request("primary", "m1", usage, Some(0.002));
         stats.error("timeout");

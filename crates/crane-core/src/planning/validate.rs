@@ -29,13 +29,20 @@ impl fmt::Display for PlanViolation {
         if self.step_number == 0 {
             write!(f, "{}: {}", self.path, self.message)
         } else {
-            write!(f, "step {} {}: {}", self.step_number, self.path, self.message)
+            write!(
+                f,
+                "step {} {}: {}",
+                self.step_number, self.path, self.message
+            )
         }
     }
 }
 
 /// Validates plan steps; returns every violation found.
-pub fn validate_plan(steps: &[PlanStep], registry: &ToolRegistry) -> Result<(), Vec<PlanViolation>> {
+pub fn validate_plan(
+    steps: &[PlanStep],
+    registry: &ToolRegistry,
+) -> Result<(), Vec<PlanViolation>> {
     let mut out = Vec::new();
     let violation = |step: u32, path: &str, message: String| PlanViolation {
         step_number: step,
@@ -46,23 +53,42 @@ pub fn validate_plan(steps: &[PlanStep], registry: &ToolRegistry) -> Result<(), 
         out.push(violation(0, "steps", "the plan has no steps".into()));
     }
     if steps.len() > MAX_STEPS {
-        out.push(violation(0, "steps", format!("the plan has {} steps; the limit is {MAX_STEPS}", steps.len())));
+        out.push(violation(
+            0,
+            "steps",
+            format!(
+                "the plan has {} steps; the limit is {MAX_STEPS}",
+                steps.len()
+            ),
+        ));
     }
     for (i, step) in steps.iter().enumerate() {
         let n = step.step_number;
         if n as usize != i + 1 {
-            out.push(violation(n, "step_number", format!("expected step number {}", i + 1)));
+            out.push(violation(
+                n,
+                "step_number",
+                format!("expected step number {}", i + 1),
+            ));
         }
         let Some(tool) = registry.get(&step.tool) else {
             out.push(violation(
                 n,
                 "tool",
-                format!("unknown tool '{}'; available tools: {}", step.tool, registry.names().join(", ")),
+                format!(
+                    "unknown tool '{}'; available tools: {}",
+                    step.tool,
+                    registry.names().join(", ")
+                ),
             ));
             continue;
         };
         if !step.input.is_object() {
-            out.push(violation(n, "input", "the input must be a JSON object".into()));
+            out.push(violation(
+                n,
+                "input",
+                "the input must be a JSON object".into(),
+            ));
             continue;
         }
         let refs = match reference::references_in(&step.input) {
@@ -78,7 +104,10 @@ pub fn validate_plan(steps: &[PlanStep], registry: &ToolRegistry) -> Result<(), 
                 out.push(violation(
                     n,
                     path,
-                    format!("reference {r} points to step {}, which does not run before step {n}", r.step),
+                    format!(
+                        "reference {r} points to step {}, which does not run before step {n}",
+                        r.step
+                    ),
                 ));
                 continue;
             }
@@ -89,7 +118,10 @@ pub fn validate_plan(steps: &[PlanStep], registry: &ToolRegistry) -> Result<(), 
                 out.push(violation(
                     n,
                     path,
-                    format!("reference {r}: step {} ({}) output has no '{at}'", r.step, target.tool),
+                    format!(
+                        "reference {r}: step {} ({}) output has no '{at}'",
+                        r.step, target.tool
+                    ),
                 ));
             }
             skip.push(path.clone());
@@ -158,7 +190,12 @@ mod tests {
     use serde_json::json;
 
     fn step(n: u32, tool: &str, input: Value) -> PlanStep {
-        PlanStep { step_number: n, tool: tool.into(), input, reasoning: String::new() }
+        PlanStep {
+            step_number: n,
+            tool: tool.into(),
+            input,
+            reasoning: String::new(),
+        }
     }
 
     #[test]
@@ -186,10 +223,22 @@ mod tests {
         let v = validate_plan(&steps, &reg).unwrap_err();
         let text: Vec<String> = v.iter().map(|v| v.to_string()).collect();
         assert!(text[0].starts_with("step 1 input.title: "), "{text:?}");
-        assert!(text[1].starts_with("step 2 tool: unknown tool 'send_email'"), "{text:?}");
-        assert!(text[2].starts_with("step 3 input.id: reference ${steps.4.todo.id} points to step 4"), "{text:?}");
-        assert_eq!(text[3], "step 4 input.id: reference ${steps.1.todo.idd}: step 1 (todo_add) output has no 'todo.idd'");
-        assert!(text[4].starts_with("step 5 input: invalid expression"), "{text:?}");
+        assert!(
+            text[1].starts_with("step 2 tool: unknown tool 'send_email'"),
+            "{text:?}"
+        );
+        assert!(
+            text[2].starts_with("step 3 input.id: reference ${steps.4.todo.id} points to step 4"),
+            "{text:?}"
+        );
+        assert_eq!(
+            text[3],
+            "step 4 input.id: reference ${steps.1.todo.idd}: step 1 (todo_add) output has no 'todo.idd'"
+        );
+        assert!(
+            text[4].starts_with("step 5 input: invalid expression"),
+            "{text:?}"
+        );
     }
 
     #[test]
@@ -197,7 +246,10 @@ mod tests {
         let reg = builtin_registry();
         assert!(validate_plan(&[], &reg).is_err());
         let v = validate_plan(&[step(1, "todo_delete", json!({}))], &reg).unwrap_err();
-        assert_eq!(v[0].to_string(), "step 1 input: give the todo's \"id\" or \"title\"");
+        assert_eq!(
+            v[0].to_string(),
+            "step 1 input: give the todo's \"id\" or \"title\""
+        );
         let v = validate_plan(&[step(1, "todo_add", json!({"title": "  "}))], &reg).unwrap_err();
         assert!(v[0].message.contains("title is empty"));
     }

@@ -9,15 +9,25 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Inner;
-use crate::domain::{AttemptRecord, PlanStep, Run, RunStatus, StepRecord, StepStatus, now, reference};
+use crate::domain::{
+    AttemptRecord, PlanStep, Run, RunStatus, StepRecord, StepStatus, now, reference,
+};
 use crate::store::StoreError;
 use crate::tools::{ToolContext, ToolError, ToolErrorKind};
 
 /// Executes the steps of `run.plan` not completed yet and leaves the run in a terminal state
 /// (completed, failed or cancelled), saved. Nothing is saved before the first step finishes: a
 /// crash before then leaves the run pending, and it is re-planned and resumed.
-pub(super) async fn execute(inner: &Inner, run: &mut Run, cancel: &CancellationToken) -> Result<(), StoreError> {
-    let steps: Vec<PlanStep> = run.plan.as_ref().map(|p| p.steps.clone()).unwrap_or_default();
+pub(super) async fn execute(
+    inner: &Inner,
+    run: &mut Run,
+    cancel: &CancellationToken,
+) -> Result<(), StoreError> {
+    let steps: Vec<PlanStep> = run
+        .plan
+        .as_ref()
+        .map(|p| p.steps.clone())
+        .unwrap_or_default();
     let first = run.completed_steps();
     run.execution_log.truncate(first);
     let mut outputs: Vec<Value> = run
@@ -41,7 +51,13 @@ pub(super) async fn execute(inner: &Inner, run: &mut Run, cancel: &CancellationT
             }
             StepStatus::Completed => {}
             StepStatus::Cancelled => {
-                return finish(inner, run, RunStatus::Cancelled, Some("cancelled while step was running".into())).await;
+                return finish(
+                    inner,
+                    run,
+                    RunStatus::Cancelled,
+                    Some("cancelled while step was running".into()),
+                )
+                .await;
             }
             StepStatus::Failed | StepStatus::Running => {
                 let message = format!(
@@ -68,7 +84,10 @@ pub(super) async fn finish(
     run.error = error;
     let completed_at = now();
     run.completed_at = Some(completed_at);
-    let source = run.plan.as_ref().map_or("none", |p| p.planner.source.as_str());
+    let source = run
+        .plan
+        .as_ref()
+        .map_or("none", |p| p.planner.source.as_str());
     let span = tracing::Span::current();
     span.record("crane.run.status", status.as_str());
     span.record("crane.plan.source", source);
@@ -78,9 +97,14 @@ pub(super) async fn finish(
             span.record("crane.cost.usd", cost);
         }
     }
-    metrics::counter!("crane_runs_total", "status" => status.as_str(), "source" => source).increment(1);
-    let seconds = (completed_at - run.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-    metrics::histogram!("crane_run_duration_seconds", "status" => status.as_str()).record(seconds.max(0.0));
+    metrics::counter!("crane_runs_total", "status" => status.as_str(), "source" => source)
+        .increment(1);
+    let seconds = (completed_at - run.created_at)
+        .num_microseconds()
+        .unwrap_or(0) as f64
+        / 1e6;
+    metrics::histogram!("crane_run_duration_seconds", "status" => status.as_str())
+        .record(seconds.max(0.0));
     inner.store.save_run(run).await
 }
 
@@ -107,9 +131,14 @@ async fn execute_step(
         crane.step.status = tracing::field::Empty,
         error.type = tracing::field::Empty,
     );
-    let record = execute_step_inner(inner, run, step, outputs, cancel).instrument(span.clone()).await;
+    let record = execute_step_inner(inner, run, step, outputs, cancel)
+        .instrument(span.clone())
+        .await;
     span.record("crane.step.attempts", i64::from(record.attempts));
-    span.record("crane.step.status", format!("{:?}", record.status).to_lowercase());
+    span.record(
+        "crane.step.status",
+        format!("{:?}", record.status).to_lowercase(),
+    );
     if let Some(kind) = record.attempt_log.last().and_then(|a| a.error_kind.clone()) {
         span.record("error.type", kind);
     } else if record.status == StepStatus::Failed {
@@ -148,8 +177,10 @@ async fn execute_step_inner(
             StepStatus::Running => "running",
         };
         let tool = registered_name(inner, &step.tool);
-        metrics::counter!("crane_tool_executions_total", "tool" => tool, "outcome" => outcome).increment(1);
-        metrics::histogram!("crane_step_duration_seconds", "tool" => tool).record(clock.elapsed().as_secs_f64());
+        metrics::counter!("crane_tool_executions_total", "tool" => tool, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("crane_step_duration_seconds", "tool" => tool)
+            .record(clock.elapsed().as_secs_f64());
         record.status = status;
         record.finished_at = Some(now());
         record.duration_ms = Some(clock.elapsed().as_secs_f64() * 1e3);
@@ -166,7 +197,10 @@ async fn execute_step_inner(
     record.input = input.clone();
     let violations = inner.registry.validate_input(&step.tool, &input, &[]);
     if let Some(v) = violations.first() {
-        record.error = Some(format!("{}: {} (after resolving references)", v.path, v.message));
+        record.error = Some(format!(
+            "{}: {} (after resolving references)",
+            v.path, v.message
+        ));
         return done(record, StepStatus::Failed);
     }
     let Some(tool) = inner.registry.get(&step.tool) else {

@@ -126,7 +126,6 @@ impl Runtime {
         self.inner.queued.load(Ordering::Relaxed)
     }
 
-
     /// Validates, stores and queues a new run. With `wait`, `finished` resolves with the
     /// finished run.
     pub async fn submit(&self, new: NewRun, wait: bool) -> Result<Submitted, RuntimeError> {
@@ -287,8 +286,15 @@ impl Runtime {
         run.result = None;
         run.completed_at = None;
         run.retries += 1;
-        if !self.inner.store.save_run_if(&run, &[RunStatus::Failed]).await? {
-            return Err(RuntimeError::Conflict(format!("run {run_id} changed while retrying; try again")));
+        if !self
+            .inner
+            .store
+            .save_run_if(&run, &[RunStatus::Failed])
+            .await?
+        {
+            return Err(RuntimeError::Conflict(format!(
+                "run {run_id} changed while retrying; try again"
+            )));
         }
         let finished = self.enqueue(run.clone(), wait);
         Ok(Submitted {
@@ -384,9 +390,19 @@ pub fn check_prompt(prompt: &str, limit: usize) -> Result<(), RuntimeError> {
 }
 
 /// Plans (when the run has no plan yet) and executes a run; saves its final state.
-async fn work(inner: &Inner, run: &mut Run, cancel: &CancellationToken) -> Result<(), crate::store::StoreError> {
+async fn work(
+    inner: &Inner,
+    run: &mut Run,
+    cancel: &CancellationToken,
+) -> Result<(), crate::store::StoreError> {
     if cancel.is_cancelled() {
-        return executor::finish(inner, run, RunStatus::Cancelled, Some("cancelled before it started".into())).await;
+        return executor::finish(
+            inner,
+            run,
+            RunStatus::Cancelled,
+            Some("cancelled before it started".into()),
+        )
+        .await;
     }
     run.status = RunStatus::Running;
     if run.started_at.is_none() {
@@ -423,7 +439,11 @@ async fn plan_and_execute(
             .trace_id
             .as_ref()
             .map(|t| format!("00-{t}-{:016x}-01", rand::random::<u64>() | 1));
-        match inner.planning.plan_traced(&run.prompt, traceparent.as_deref()).await {
+        match inner
+            .planning
+            .plan_traced(&run.prompt, traceparent.as_deref())
+            .await
+        {
             Ok(plan) => {
                 let deterministic = plan.planner.source == PlanSource::Rule;
                 run.plan = Some(plan);

@@ -28,7 +28,9 @@ impl Checkpointer {
                         stopped.recv_timeout(Duration::from_millis(250)),
                         Err(mpsc::RecvTimeoutError::Timeout)
                     );
-                    if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    if let Err(error) =
+                        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
                         tracing::warn!(%error, "WAL checkpoint failed");
                     }
                     if done {

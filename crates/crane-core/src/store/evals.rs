@@ -50,8 +50,10 @@ impl Store {
         let summary = summary.to_string();
         let report = report.to_string();
         self.write(move |conn| {
-            conn.prepare_cached("INSERT INTO evals (eval_id, created_at, summary, report) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![eval_id, created_at, summary, report])?;
+            conn.prepare_cached(
+                "INSERT INTO evals (eval_id, created_at, summary, report) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![eval_id, created_at, summary, report])?;
             Ok(())
         })
         .await
@@ -62,8 +64,12 @@ impl Store {
         let eval_id = eval_id.to_owned();
         self.read(move |conn| {
             let row: Option<(String, String, String, String)> = conn
-                .prepare_cached("SELECT eval_id, created_at, summary, report FROM evals WHERE eval_id = ?1")?
-                .query_row([eval_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .prepare_cached(
+                    "SELECT eval_id, created_at, summary, report FROM evals WHERE eval_id = ?1",
+                )?
+                .query_row([eval_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
                 .optional()?;
             row.map(|(eval_id, created_at, summary, report)| {
                 Ok(StoredEval {
@@ -80,7 +86,11 @@ impl Store {
 
     /// A page of evals (summaries only), newest first. `limit` is clamped to 1..=200; `cursor`
     /// is the `next_cursor` of the previous page.
-    pub async fn list_evals(&self, limit: usize, cursor: Option<i64>) -> Result<EvalPage, StoreError> {
+    pub async fn list_evals(
+        &self,
+        limit: usize,
+        cursor: Option<i64>,
+    ) -> Result<EvalPage, StoreError> {
         self.read(move |conn| {
             let limit = limit.clamp(1, 200);
             let mut stmt = conn.prepare_cached(
@@ -125,7 +135,12 @@ mod tests {
         for i in 0..3 {
             let id = format!("e{i}");
             store
-                .insert_eval(&id, "2025-01-01T00:00:00Z", &json!({"n": i}), &json!({"eval_id": id, "cases": [i]}))
+                .insert_eval(
+                    &id,
+                    "2025-01-01T00:00:00Z",
+                    &json!({"n": i}),
+                    &json!({"eval_id": id, "cases": [i]}),
+                )
                 .await
                 .unwrap();
         }
@@ -142,6 +157,11 @@ mod tests {
         assert_eq!(got.report, json!({"eval_id": "e1", "cases": [1]}));
         assert!(store.get_eval("nope").await.unwrap().is_none());
         // Ids are unique.
-        assert!(store.insert_eval("e1", "t", &json!({}), &json!({})).await.is_err());
+        assert!(
+            store
+                .insert_eval("e1", "t", &json!({}), &json!({}))
+                .await
+                .is_err()
+        );
     }
 }

@@ -38,7 +38,9 @@ pub enum StoreError {
     },
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
-    #[error("the database was written by a newer crane (schema version {found}, this build knows {known}); upgrade crane")]
+    #[error(
+        "the database was written by a newer crane (schema version {found}, this build knows {known}); upgrade crane"
+    )]
     TooNew { found: i64, known: i64 },
     #[error("the store is shut down")]
     Closed,
@@ -113,7 +115,8 @@ impl Store {
         for _ in 0..config.readers.max(1) {
             let r = Connection::open_with_flags(
                 &path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             r.busy_timeout(std::time::Duration::from_secs(5))?;
             readers.push(r);

@@ -44,7 +44,9 @@ fn encode(run: &Run) -> Result<String, StoreError> {
 
 fn get_by_key(conn: &Connection, key: &str) -> Result<Option<Run>, StoreError> {
     let body: Option<String> = conn
-        .prepare_cached("SELECT body FROM runs WHERE idempotency_key = ?1 AND idempotency_key IS NOT NULL")?
+        .prepare_cached(
+            "SELECT body FROM runs WHERE idempotency_key = ?1 AND idempotency_key IS NOT NULL",
+        )?
         .query_row([key], |r| r.get(0))
         .optional()?;
     body.as_deref().map(decode).transpose()
@@ -82,8 +84,15 @@ impl Store {
         let status = run.status.as_str();
         self.write(move |conn| {
             let n = conn
-                .prepare_cached("UPDATE runs SET status = ?2, updated_at = ?3, body = ?4 WHERE run_id = ?1")?
-                .execute(params![run_id, status, crate::domain::now().to_rfc3339(), body])?;
+                .prepare_cached(
+                    "UPDATE runs SET status = ?2, updated_at = ?3, body = ?4 WHERE run_id = ?1",
+                )?
+                .execute(params![
+                    run_id,
+                    status,
+                    crate::domain::now().to_rfc3339(),
+                    body
+                ])?;
             if n == 0 {
                 return Err(StoreError::Corrupt(format!("run {run_id} is not stored")));
             }
@@ -106,8 +115,15 @@ impl Store {
                 .optional()?;
             match current {
                 Some(s) if expected.contains(&s.as_str()) => {
-                    conn.prepare_cached("UPDATE runs SET status = ?2, updated_at = ?3, body = ?4 WHERE run_id = ?1")?
-                        .execute(params![run_id, status, crate::domain::now().to_rfc3339(), body])?;
+                    conn.prepare_cached(
+                        "UPDATE runs SET status = ?2, updated_at = ?3, body = ?4 WHERE run_id = ?1",
+                    )?
+                    .execute(params![
+                        run_id,
+                        status,
+                        crate::domain::now().to_rfc3339(),
+                        body
+                    ])?;
                     Ok(true)
                 }
                 _ => Ok(false),
@@ -118,9 +134,14 @@ impl Store {
 
     /// Marks a stored `pending` run as `running` (started at `started_at`) without rewriting
     /// the rest of its record; does nothing when the run is in any other state.
-    pub async fn mark_running(&self, run_id: &str, started_at: crate::domain::Timestamp) -> Result<bool, StoreError> {
+    pub async fn mark_running(
+        &self,
+        run_id: &str,
+        started_at: crate::domain::Timestamp,
+    ) -> Result<bool, StoreError> {
         let run_id = run_id.to_owned();
-        let started = serde_json::to_value(started_at).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let started =
+            serde_json::to_value(started_at).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let started = started.to_string();
         self.write(move |conn| {
             let n = conn
@@ -159,7 +180,12 @@ impl Store {
                  ORDER BY seq DESC LIMIT ?4",
             )?;
             let rows = stmt.query_map(
-                params![before, filter.status.map(|s| s.as_str()), filter.user_id, limit as i64 + 1],
+                params![
+                    before,
+                    filter.status.map(|s| s.as_str()),
+                    filter.user_id,
+                    limit as i64 + 1
+                ],
                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
             )?;
             let mut runs = Vec::with_capacity(limit + 1);
@@ -175,7 +201,10 @@ impl Store {
             } else {
                 None
             };
-            let runs = runs.iter().map(|(_, body)| decode(body)).collect::<Result<_, _>>()?;
+            let runs = runs
+                .iter()
+                .map(|(_, body)| decode(body))
+                .collect::<Result<_, _>>()?;
             Ok(RunPage { runs, next_cursor })
         })
         .await
@@ -198,9 +227,12 @@ impl Store {
     /// Number of runs per status.
     pub async fn count_runs_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT status, COUNT(*) FROM runs GROUP BY status")?;
+            let mut stmt =
+                conn.prepare_cached("SELECT status, COUNT(*) FROM runs GROUP BY status")?;
             let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
@@ -226,7 +258,10 @@ mod tests {
         for i in 0..5 {
             let run = Run::new(format!("p{i}"), None, None);
             ids.push(run.run_id.clone());
-            assert!(matches!(store.insert_run(&run).await.unwrap(), InsertOutcome::Inserted));
+            assert!(matches!(
+                store.insert_run(&run).await.unwrap(),
+                InsertOutcome::Inserted
+            ));
         }
         let mut run = store.get_run(&ids[2]).await.unwrap().unwrap();
         assert_eq!(run.prompt, "p2");
@@ -234,24 +269,52 @@ mod tests {
         store.save_run(&run).await.unwrap();
 
         let page = store
-            .list_runs(RunFilter { limit: 2, ..Default::default() })
+            .list_runs(RunFilter {
+                limit: 2,
+                ..Default::default()
+            })
             .await
             .unwrap();
-        assert_eq!(page.runs.iter().map(|r| r.prompt.as_str()).collect::<Vec<_>>(), ["p4", "p3"]);
+        assert_eq!(
+            page.runs
+                .iter()
+                .map(|r| r.prompt.as_str())
+                .collect::<Vec<_>>(),
+            ["p4", "p3"]
+        );
         let page2 = store
-            .list_runs(RunFilter { limit: 2, cursor: page.next_cursor, ..Default::default() })
+            .list_runs(RunFilter {
+                limit: 2,
+                cursor: page.next_cursor,
+                ..Default::default()
+            })
             .await
             .unwrap();
-        assert_eq!(page2.runs.iter().map(|r| r.prompt.as_str()).collect::<Vec<_>>(), ["p2", "p1"]);
+        assert_eq!(
+            page2
+                .runs
+                .iter()
+                .map(|r| r.prompt.as_str())
+                .collect::<Vec<_>>(),
+            ["p2", "p1"]
+        );
         let page3 = store
-            .list_runs(RunFilter { limit: 2, cursor: page2.next_cursor, ..Default::default() })
+            .list_runs(RunFilter {
+                limit: 2,
+                cursor: page2.next_cursor,
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert_eq!(page3.runs.len(), 1);
         assert!(page3.next_cursor.is_none());
 
         let done = store
-            .list_runs(RunFilter { limit: 10, status: Some(RunStatus::Completed), ..Default::default() })
+            .list_runs(RunFilter {
+                limit: 10,
+                status: Some(RunStatus::Completed),
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert_eq!(done.runs.len(), 1);
@@ -281,11 +344,17 @@ mod tests {
         let at = crate::domain::now();
         assert!(store.mark_running(&run.run_id, at).await.unwrap());
         let stored = store.get_run(&run.run_id).await.unwrap().unwrap();
-        assert_eq!((stored.status, stored.started_at), (RunStatus::Running, Some(at)));
+        assert_eq!(
+            (stored.status, stored.started_at),
+            (RunStatus::Running, Some(at))
+        );
         run.status = RunStatus::Completed;
         store.save_run(&run).await.unwrap();
         assert!(!store.mark_running(&run.run_id, at).await.unwrap());
-        assert_eq!(store.get_run(&run.run_id).await.unwrap().unwrap().status, RunStatus::Completed);
+        assert_eq!(
+            store.get_run(&run.run_id).await.unwrap().unwrap().status,
+            RunStatus::Completed
+        );
     }
 
     #[tokio::test]
@@ -294,9 +363,22 @@ mod tests {
         let mut run = Run::new("x".into(), None, None);
         store.insert_run(&run).await.unwrap();
         run.status = RunStatus::Cancelled;
-        assert!(store.save_run_if(&run, &[RunStatus::Pending]).await.unwrap());
+        assert!(
+            store
+                .save_run_if(&run, &[RunStatus::Pending])
+                .await
+                .unwrap()
+        );
         run.status = RunStatus::Running;
-        assert!(!store.save_run_if(&run, &[RunStatus::Pending]).await.unwrap());
-        assert_eq!(store.get_run(&run.run_id).await.unwrap().unwrap().status, RunStatus::Cancelled);
+        assert!(
+            !store
+                .save_run_if(&run, &[RunStatus::Pending])
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.get_run(&run.run_id).await.unwrap().unwrap().status,
+            RunStatus::Cancelled
+        );
     }
 }

@@ -36,10 +36,15 @@ pub enum TodoSelector {
 pub enum TodoLookupError {
     #[error("todo not found: no todo has id '{0}'")]
     IdNotFound(String),
-    #[error("todo not found: no todo is titled '{0}' (titles match case-insensitively; list todos to see them)")]
+    #[error(
+        "todo not found: no todo is titled '{0}' (titles match case-insensitively; list todos to see them)"
+    )]
     TitleNotFound(String),
     #[error("ambiguous title '{title}': {n} todos match ({list}); use the id instead", n = candidates.len(), list = describe(candidates))]
-    Ambiguous { title: String, candidates: Vec<Todo> },
+    Ambiguous {
+        title: String,
+        candidates: Vec<Todo>,
+    },
 }
 
 fn describe(todos: &[Todo]) -> String {
@@ -70,7 +75,13 @@ fn row_to_todo(r: &rusqlite::Row<'_>) -> rusqlite::Result<Todo> {
     let parse = |s: &str| {
         chrono::DateTime::parse_from_rfc3339(s)
             .map(|d| d.with_timezone(&chrono::Utc))
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e)))
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    3,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })
     };
     Ok(Todo {
         id: r.get(0)?,
@@ -83,13 +94,18 @@ fn row_to_todo(r: &rusqlite::Row<'_>) -> rusqlite::Result<Todo> {
 
 const COLUMNS: &str = "id, title, done, created_at, completed_at";
 
-fn recorded<T: serde::de::DeserializeOwned>(conn: &Connection, key: &str) -> Result<Option<T>, StoreError> {
+fn recorded<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
     let out: Option<String> = conn
         .prepare_cached("SELECT output FROM tool_effects WHERE effect_key = ?1")?
         .query_row([key], |r| r.get(0))
         .optional()?;
-    out.map(|o| serde_json::from_str(&o).map_err(|e| StoreError::Corrupt(format!("effect record: {e}"))))
-        .transpose()
+    out.map(|o| {
+        serde_json::from_str(&o).map_err(|e| StoreError::Corrupt(format!("effect record: {e}")))
+    })
+    .transpose()
 }
 
 fn record<T: Serialize>(conn: &Connection, key: &str, value: &T) -> Result<(), StoreError> {
@@ -99,7 +115,10 @@ fn record<T: Serialize>(conn: &Connection, key: &str, value: &T) -> Result<(), S
     Ok(())
 }
 
-fn select(conn: &Connection, selector: &TodoSelector) -> Result<Result<Todo, TodoLookupError>, StoreError> {
+fn select(
+    conn: &Connection,
+    selector: &TodoSelector,
+) -> Result<Result<Todo, TodoLookupError>, StoreError> {
     match selector {
         TodoSelector::Id(id) => {
             let todo = conn
@@ -129,7 +148,11 @@ fn select(conn: &Connection, selector: &TodoSelector) -> Result<Result<Todo, Tod
 
 impl Store {
     /// Adds a todo (once per effect key).
-    pub async fn todo_add(&self, title: String, effect_key: Option<String>) -> Result<Todo, StoreError> {
+    pub async fn todo_add(
+        &self,
+        title: String,
+        effect_key: Option<String>,
+    ) -> Result<Todo, StoreError> {
         self.write(move |conn| {
             if let Some(key) = &effect_key
                 && let Some(todo) = recorded::<Todo>(conn, key)?
@@ -242,7 +265,10 @@ mod tests {
     async fn titles_are_kept_exactly_and_matched_case_insensitively() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        let t = store.todo_add("Buy \"Milk\" 🥛 Ünïcode".into(), None).await.unwrap();
+        let t = store
+            .todo_add("Buy \"Milk\" 🥛 Ünïcode".into(), None)
+            .await
+            .unwrap();
         assert_eq!(t.title, "Buy \"Milk\" 🥛 Ünïcode");
         let done = store
             .todo_complete(TodoSelector::Title("buy \"milk\" 🥛 ünïcode".into()), None)
@@ -266,8 +292,14 @@ mod tests {
     async fn ambiguous_titles_list_candidates_and_effects_apply_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        let a = store.todo_add("Buy milk".into(), Some("r1:1".into())).await.unwrap();
-        let again = store.todo_add("Buy milk".into(), Some("r1:1".into())).await.unwrap();
+        let a = store
+            .todo_add("Buy milk".into(), Some("r1:1".into()))
+            .await
+            .unwrap();
+        let again = store
+            .todo_add("Buy milk".into(), Some("r1:1".into()))
+            .await
+            .unwrap();
         assert_eq!(a, again);
         store.todo_add("buy milk".into(), None).await.unwrap();
         let err = store
@@ -276,16 +308,39 @@ mod tests {
             .unwrap()
             .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("ambiguous title 'BUY MILK': 2 todos match"), "{msg}");
+        assert!(
+            msg.starts_with("ambiguous title 'BUY MILK': 2 todos match"),
+            "{msg}"
+        );
         assert!(msg.contains(&a.id), "{msg}");
-        let (all, total) = store.todo_list(TodoFilter { done: None, limit: 100 }).await.unwrap();
+        let (all, total) = store
+            .todo_list(TodoFilter {
+                done: None,
+                limit: 100,
+            })
+            .await
+            .unwrap();
         assert_eq!((all.len(), total), (2, 2));
 
-        let deleted = store.todo_delete(TodoSelector::Id(a.id.clone()), Some("r2:1".into())).await.unwrap().unwrap();
+        let deleted = store
+            .todo_delete(TodoSelector::Id(a.id.clone()), Some("r2:1".into()))
+            .await
+            .unwrap()
+            .unwrap();
         // Replaying the same step returns the recorded result instead of "not found".
-        let replay = store.todo_delete(TodoSelector::Id(a.id.clone()), Some("r2:1".into())).await.unwrap().unwrap();
+        let replay = store
+            .todo_delete(TodoSelector::Id(a.id.clone()), Some("r2:1".into()))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(deleted, replay);
-        let (_, total) = store.todo_list(TodoFilter { done: Some(false), limit: 1 }).await.unwrap();
+        let (_, total) = store
+            .todo_list(TodoFilter {
+                done: Some(false),
+                limit: 1,
+            })
+            .await
+            .unwrap();
         assert_eq!(total, 1);
     }
 }

@@ -92,7 +92,10 @@ fn in_savepoint<R>(
 fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
     let mut replies: Vec<Reply> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
-        if let Err(error) = conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut s| s.execute([])) {
+        if let Err(error) = conn
+            .prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut s| s.execute([]))
+        {
             // Another process holds the database past the busy timeout. Running the job outside
             // a transaction would commit it on its own, so it is dropped unrun: its caller gets
             // `StoreError::Closed` and nothing is written.

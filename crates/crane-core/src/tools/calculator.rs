@@ -53,7 +53,10 @@ fn is_arithmetic(e: &crane_calc::CalcError) -> bool {
     use crane_calc::CalcError as E;
     matches!(
         e,
-        E::DivisionByZero { .. } | E::SqrtOfNegative { .. } | E::NotReal { .. } | E::TooLarge { .. }
+        E::DivisionByZero { .. }
+            | E::SqrtOfNegative { .. }
+            | E::NotReal { .. }
+            | E::TooLarge { .. }
     )
 }
 
@@ -78,7 +81,11 @@ impl TypedTool for Calculator {
         }
     }
 
-    async fn run(&self, _ctx: &ToolContext, input: CalculatorInput) -> Result<CalculatorOutput, ToolError> {
+    async fn run(
+        &self,
+        _ctx: &ToolContext,
+        input: CalculatorInput,
+    ) -> Result<CalculatorOutput, ToolError> {
         let value = evaluate_json(&input.expression)?;
         Ok(CalculatorOutput {
             expression: input.expression,

@@ -41,7 +41,10 @@ impl TypedTool for DebugSleep {
 
     async fn run(&self, _ctx: &ToolContext, input: SleepInput) -> Result<DebugOutput, ToolError> {
         tokio::time::sleep(Duration::from_millis(input.ms.min(600_000))).await;
-        Ok(DebugOutput { ok: true, attempts: 1 })
+        Ok(DebugOutput {
+            ok: true,
+            attempts: 1,
+        })
     }
 }
 
@@ -64,17 +67,17 @@ pub struct DebugFlaky {
 
 impl TypedTool for DebugFlaky {
     const NAME: &'static str = "debug_flaky";
-    const DESCRIPTION: &'static str = "Debug: fail transiently `fail_times` times (per key), then succeed.";
+    const DESCRIPTION: &'static str =
+        "Debug: fail transiently `fail_times` times (per key), then succeed.";
     type Input = FlakyInput;
     type Output = DebugOutput;
 
     async fn run(&self, ctx: &ToolContext, input: FlakyInput) -> Result<DebugOutput, ToolError> {
         let key = input.key.unwrap_or_else(|| ctx.effect_key());
         let attempts = {
-            let mut seen = self
-                .seen
-                .lock()
-                .map_err(|_| ToolError::new(ToolErrorKind::Internal, "debug_flaky state poisoned"))?;
+            let mut seen = self.seen.lock().map_err(|_| {
+                ToolError::new(ToolErrorKind::Internal, "debug_flaky state poisoned")
+            })?;
             let n = seen.entry(key).or_insert(0);
             *n += 1;
             *n
@@ -82,7 +85,10 @@ impl TypedTool for DebugFlaky {
         if attempts <= input.fail_times {
             return Err(ToolError::new(
                 ToolErrorKind::Transient,
-                format!("injected transient failure {attempts} of {}", input.fail_times),
+                format!(
+                    "injected transient failure {attempts} of {}",
+                    input.fail_times
+                ),
             ));
         }
         Ok(DebugOutput { ok: true, attempts })
@@ -114,7 +120,12 @@ impl TypedTool for DebugFail {
 
     async fn run(&self, _ctx: &ToolContext, input: FailInput) -> Result<DebugOutput, ToolError> {
         let kind = parse_kind(&input.kind).map_err(ToolError::invalid)?;
-        Err(ToolError::new(kind, input.message.unwrap_or_else(|| format!("injected {} failure", input.kind))))
+        Err(ToolError::new(
+            kind,
+            input
+                .message
+                .unwrap_or_else(|| format!("injected {} failure", input.kind)),
+        ))
     }
 }
 
@@ -125,6 +136,10 @@ fn parse_kind(kind: &str) -> Result<ToolErrorKind, String> {
         "transient" => ToolErrorKind::Transient,
         "timeout" => ToolErrorKind::Timeout,
         "internal" => ToolErrorKind::Internal,
-        other => return Err(format!("unknown kind '{other}' (use invalid_input, not_found, transient, timeout or internal)")),
+        other => {
+            return Err(format!(
+                "unknown kind '{other}' (use invalid_input, not_found, transient, timeout or internal)"
+            ));
+        }
     })
 }

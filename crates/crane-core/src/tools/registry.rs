@@ -80,7 +80,12 @@ impl ToolRegistry {
 
     /// Checks `input` against the tool's input schema. Violations at or under a path listed in
     /// `skip` (strings holding references, checked again once resolved) are ignored.
-    pub fn validate_input(&self, name: &str, input: &Value, skip: &[String]) -> Vec<SchemaViolation> {
+    pub fn validate_input(
+        &self,
+        name: &str,
+        input: &Value,
+        skip: &[String],
+    ) -> Vec<SchemaViolation> {
         let Some(&i) = self.by_name.get(name) else {
             return vec![SchemaViolation {
                 path: "tool".into(),
@@ -102,7 +107,11 @@ impl ToolRegistry {
                     message: err.to_string(),
                 }
             })
-            .filter(|v| !skip.iter().any(|s| v.path == *s || v.path.starts_with(&format!("{s}."))))
+            .filter(|v| {
+                !skip
+                    .iter()
+                    .any(|s| v.path == *s || v.path.starts_with(&format!("{s}.")))
+            })
             .take(5)
             .collect()
     }
@@ -132,7 +141,13 @@ mod tests {
         let reg = crate::tools::builtin_registry();
         assert_eq!(
             reg.names(),
-            ["calculator", "todo_add", "todo_list", "todo_complete", "todo_delete"]
+            [
+                "calculator",
+                "todo_add",
+                "todo_list",
+                "todo_complete",
+                "todo_delete"
+            ]
         );
         for spec in reg.specs() {
             assert_eq!(spec.input_schema["type"], "object", "{}", spec.name);
@@ -144,14 +159,21 @@ mod tests {
     #[test]
     fn validation_reports_paths() {
         let reg = crate::tools::builtin_registry();
-        assert!(reg.validate_input("calculator", &json!({"expression": "1+1"}), &[]).is_empty());
+        assert!(
+            reg.validate_input("calculator", &json!({"expression": "1+1"}), &[])
+                .is_empty()
+        );
         let v = reg.validate_input("todo_add", &json!({"title": 5}), &[]);
         assert_eq!(v[0].path, "input.title");
         let v = reg.validate_input("todo_add", &json!({"title": "x", "extra": 1}), &[]);
         assert_eq!(v.len(), 1, "{v:?}");
         let v = reg.validate_input("nope", &json!({}), &[]);
         assert_eq!(v[0].message, "unknown tool 'nope'");
-        let v = reg.validate_input("todo_list", &json!({"done": "${steps.1.x}"}), &["input.done".into()]);
+        let v = reg.validate_input(
+            "todo_list",
+            &json!({"done": "${steps.1.x}"}),
+            &["input.done".into()],
+        );
         assert!(v.is_empty(), "{v:?}");
     }
 }

@@ -81,11 +81,15 @@ fn lookup_error(e: TodoLookupError) -> ToolError {
 
 fn check_title(title: &str) -> Result<(), String> {
     if title.trim().is_empty() {
-        return Err("the todo title is empty; say what the todo is, e.g. \"add a todo to buy milk\"".into());
+        return Err(
+            "the todo title is empty; say what the todo is, e.g. \"add a todo to buy milk\"".into(),
+        );
     }
     let n = title.chars().count();
     if n > MAX_TITLE_CHARS {
-        return Err(format!("the todo title is {n} characters; the limit is {MAX_TITLE_CHARS}"));
+        return Err(format!(
+            "the todo title is {n} characters; the limit is {MAX_TITLE_CHARS}"
+        ));
     }
     Ok(())
 }
@@ -105,7 +109,10 @@ impl TypedTool for TodoAdd {
 
     async fn run(&self, ctx: &ToolContext, input: TodoAddInput) -> Result<TodoOutput, ToolError> {
         check_title(&input.title).map_err(ToolError::invalid)?;
-        let todo = ctx.store.todo_add(input.title, Some(ctx.effect_key())).await?;
+        let todo = ctx
+            .store
+            .todo_add(input.title, Some(ctx.effect_key()))
+            .await?;
         Ok(TodoOutput { todo })
     }
 }
@@ -115,15 +122,25 @@ pub struct TodoList;
 
 impl TypedTool for TodoList {
     const NAME: &'static str = "todo_list";
-    const DESCRIPTION: &'static str = "List todos, oldest first; optionally only done or open ones.";
+    const DESCRIPTION: &'static str =
+        "List todos, oldest first; optionally only done or open ones.";
     type Input = TodoListInput;
     type Output = TodoListOutput;
 
-    async fn run(&self, ctx: &ToolContext, input: TodoListInput) -> Result<TodoListOutput, ToolError> {
-        let limit = input.limit.map_or(MAX_LIST, |l| (l as usize).clamp(1, MAX_LIST));
+    async fn run(
+        &self,
+        ctx: &ToolContext,
+        input: TodoListInput,
+    ) -> Result<TodoListOutput, ToolError> {
+        let limit = input
+            .limit
+            .map_or(MAX_LIST, |l| (l as usize).clamp(1, MAX_LIST));
         let (todos, count) = ctx
             .store
-            .todo_list(TodoFilter { done: input.done, limit })
+            .todo_list(TodoFilter {
+                done: input.done,
+                limit,
+            })
             .await?;
         Ok(TodoListOutput { todos, count })
     }
@@ -134,7 +151,8 @@ pub struct TodoComplete;
 
 impl TypedTool for TodoComplete {
     const NAME: &'static str = "todo_complete";
-    const DESCRIPTION: &'static str = "Mark a todo done, by id or by title (case-insensitive exact match).";
+    const DESCRIPTION: &'static str =
+        "Mark a todo done, by id or by title (case-insensitive exact match).";
     type Input = TodoSelectInput;
     type Output = TodoOutput;
 
@@ -142,7 +160,11 @@ impl TypedTool for TodoComplete {
         input.selector().map(|_| ())
     }
 
-    async fn run(&self, ctx: &ToolContext, input: TodoSelectInput) -> Result<TodoOutput, ToolError> {
+    async fn run(
+        &self,
+        ctx: &ToolContext,
+        input: TodoSelectInput,
+    ) -> Result<TodoOutput, ToolError> {
         let selector = input.selector().map_err(ToolError::invalid)?;
         let todo = ctx
             .store
@@ -158,7 +180,8 @@ pub struct TodoDelete;
 
 impl TypedTool for TodoDelete {
     const NAME: &'static str = "todo_delete";
-    const DESCRIPTION: &'static str = "Delete a todo, by id or by title (case-insensitive exact match).";
+    const DESCRIPTION: &'static str =
+        "Delete a todo, by id or by title (case-insensitive exact match).";
     type Input = TodoSelectInput;
     type Output = TodoOutput;
 
@@ -166,7 +189,11 @@ impl TypedTool for TodoDelete {
         input.selector().map(|_| ())
     }
 
-    async fn run(&self, ctx: &ToolContext, input: TodoSelectInput) -> Result<TodoOutput, ToolError> {
+    async fn run(
+        &self,
+        ctx: &ToolContext,
+        input: TodoSelectInput,
+    ) -> Result<TodoOutput, ToolError> {
         let selector = input.selector().map_err(ToolError::invalid)?;
         let todo = ctx
             .store

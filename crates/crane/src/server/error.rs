@@ -37,7 +37,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
+        let body =
+            json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -46,7 +47,9 @@ impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> Self {
         let message = e.to_string();
         match e {
-            RuntimeError::EmptyPrompt => Self::new(StatusCode::BAD_REQUEST, "empty_prompt", message),
+            RuntimeError::EmptyPrompt => {
+                Self::new(StatusCode::BAD_REQUEST, "empty_prompt", message)
+            }
             RuntimeError::PromptTooLong { len, limit } => {
                 Self::new(StatusCode::BAD_REQUEST, "prompt_too_long", message)
                     .with_details(json!({"length": len, "limit": limit}))
@@ -54,7 +57,9 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::InvalidRequest(_) => Self::bad_request(message),
             RuntimeError::InvalidPlan(e) => {
                 let details = match &e {
-                    crane_core::planning::PlanError::Invalid { violations } => json!({"violations": violations}),
+                    crane_core::planning::PlanError::Invalid { violations } => {
+                        json!({"violations": violations})
+                    }
                     _ => Value::Null,
                 };
                 Self::new(StatusCode::BAD_REQUEST, "invalid_plan", message).with_details(details)

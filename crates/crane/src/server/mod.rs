@@ -3,6 +3,7 @@
 //! JSON error bodies.
 
 mod error;
+mod evals;
 mod openapi;
 mod runs;
 pub mod trace;
@@ -41,6 +42,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/metrics/planner"),
     ("GET", "/openapi.json"),
+    ("GET", "/evals"),
+    ("GET", "/evals/{eval_id}"),
 ];
 
 /// Builds the router.
@@ -55,6 +58,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/metrics", get(metrics))
         .route("/metrics/planner", get(planner_metrics))
         .route("/openapi.json", get(openapi::document))
+        .route("/evals", get(evals::list))
+        .route("/evals/{eval_id}", get(evals::get))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -76,7 +81,10 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("{method} is not allowed on {}; see /openapi.json for the API", uri.path()),
+        format!(
+            "{method} is not allowed on {}; see /openapi.json for the API",
+            uri.path()
+        ),
     )
 }
 
@@ -96,7 +104,12 @@ async fn tools(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let Some(handle) = &state.metrics else {
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "metrics_disabled", "metrics are not enabled").into_response();
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics_disabled",
+            "metrics are not enabled",
+        )
+        .into_response();
     };
     metrics::gauge!("crane_active_runs").set(state.runtime.active_runs() as f64);
     metrics::gauge!("crane_queue_depth").set(state.runtime.queue_depth() as f64);
@@ -111,7 +124,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
         metrics::gauge!("crane_llm_circuit_breaker_state", "provider" => provider.name().to_owned()).set(value);
     }
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         handle.render(),
     )
         .into_response()
@@ -143,7 +159,10 @@ pub async fn serve(
     tracing::info!("shutting down: draining in-flight runs");
     let left = runtime.drain(drain_timeout).await;
     if left > 0 {
-        tracing::warn!(left, "runs still unfinished at shutdown; they resume at the next start");
+        tracing::warn!(
+            left,
+            "runs still unfinished at shutdown; they resume at the next start"
+        );
     }
     Ok(())
 }

@@ -38,8 +38,10 @@ mod tests {
                 documented.insert((method.to_uppercase(), path.clone()));
             }
         }
-        let routed: BTreeSet<(String, String)> =
-            super::super::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        let routed: BTreeSet<(String, String)> = super::super::ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
         assert_eq!(documented, routed);
     }
 }

@@ -76,7 +76,11 @@ pub fn json_body<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large")
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is too large",
+            )
         } else {
             ApiError::bad_request(format!("could not read the request body: {e}"))
         }
@@ -92,12 +96,20 @@ pub fn json_body<T: serde::de::DeserializeOwned>(
             "unsupported_media_type",
             format!(
                 "expected Content-Type: application/json, got '{}'",
-                if content_type.is_empty() { "none" } else { content_type }
+                if content_type.is_empty() {
+                    "none"
+                } else {
+                    content_type
+                }
             ),
         ));
     }
     serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("invalid JSON body: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("invalid JSON body: {e}"),
+        )
     })
 }
 
@@ -107,7 +119,12 @@ fn wait_bound(state: &AppState, q: &WaitQuery) -> Duration {
         .map_or(state.wait_timeout, |d| d.min(state.wait_timeout))
 }
 
-async fn answer(state: &AppState, submitted: Submitted, q: &WaitQuery, status: StatusCode) -> Response {
+async fn answer(
+    state: &AppState,
+    submitted: Submitted,
+    q: &WaitQuery,
+    status: StatusCode,
+) -> Response {
     let replayed = submitted.replayed;
     let mut run = submitted.run;
     // A replayed idempotent request with ?wait=true waits for the original run as well.
@@ -131,7 +148,10 @@ async fn answer(state: &AppState, submitted: Submitted, q: &WaitQuery, status: S
         response.headers_mut().insert(header::LOCATION, v);
     }
     if replayed {
-        response.headers_mut().insert("idempotent-replayed", header::HeaderValue::from_static("true"));
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            header::HeaderValue::from_static("true"),
+        );
     }
     response
 }
@@ -161,10 +181,14 @@ pub async fn create(
         Some(v) => {
             let key = v
                 .to_str()
-                .map_err(|_| ApiError::bad_request("the Idempotency-Key header must be visible ASCII"))?
+                .map_err(|_| {
+                    ApiError::bad_request("the Idempotency-Key header must be visible ASCII")
+                })?
                 .trim();
             if key.is_empty() || key.len() > 255 {
-                return Err(ApiError::bad_request("the Idempotency-Key header must be 1-255 characters"));
+                return Err(ApiError::bad_request(
+                    "the Idempotency-Key header must be 1-255 characters",
+                ));
             }
             Some(key.to_owned())
         }
@@ -181,7 +205,17 @@ pub async fn create(
                 steps: req.steps.map(|steps| {
                     steps
                         .into_iter()
-                        .map(|s| (s.tool, if s.input.is_null() { json!({}) } else { s.input }, s.reasoning))
+                        .map(|s| {
+                            (
+                                s.tool,
+                                if s.input.is_null() {
+                                    json!({})
+                                } else {
+                                    s.input
+                                },
+                                s.reasoning,
+                            )
+                        })
                         .collect()
                 }),
             },
@@ -192,7 +226,10 @@ pub async fn create(
 }
 
 /// `GET /runs/{run_id}`.
-pub async fn get(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<Response, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+) -> Result<Response, ApiError> {
     Ok(Json(state.runtime.get(&run_id).await?).into_response())
 }
 
@@ -212,7 +249,10 @@ pub async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| {
-        ApiError::bad_request(format!("{} (known parameters: status, user_id, limit, cursor)", e.body_text()))
+        ApiError::bad_request(format!(
+            "{} (known parameters: status, user_id, limit, cursor)",
+            e.body_text()
+        ))
     })?;
     let status = match q.status.as_deref() {
         None => None,
@@ -224,16 +264,17 @@ pub async fn list(
     };
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request(format!("invalid limit {limit}: use 1-200")));
+        return Err(ApiError::bad_request(format!(
+            "invalid limit {limit}: use 1-200"
+        )));
     }
     let cursor = match q.cursor.as_deref() {
         None | Some("") => None,
-        Some(c) => Some(
-            c.parse::<i64>()
-                .ok()
-                .filter(|c| *c > 0)
-                .ok_or_else(|| ApiError::bad_request(format!("invalid cursor '{c}': pass next_cursor from the previous page")))?,
-        ),
+        Some(c) => Some(c.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid cursor '{c}': pass next_cursor from the previous page"
+            ))
+        })?),
     };
     let page = state
         .runtime
@@ -263,6 +304,9 @@ pub async fn retry(
 }
 
 /// `POST /runs/{run_id}/cancel`.
-pub async fn cancel(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<Response, ApiError> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+) -> Result<Response, ApiError> {
     Ok(Json(state.runtime.cancel(&run_id).await?).into_response())
 }

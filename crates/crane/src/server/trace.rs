@@ -23,8 +23,17 @@ pub fn parse_traceparent(value: &str) -> Option<String> {
     let trace_id = parts.next()?;
     let span_id = parts.next()?;
     let flags = parts.next()?;
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
-    if !hex(version, 2) || version == "ff" || !hex(trace_id, 32) || !hex(span_id, 16) || !hex(flags, 2) {
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    };
+    if !hex(version, 2)
+        || version == "ff"
+        || !hex(trace_id, 32)
+        || !hex(span_id, 16)
+        || !hex(flags, 2)
+    {
         return None;
     }
     if version == "00" && parts.next().is_some() {
@@ -78,7 +87,9 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
     let mut trace_id = None;
     if crate::telemetry::exporting() {
         if incoming.is_some() {
-            let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(req.headers())));
+            let cx = opentelemetry::global::get_text_map_propagator(|p| {
+                p.extract(&HeaderExtractor(req.headers()))
+            });
             let _ = span.set_parent(cx);
         }
         trace_id = crane_core::telemetry::trace_id(&span);
@@ -104,11 +115,23 @@ mod tests {
     #[test]
     fn traceparent_parsing_follows_w3c() {
         let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert_eq!(parse_traceparent(ok).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
-        assert_eq!(parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None);
-        assert_eq!(parse_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"), None);
+        assert_eq!(
+            parse_traceparent(ok).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(
+            parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+        assert_eq!(
+            parse_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+            None
+        );
         assert_eq!(parse_traceparent("garbage"), None);
-        assert_eq!(parse_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), None);
+        assert_eq!(
+            parse_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            None
+        );
         assert_eq!(fresh_trace_id().len(), 32);
     }
 }

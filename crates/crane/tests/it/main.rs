@@ -5,8 +5,10 @@
 
 mod api;
 mod cli;
+mod eval;
 mod lifecycle;
 mod llm_faults;
 mod llm_real;
+mod observability;
 mod otel;
 mod support;

@@ -37,7 +37,11 @@ impl Drop for Phoenix {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn start_phoenix() -> Phoenix {
@@ -71,10 +75,17 @@ async fn start_phoenix() -> Phoenix {
         {
             break;
         }
-        assert!(Instant::now() < deadline, "Phoenix did not start within 90 s");
+        assert!(
+            Instant::now() < deadline,
+            "Phoenix did not start within 90 s"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    Phoenix { child, base, _dir: dir }
+    Phoenix {
+        child,
+        base,
+        _dir: dir,
+    }
 }
 
 fn plan_answer() -> Value {
@@ -109,7 +120,10 @@ async fn spans_of(phoenix: &Phoenix, project: &str, trace_id: &str, want: usize)
                 return spans;
             }
         }
-        assert!(Instant::now() < deadline, "Phoenix did not receive {want} spans of trace {trace_id} within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "Phoenix did not receive {want} spans of trace {trace_id} within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -155,22 +169,40 @@ async fn multi_step_run_is_traced_into_phoenix_with_genai_attributes() {
 
     // The LLM call carried the chat span's context on to the upstream.
     let received = llm.received_requests().await.unwrap();
-    let sent = received[0].headers.get("traceparent").unwrap().to_str().unwrap().to_owned();
-    assert!(sent.starts_with(&format!("00-{trace_id}-")), "outgoing traceparent {sent}");
+    let sent = received[0]
+        .headers
+        .get("traceparent")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        sent.starts_with(&format!("00-{trace_id}-")),
+        "outgoing traceparent {sent}"
+    );
 
     // http, run, queue, plan, chat, execute_tool x2 (plus smaller spans).
     let spans = spans_of(&phoenix, project, trace_id, 7).await;
-    let by_name: HashMap<&str, &Value> = spans.iter().map(|s| (s["name"].as_str().unwrap_or(""), s)).collect();
+    let by_name: HashMap<&str, &Value> = spans
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap_or(""), s))
+        .collect();
     let id_of = |name: &str| -> String {
-        by_name
-            .get(name)
-            .unwrap_or_else(|| panic!("no span named {name:?}; got {:?}", by_name.keys().collect::<Vec<_>>()))["context"]["span_id"]
+        by_name.get(name).unwrap_or_else(|| {
+            panic!(
+                "no span named {name:?}; got {:?}",
+                by_name.keys().collect::<Vec<_>>()
+            )
+        })["context"]["span_id"]
             .as_str()
             .unwrap()
             .to_owned()
     };
     let http = by_name["POST /runs"];
-    assert_eq!(http["parent_id"], parent_span, "the request span continues the caller's trace");
+    assert_eq!(
+        http["parent_id"], parent_span,
+        "the request span continues the caller's trace"
+    );
     assert_eq!(attr(http, "http.route"), "/runs");
     let run_span = by_name["run"];
     assert_eq!(run_span["parent_id"].as_str().unwrap(), id_of("POST /runs"));
@@ -189,9 +221,19 @@ async fn multi_step_run_is_traced_into_phoenix_with_genai_attributes() {
     assert_eq!(attr(chat, "gen_ai.provider.name"), "openai");
     assert_eq!(attr(chat, "gen_ai.request.model"), "mock-model");
     assert_eq!(attr(chat, "gen_ai.response.model"), "mock-model-2026");
-    assert_eq!(attr(chat, "gen_ai.usage.input_tokens").as_f64(), Some(321.0));
-    assert_eq!(attr(chat, "gen_ai.usage.output_tokens").as_f64(), Some(45.0));
-    assert!(attr(chat, "gen_ai.response.finish_reasons").to_string().contains("stop"));
+    assert_eq!(
+        attr(chat, "gen_ai.usage.input_tokens").as_f64(),
+        Some(321.0)
+    );
+    assert_eq!(
+        attr(chat, "gen_ai.usage.output_tokens").as_f64(),
+        Some(45.0)
+    );
+    assert!(
+        attr(chat, "gen_ai.response.finish_reasons")
+            .to_string()
+            .contains("stop")
+    );
     assert!(!attr(chat, "gen_ai.request.temperature").is_null());
     assert!(!attr(chat, "gen_ai.request.max_tokens").is_null());
     // Content is off by default.
@@ -202,6 +244,11 @@ async fn multi_step_run_is_traced_into_phoenix_with_genai_attributes() {
         assert_eq!(step["parent_id"].as_str().unwrap(), id_of("run"), "{tool}");
         assert_eq!(attr(step, "gen_ai.operation.name"), "execute_tool");
         assert_eq!(attr(step, "gen_ai.tool.name"), tool);
-        assert!(attr(step, "gen_ai.tool.call.id").as_str().unwrap().starts_with(run["run_id"].as_str().unwrap()));
+        assert!(
+            attr(step, "gen_ai.tool.call.id")
+                .as_str()
+                .unwrap()
+                .starts_with(run["run_id"].as_str().unwrap())
+        );
     }
 }

@@ -80,7 +80,10 @@ impl Server {
                 .expect("http client"),
             root,
             args: args.iter().map(|s| (*s).to_owned()).collect(),
-            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             starts: 0,
         };
         server.spawn().await;

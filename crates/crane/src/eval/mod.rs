@@ -1,0 +1,316 @@
+//! `crane eval`: the evaluation harness. Runs a JSONL golden dataset through one or more
+//! planner variants (in process, or against a live server with `--url`), scores every trial,
+//! prints a summary table, writes a JSON report and a Markdown summary, stores the result in
+//! the `evals` table, and exits 1 when a gate is violated (2 on bad usage).
+//! `crane eval compare BASE.json NEW.json` lists regressions between two reports.
+//!
+//! One concern per file: `dataset` (format and loading), `scorers`, `runner`, `report`,
+//! `gates`, `compare`. docs/eval.md is the user guide.
+
+mod compare;
+mod dataset;
+mod gates;
+mod report;
+mod runner;
+mod scorers;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use crane_core::store::Store;
+
+use crate::cli::Common;
+use crate::config::Settings;
+use dataset::ArgMatch;
+use report::{CaseReport, DatasetInfo, PlannerReport, Report};
+
+/// Exit code for bad usage (as clap's).
+const USAGE: u8 = 2;
+
+/// Options of `crane eval`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct EvalArgs {
+    #[command(subcommand)]
+    pub command: Option<EvalCommand>,
+    #[command(flatten)]
+    pub common: Common,
+    /// JSONL dataset to run (format: docs/eval.md).
+    #[arg(long, required = true, env = "CRANE_EVAL_DATASET")]
+    pub dataset: Option<PathBuf>,
+    /// Planner variant to evaluate; repeat the flag to compare several side by side.
+    #[arg(
+        long = "planner",
+        value_name = "NAME",
+        default_value = "rule",
+        env = "CRANE_EVAL_PLANNER",
+        value_delimiter = ','
+    )]
+    pub planners: Vec<String>,
+    /// Run every case N times (pass rate per case shows nondeterminism).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000), env = "CRANE_EVAL_REPEAT")]
+    pub repeat: u32,
+    /// Trials running at once (default: the number of CPUs, at least 4).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096), env = "CRANE_EVAL_CONCURRENCY")]
+    pub concurrency: Option<u32>,
+    /// Run against a live server (POST /runs?wait=true) instead of in process. The server has
+    /// one store: setup_todos are isolated only in process.
+    #[arg(long, env = "CRANE_EVAL_URL")]
+    pub url: Option<String>,
+    /// Only cases with this tag (repeatable: any of them).
+    #[arg(long, value_name = "TAG")]
+    pub tag: Vec<String>,
+    /// Compare tool inputs exactly or normalized, overriding each case's `expect.args`.
+    #[arg(long, value_enum, env = "CRANE_EVAL_ARG_MATCH")]
+    pub arg_match: Option<ArgMatch>,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE", env = "CRANE_EVAL_REPORT")]
+    pub report: Option<PathBuf>,
+    /// Write the Markdown summary here (default: next to --report, with .md).
+    #[arg(long, value_name = "FILE", env = "CRANE_EVAL_MARKDOWN")]
+    pub markdown: Option<PathBuf>,
+    /// Gate: exit 1 when a planner's success rate (passed runs / runs) is below X.
+    #[arg(long, value_name = "X", value_parser = gates::parse_rate, env = "CRANE_EVAL_MIN_SUCCESS_RATE")]
+    pub min_success_rate: Option<f64>,
+    /// Gate: exit 1 when a planner's p95 latency is above N ms.
+    #[arg(long, value_name = "N", value_parser = gates::parse_non_negative, env = "CRANE_EVAL_MAX_P95_MS")]
+    pub max_p95_ms: Option<f64>,
+    /// Gate: exit 1 when a planner's total planning cost is above X USD.
+    #[arg(long, value_name = "X", value_parser = gates::parse_non_negative, env = "CRANE_EVAL_MAX_COST_USD")]
+    pub max_cost_usd: Option<f64>,
+    /// Gate: exit 1 when any case passes less than X of its runs (with --repeat).
+    #[arg(long, value_name = "X", value_parser = gates::parse_rate, env = "CRANE_EVAL_MIN_CASE_PASS_RATE")]
+    pub min_case_pass_rate: Option<f64>,
+    /// Do not store the result in the data dir's evals table.
+    #[arg(long, env = "CRANE_EVAL_NO_STORE", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub no_store: Option<bool>,
+}
+
+/// Subcommands of `crane eval`.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// List regressions of NEW against BASE (two --report files); exit 1 on any.
+    Compare {
+        /// The baseline report.
+        base: PathBuf,
+        /// The report to check.
+        new: PathBuf,
+    },
+}
+
+fn usage(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("error: {message}");
+    Ok(ExitCode::from(USAGE))
+}
+
+/// Runs `crane eval`.
+pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    if let Some(EvalCommand::Compare { base, new }) = &args.command {
+        return compare_reports(base, new);
+    }
+    let settings = Settings::load(&args.common)?;
+    crate::init_logging(&settings, "warn");
+    let Some(path) = args.dataset.clone() else {
+        return usage("--dataset FILE is required");
+    };
+    let mut cases = match dataset::load(&path) {
+        Ok(c) => c,
+        Err(e) => return usage(e),
+    };
+    if !args.tag.is_empty() {
+        cases.retain(|c| c.tags.iter().any(|t| args.tag.contains(t)));
+        if cases.is_empty() {
+            return usage(format!(
+                "no case in {} has any of the tags {:?}",
+                path.display(),
+                args.tag
+            ));
+        }
+    }
+    let mut planners = Vec::new();
+    for name in &args.planners {
+        match runner::planner(name.trim()) {
+            Ok(p)
+                if planners
+                    .iter()
+                    .any(|q: &&runner::PlannerSpec| q.name == p.name) =>
+            {
+                return usage(format!("planner '{name}' is given twice"));
+            }
+            Ok(p) => planners.push(p),
+            Err(e) => return usage(e),
+        }
+    }
+    let target = match &args.url {
+        Some(_) if planners.len() > 1 => {
+            return usage(format!(
+                "--url evaluates the server's own planner; give one --planner to label it (got {})",
+                planners.len()
+            ));
+        }
+        Some(url) => match runner::Target::url(url) {
+            Ok(t) => t,
+            Err(e) => return usage(e),
+        },
+        None => runner::Target::in_process(settings.clone()),
+    };
+    let in_process = args.url.is_none();
+    let repeat = args.repeat as usize;
+    let concurrency = args.concurrency.map_or_else(
+        || {
+            std::thread::available_parallelism()
+                .map_or(4, |n| n.get())
+                .max(4)
+        },
+        |c| c as usize,
+    );
+    let gates = gates::Gates {
+        min_success_rate: args.min_success_rate,
+        max_p95_ms: args.max_p95_ms,
+        max_cost_usd: args.max_cost_usd,
+        min_case_pass_rate: args.min_case_pass_rate,
+    };
+    let markdown_path = args
+        .markdown
+        .clone()
+        .or_else(|| args.report.as_ref().map(|r| r.with_extension("md")));
+
+    let cases = Arc::new(cases);
+    let target = Arc::new(target);
+    let scorers = Arc::new(scorers::Scorers::builtin(args.arg_match));
+    let started = Instant::now();
+    let progress = runner::Progress::new(cases.len() * repeat * planners.len());
+    let mut planner_reports = Vec::new();
+    for planner in &planners {
+        let t0 = Instant::now();
+        let trials = runner::run_planner(
+            cases.clone(),
+            planner,
+            target.clone(),
+            scorers.clone(),
+            repeat,
+            concurrency,
+            progress.clone(),
+        )
+        .await;
+        let wall = t0.elapsed().as_secs_f64() * 1000.0;
+        let case_reports: Vec<CaseReport> = cases
+            .iter()
+            .zip(trials)
+            .map(|(case, trials)| CaseReport::new(case, trials))
+            .collect();
+        planner_reports.push(PlannerReport::new(planner.name, wall, case_reports));
+    }
+    progress.finish();
+    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+
+    let gate_outcome = gates.check(&planner_reports);
+    let report = Report {
+        report_version: report::REPORT_VERSION,
+        eval_id: uuid::Uuid::now_v7().to_string(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        crane_version: env!("CARGO_PKG_VERSION").to_owned(),
+        dataset: DatasetInfo {
+            path: path.display().to_string(),
+            cases: cases.len(),
+            tags: args.tag.clone(),
+        },
+        target: target.label(),
+        repeat,
+        concurrency,
+        arg_match: args.arg_match,
+        wall_ms: (wall_ms * 1000.0).round() / 1000.0,
+        planners: planner_reports,
+        gates: gate_outcome,
+    };
+
+    out(&report.table());
+    let json = serde_json::to_value(&report).context("could not encode the report")?;
+    if let Some(file) = &args.report {
+        write(file, &serde_json::to_string_pretty(&json)?)?;
+        out(&format!("report: {}\n", file.display()));
+    }
+    if let Some(file) = &markdown_path {
+        write(file, &report.markdown())?;
+        out(&format!("markdown: {}\n", file.display()));
+    }
+    if !in_process {
+        out("not stored: results of --url evals are stored only by in-process evals\n");
+    } else if args.no_store != Some(true) {
+        store(&settings, &report, &json).await?;
+        out(&format!(
+            "stored as eval {} in {}\n",
+            report.eval_id,
+            settings.data_dir.display()
+        ));
+    }
+    if report.gates.passed {
+        if !report.gates.checked.is_empty() {
+            out(&format!(
+                "gates passed: {}\n",
+                report.gates.checked.join(", ")
+            ));
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("eval gates violated:");
+        for v in &report.gates.violations {
+            eprintln!("  - {}", v.message);
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// Prints to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("could not create {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("could not write {}", path.display()))
+}
+
+/// Stores the eval in the data dir's `evals` table.
+async fn store(
+    settings: &Settings,
+    report: &Report,
+    json: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let store = Store::open(&settings.data_dir, &settings.store).with_context(|| {
+        format!(
+            "could not open the store in {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let result = store
+        .insert_eval(&report.eval_id, &report.created_at, &report.brief(), json)
+        .await
+        .context("could not store the eval");
+    store.close().await;
+    result
+}
+
+fn compare_reports(base: &Path, new: &Path) -> anyhow::Result<ExitCode> {
+    let (b, n) = match (compare::read(base), compare::read(new)) {
+        (Ok(b), Ok(n)) => (b, n),
+        (Err(e), _) | (_, Err(e)) => return usage(e),
+    };
+    let comparison = compare::compare(&b, &n);
+    out(&comparison.render(base, new));
+    Ok(if comparison.regressions.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,75 @@
+//! Handlers of the eval endpoints: `GET /evals` (stored `crane eval` results, newest first,
+//! summaries only) and `GET /evals/{eval_id}` (one full report).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use crane_core::runtime::RuntimeError;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// Query of `GET /evals`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+/// `GET /evals`.
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{} (known parameters: limit, cursor)",
+            e.body_text()
+        ))
+    })?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "invalid limit {limit}: use 1-200"
+        )));
+    }
+    let cursor = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(c.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid cursor '{c}': pass next_cursor from the previous page"
+            ))
+        })?),
+    };
+    let page = state
+        .runtime
+        .store()
+        .list_evals(limit, cursor)
+        .await
+        .map_err(|e| ApiError::from(RuntimeError::Store(e)))?;
+    Ok(Json(json!({
+        "evals": page.evals,
+        "next_cursor": page.next_cursor.map(|c| c.to_string()),
+    }))
+    .into_response())
+}
+
+/// `GET /evals/{eval_id}`: the full report.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(eval_id): Path<String>,
+) -> Result<Response, ApiError> {
+    match state.runtime.store().get_eval(&eval_id).await {
+        Ok(Some(eval)) => Ok(Json(eval.report).into_response()),
+        Ok(None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("eval {eval_id} not found; GET /evals lists stored evals"),
+        )),
+        Err(e) => Err(RuntimeError::Store(e).into()),
+    }
+}
