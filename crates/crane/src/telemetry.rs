@@ -85,10 +85,12 @@ pub fn init(json_logs: bool, default_level: &str) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if json_logs {
+        // `spans` lists the enclosing spans with their fields: inside a run, the `run` span
+        // with run_id and trace_id.
         fmt.json()
             .flatten_event(true)
             .with_current_span(false)
-            .with_span_list(false)
+            .with_span_list(true)
             .boxed()
     } else {
         fmt.boxed()

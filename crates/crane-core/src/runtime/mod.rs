@@ -182,10 +182,14 @@ impl Runtime {
         let inner = self.inner.clone();
         // The run's span is a child of the caller's (the HTTP request's) span, so a run executed
         // by a worker joins the trace of the request that created it.
-        let span = tracing::debug_span!(
+        // INFO level: every log line about the run (at info and above) carries run_id and
+        // trace_id through this span; its OpenTelemetry twin is the trace's `run` span.
+        let span = tracing::info_span!(
             parent: &tracing::Span::current(),
             "run",
             otel.name = "run",
+            run_id = %run.run_id,
+            trace_id = run.trace_id.as_deref().unwrap_or(""),
             crane.run.id = %run.run_id,
             crane.run.status = tracing::field::Empty,
             crane.plan.source = tracing::field::Empty,

@@ -9,6 +9,7 @@ mod eval;
 mod lifecycle;
 mod llm_faults;
 mod llm_real;
+mod logs;
 mod observability;
 mod otel;
 mod support;
