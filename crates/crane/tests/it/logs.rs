@@ -9,7 +9,10 @@ use crate::support::Server;
 async fn json_log_lines_about_a_run_carry_run_and_trace_ids() {
     let server = Server::start_with_env(
         &["--debug-tools", "--retry-max-attempts", "2"],
-        &[("CRANE_LOG_FORMAT", "json"), ("RUST_LOG", "crane_core=debug,info")],
+        &[
+            ("CRANE_LOG_FORMAT", "json"),
+            ("RUST_LOG", "crane_core=debug,info"),
+        ],
     )
     .await;
     let prompt = "secret-prompt-text-7f3a";
@@ -43,7 +46,10 @@ async fn json_log_lines_about_a_run_carry_run_and_trace_ids() {
     for line in &lines {
         let level = line["level"].as_str().unwrap_or("");
         if matches!(level, "INFO" | "WARN" | "ERROR") {
-            assert!(!line.to_string().contains(prompt), "prompt logged at {level}: {line}");
+            assert!(
+                !line.to_string().contains(prompt),
+                "prompt logged at {level}: {line}"
+            );
         }
     }
 }
