@@ -79,6 +79,8 @@ pub enum Command {
     },
     /// Benchmark: start a server, drive POST /runs?wait=true at a concurrency, print figures.
     Bench(crate::bench::BenchArgs),
+    /// Benchmark the LLM planning path's overhead against a local mock upstream.
+    BenchPlanning(crate::bench_planning::BenchPlanningArgs),
     /// Evaluate planners on a JSONL golden dataset; exit 1 when a gate is violated.
     /// `crane eval compare BASE.json NEW.json` lists regressions between two reports.
     Eval(Box<crate::eval::EvalArgs>),

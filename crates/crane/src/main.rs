@@ -4,6 +4,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod bench;
+mod bench_planning;
 mod cli;
 mod config;
 mod eval;
@@ -72,6 +73,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::BenchPlanning(args) => bench_planning::run(args).await,
         Command::Eval(args) => eval::run(*args).await,
     }
 }

@@ -79,8 +79,15 @@ fn lookup_error(e: TodoLookupError) -> ToolError {
     ToolError::new(kind, e.to_string())
 }
 
+/// Characters that print nothing: whitespace plus the invisible format characters (zero-width
+/// space/joiners, word joiner, byte-order mark, soft hyphen) that `trim` keeps.
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}')
+}
+
 fn check_title(title: &str) -> Result<(), String> {
-    if title.trim().is_empty() {
+    if title.chars().all(is_invisible) {
         return Err(
             "the todo title is empty; say what the todo is, e.g. \"add a todo to buy milk\"".into(),
         );
@@ -92,6 +99,18 @@ fn check_title(title: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_title;
+
+    #[test]
+    fn invisible_titles_are_empty() {
+        assert!(check_title("\u{200B}").is_err());
+        assert!(check_title(" \u{FEFF}\u{00AD} ").is_err());
+        assert!(check_title("a\u{200B}").is_ok());
+    }
 }
 
 /// `todo_add`.
