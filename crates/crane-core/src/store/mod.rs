@@ -110,6 +110,7 @@ impl Store {
         migrations::apply(&mut conn)?;
         // Checkpoints run on their own thread so commits never pay for them.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         let checkpointer = checkpoint::Checkpointer::start(Connection::open(&path)?)?;
         let mut readers = Vec::with_capacity(config.readers.max(1));
         for _ in 0..config.readers.max(1) {
