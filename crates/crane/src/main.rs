@@ -120,6 +120,16 @@ async fn serve(common: Common) -> anyhow::Result<ExitCode> {
         .install_recorder()
         .context("could not install the metrics recorder")?;
     metrics_help::describe();
+    // The exporter buffers raw histogram samples until upkeep folds them into buckets; without
+    // this task they pile up between scrapes (RSS grew ~100 bytes per run when unscraped).
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     metrics::gauge!("crane_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let runtime = open_runtime(&settings)?;
     let recovered = runtime.recover().await?;
