@@ -106,8 +106,13 @@ pub fn init(json_logs: bool, default_level: &str) {
                 opentelemetry_sdk::propagation::TraceContextPropagator::new(),
             );
             let tracer = provider.tracer("crane");
+            // Source locations, thread names and busy/idle timing are left off: they cost time on
+            // every span enter/exit and add nothing a run's trace needs.
             let otel = tracing_opentelemetry::layer()
                 .with_tracer(tracer)
+                .with_location(false)
+                .with_threads(false)
+                .with_tracked_inactivity(false)
                 .with_filter(
                     Targets::new()
                         .with_target("crane", tracing::Level::DEBUG)
