@@ -141,7 +141,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
             let _ = conn.execute_batch("ROLLBACK");
         }
         batches += 1;
-        if batches % WAL_CHECK_EVERY == 0 {
+        if batches.is_multiple_of(WAL_CHECK_EVERY) {
             bound_wal(&conn);
         }
         for reply in replies.drain(..) {

@@ -101,18 +101,6 @@ fn check_title(title: &str) -> Result<(), String> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::check_title;
-
-    #[test]
-    fn invisible_titles_are_empty() {
-        assert!(check_title("\u{200B}").is_err());
-        assert!(check_title(" \u{FEFF}\u{00AD} ").is_err());
-        assert!(check_title("a\u{200B}").is_ok());
-    }
-}
-
 /// `todo_add`.
 pub struct TodoAdd;
 
@@ -220,5 +208,17 @@ impl TypedTool for TodoDelete {
             .await?
             .map_err(lookup_error)?;
         Ok(TodoOutput { todo })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_title;
+
+    #[test]
+    fn invisible_titles_are_empty() {
+        assert!(check_title("\u{200B}").is_err());
+        assert!(check_title(" \u{FEFF}\u{00AD} ").is_err());
+        assert!(check_title("a\u{200B}").is_ok());
     }
 }
