@@ -89,24 +89,29 @@ where
 {
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let started = Instant::now();
-    let mut handles = Vec::with_capacity((rate * duration.as_secs()) as usize);
+    // Results stream back over a channel: keeping a JoinHandle per request would make the
+    // harness itself allocate (and page-fault) in proportion to the request count.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, bool)>();
     let mut next = tokio::time::Instant::now();
     while started.elapsed() < duration {
         tokio::time::sleep_until(next).await;
         next += interval;
         let fut = make();
-        handles.push(tokio::spawn(async move {
+        let tx = tx.clone();
+        tokio::spawn(async move {
             let t = Instant::now();
             let ok = fut.await;
-            (t.elapsed().as_micros() as u64, ok)
-        }));
+            let _ = tx.send((t.elapsed().as_micros() as u64, ok));
+        });
     }
-    let mut latencies = Vec::with_capacity(handles.len());
+    drop(tx);
+    let mut latencies = Vec::new();
     let mut failed = 0;
-    for h in handles {
-        match h.await {
-            Ok((us, true)) => latencies.push(us),
-            _ => failed += 1,
+    while let Some((us, ok)) = rx.recv().await {
+        if ok {
+            latencies.push(us);
+        } else {
+            failed += 1;
         }
     }
     latencies.sort_unstable();
