@@ -73,6 +73,8 @@ async fn opens_fails_fast_then_half_opens_and_closes() {
     assert!(fastest < Duration::from_millis(1), "{fastest:?}");
     assert_eq!(count(&server).await, 3, "no request while open");
 
+    // The cooldown is wall-clock time measured by the breaker itself: waiting it out is the
+    // behaviour under test, not a guess at when something else finishes.
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(provider.breaker_state(), BreakerState::HalfOpen);
     let response = provider.chat(&request()).await.unwrap();
@@ -92,6 +94,7 @@ async fn failed_probe_reopens() {
         ErrorKind::Server
     );
     assert_eq!(provider.breaker_state(), BreakerState::Open);
+    // Wait out the 50 ms cooldown (the behaviour under test).
     tokio::time::sleep(Duration::from_millis(70)).await;
     // The probe goes through and fails: open again for another cooldown.
     assert_eq!(
@@ -122,6 +125,7 @@ async fn only_one_half_open_probe_at_a_time() {
     let provider = provider(&server, 1, Duration::from_millis(50));
 
     assert!(provider.chat(&request()).await.is_err());
+    // Wait out the 50 ms cooldown; the second call starts while the slow probe is in flight.
     tokio::time::sleep(Duration::from_millis(70)).await;
     let req = request();
     let (probe, other) = tokio::join!(provider.chat(&req), async {
