@@ -113,6 +113,11 @@ pub fn init(json_logs: bool, default_level: &str) {
                 .with_location(false)
                 .with_threads(false)
                 .with_tracked_inactivity(false)
+                .with_target(false)
+                .with_level(false)
+                // crane reads span contexts explicitly (traceparent on LLM calls); activating
+                // the OpenTelemetry context on every poll of an instrumented future is pure cost.
+                .with_context_activation(false)
                 .with_filter(
                     Targets::new()
                         .with_target("crane", tracing::Level::DEBUG)
