@@ -5,6 +5,7 @@
 mod error;
 mod evals;
 mod openapi;
+mod paging;
 mod runs;
 pub mod trace;
 

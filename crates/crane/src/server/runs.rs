@@ -262,20 +262,7 @@ pub async fn list(
             ))
         })?),
     };
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "invalid limit {limit}: use 1-200"
-        )));
-    }
-    let cursor = match q.cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => Some(c.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "invalid cursor '{c}': pass next_cursor from the previous page"
-            ))
-        })?),
-    };
+    let (limit, cursor) = super::paging::page_params(q.limit, q.cursor.as_deref())?;
     let page = state
         .runtime
         .list(RunFilter {
