@@ -205,26 +205,14 @@ impl Store {
         selector: TodoSelector,
         effect_key: Option<String>,
     ) -> Result<Result<Todo, TodoLookupError>, StoreError> {
-        self.write(move |conn| {
-            if let Some(key) = &effect_key
-                && let Some(todo) = recorded::<Todo>(conn, key)?
-            {
-                return Ok(Ok(todo));
-            }
-            let mut todo = match select(conn, &selector)? {
-                Ok(t) => t,
-                Err(e) => return Ok(Err(e)),
-            };
+        self.mutate_selected(selector, effect_key, |conn, todo| {
             if !todo.done {
                 todo.done = true;
                 todo.completed_at = Some(now());
                 conn.prepare_cached("UPDATE todos SET done = 1, completed_at = ?2 WHERE id = ?1")?
                     .execute(params![todo.id, todo.completed_at.map(|t| t.to_rfc3339())])?;
             }
-            if let Some(key) = &effect_key {
-                record(conn, key, &todo)?;
-            }
-            Ok(Ok(todo))
+            Ok(())
         })
         .await
     }
@@ -235,18 +223,33 @@ impl Store {
         selector: TodoSelector,
         effect_key: Option<String>,
     ) -> Result<Result<Todo, TodoLookupError>, StoreError> {
+        self.mutate_selected(selector, effect_key, |conn, todo| {
+            conn.prepare_cached("DELETE FROM todos WHERE id = ?1")?
+                .execute([&todo.id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Selects a todo and applies `act` to it in one transaction, once per effect key: a
+    /// mutation already recorded under the key returns its recorded result instead.
+    async fn mutate_selected(
+        &self,
+        selector: TodoSelector,
+        effect_key: Option<String>,
+        act: fn(&Connection, &mut Todo) -> Result<(), StoreError>,
+    ) -> Result<Result<Todo, TodoLookupError>, StoreError> {
         self.write(move |conn| {
             if let Some(key) = &effect_key
                 && let Some(todo) = recorded::<Todo>(conn, key)?
             {
                 return Ok(Ok(todo));
             }
-            let todo = match select(conn, &selector)? {
+            let mut todo = match select(conn, &selector)? {
                 Ok(t) => t,
                 Err(e) => return Ok(Err(e)),
             };
-            conn.prepare_cached("DELETE FROM todos WHERE id = ?1")?
-                .execute([&todo.id])?;
+            act(conn, &mut todo)?;
             if let Some(key) = &effect_key {
                 record(conn, key, &todo)?;
             }
