@@ -48,6 +48,13 @@ pub struct Submitted {
     pub finished: Option<oneshot::Receiver<Run>>,
 }
 
+/// Told about every run a worker finishes (completed, failed or cancelled), after its final
+/// state is stored. Called on the worker's task: an observer must not block (hand the run to a
+/// bounded queue and return).
+pub trait RunObserver: Send + Sync {
+    fn finished(&self, run: &Run);
+}
+
 struct InFlight {
     cancel: CancellationToken,
     waiters: Vec<oneshot::Sender<Run>>,
@@ -63,6 +70,7 @@ pub(crate) struct Inner {
     inflight: Mutex<HashMap<String, InFlight>>,
     idle: tokio::sync::Notify,
     closing: AtomicBool,
+    observer: std::sync::OnceLock<Arc<dyn RunObserver>>,
 }
 
 /// The runtime: cheap to clone, shared by the server and the CLI.
@@ -92,8 +100,14 @@ impl Runtime {
                 inflight: Mutex::new(HashMap::new()),
                 idle: tokio::sync::Notify::new(),
                 closing: AtomicBool::new(false),
+                observer: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Sets the observer told about every finished run; false when one is already set.
+    pub fn set_observer(&self, observer: Arc<dyn RunObserver>) -> bool {
+        self.inner.observer.set(observer).is_ok()
     }
 
     /// The store.
@@ -209,8 +223,15 @@ impl Runtime {
             let mut run = run;
             let outcome = work(&inner, &mut run, &cancel).await;
             drop(permit);
-            if let Err(error) = outcome {
-                tracing::error!(run_id = %run.run_id, %error, "run could not be saved; it stays unfinished and resumes at the next start");
+            match outcome {
+                Err(error) => {
+                    tracing::error!(run_id = %run.run_id, %error, "run could not be saved; it stays unfinished and resumes at the next start");
+                }
+                Ok(()) => {
+                    if let Some(observer) = inner.observer.get() {
+                        observer.finished(&run);
+                    }
+                }
             }
             let waiters = inner
                 .inflight

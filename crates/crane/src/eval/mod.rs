@@ -203,7 +203,10 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             .zip(trials)
             .map(|(case, trials)| CaseReport::new(case, trials))
             .collect();
-        planner_reports.push(PlannerReport::new(planner.name, wall, case_reports));
+        let mut planner_report = PlannerReport::new(planner.name, wall, case_reports);
+        planner_report.variant.kind = "rule".into();
+        planner_report.variant.version = crane_rules::PLANNER_VERSION.into();
+        planner_reports.push(planner_report);
     }
     progress.finish();
     let wall_ms = started.elapsed().as_secs_f64() * 1000.0;

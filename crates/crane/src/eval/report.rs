@@ -54,12 +54,38 @@ pub struct DatasetInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannerReport {
     pub planner: String,
+    /// What the variant is (kind, version, prompt, model), as the registry resolved it.
+    #[serde(default)]
+    pub variant: VariantSummary,
     /// Wall time of this planner's trials, in ms.
     pub wall_ms: f64,
     pub summary: Summary,
     /// The same figures per tag.
     pub tags: BTreeMap<String, Summary>,
     pub cases: Vec<CaseReport>,
+}
+
+/// A planner variant's identity, recorded on every report (and sent to MLflow as params).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VariantSummary {
+    /// The variant's name (an alias given with `--planner` is resolved to it).
+    pub name: String,
+    /// The alias `--planner` named, when it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// `rule`, `llm` or `rule-first`.
+    pub kind: String,
+    /// The variant's semantic version.
+    pub version: String,
+    /// `name@version` of the prompt template (LLM variants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// sha256 of the prompt template's text (LLM variants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_hash: Option<String>,
+    /// The model the variant plans with (LLM variants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// Aggregated figures over a set of cases.
@@ -321,6 +347,10 @@ impl PlannerReport {
             .collect();
         Self {
             planner: planner.to_owned(),
+            variant: VariantSummary {
+                name: planner.to_owned(),
+                ..VariantSummary::default()
+            },
             wall_ms: round3(wall_ms),
             summary: summarize(&cases),
             tags,
