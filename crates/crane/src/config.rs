@@ -37,6 +37,9 @@ pub struct FileConfig {
     pub planner: crate::planner_config::PlannerFile,
     #[serde(default)]
     pub llm: crate::planner_config::LlmFile,
+    /// `[tracking]`: MLflow export (docs/tracking.md).
+    #[serde(default)]
+    pub tracking: crate::tracking::TrackingFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +91,8 @@ pub struct Settings {
     pub planner: crate::planner_config::PlannerFile,
     pub llm: crate::planner_config::LlmFile,
     pub strategy: Option<String>,
+    /// MLflow tracking: `[tracking]`, `MLFLOW_*` and `CRANE_MLFLOW_*`.
+    pub tracking: crate::tracking::TrackingSettings,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -171,6 +176,8 @@ impl Settings {
                 max_delay: file.retry.max_delay_ms.map_or(retry_defaults.max_delay, ms),
             },
         };
+        let tracking =
+            crate::tracking::TrackingSettings::resolve(&file.tracking, |k| std::env::var(k).ok())?;
         Ok(Self {
             addr,
             data_dir: common
@@ -197,6 +204,7 @@ impl Settings {
             planner: file.planner,
             llm: file.llm,
             strategy: common.planner_strategy.clone(),
+            tracking,
         })
     }
 }

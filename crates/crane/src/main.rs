@@ -12,6 +12,7 @@ mod metrics_help;
 mod planner_config;
 mod server;
 mod telemetry;
+mod tracking;
 
 /// mimalloc: the run path allocates many short-lived buffers (JSON, SQL parameters); measured
 /// in docs/benchmarks.md.
@@ -132,6 +133,11 @@ async fn serve(common: Common) -> anyhow::Result<ExitCode> {
     });
     metrics::gauge!("crane_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let runtime = open_runtime(&settings)?;
+    // Before recovery, so runs resumed after a restart are exported too.
+    let exporter = tracking::run_export::RunExporter::start(&settings.tracking);
+    if let Some(exporter) = &exporter {
+        runtime.set_observer(exporter.observer());
+    }
     let recovered = runtime.recover().await?;
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
@@ -152,6 +158,10 @@ async fn serve(common: Common) -> anyhow::Result<ExitCode> {
         settings.drain_timeout,
     )
     .await?;
+    // After the drain: the runs it finished are queued too.
+    if let Some(exporter) = exporter {
+        exporter.shutdown().await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

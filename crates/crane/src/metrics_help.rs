@@ -92,4 +92,24 @@ pub fn describe() {
         "crane_llm_cost_microdollars_total",
         "LLM spend in millionths of a US dollar, from the configured pricing table."
     );
+    describe_counter!(
+        "crane_tracking_exported_total",
+        "Finished runs exported to the experiment tracker, by exporter."
+    );
+    describe_counter!(
+        "crane_tracking_dropped_total",
+        "Finished runs not exported because the export queue was full, by exporter."
+    );
+    describe_counter!(
+        "crane_tracking_failed_total",
+        "Finished runs the exporter gave up on (rejected, or still queued at shutdown), by exporter."
+    );
+    describe_counter!(
+        "crane_tracking_retries_total",
+        "Export batch attempts that failed transiently and were retried with backoff, by exporter."
+    );
+    describe_gauge!(
+        "crane_tracking_queue_depth",
+        "Finished runs waiting in the export queue, by exporter."
+    );
 }

@@ -10,7 +10,7 @@
 mod compare;
 mod dataset;
 mod gates;
-mod report;
+pub(crate) mod report;
 mod runner;
 mod scorers;
 
@@ -241,6 +241,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         write(file, &report.markdown())?;
         out(&format!("markdown: {}\n", file.display()));
     }
+    crate::tracking::eval_export::export(&settings.tracking, &report, &json).await;
     if !in_process {
         out("not stored: results of --url evals are stored only by in-process evals\n");
     } else if args.no_store != Some(true) {

@@ -10,6 +10,7 @@ mod lifecycle;
 mod llm_faults;
 mod llm_real;
 mod logs;
+mod mlflow;
 mod observability;
 mod otel;
 mod support;
