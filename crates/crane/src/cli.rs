@@ -62,6 +62,9 @@ pub enum Command {
         /// Print the final run as JSON.
         #[arg(long)]
         json: bool,
+        /// Planner variant or alias (default: the `production` alias, else the default).
+        #[arg(long, value_name = "NAME", env = "CRANE_PLANNER")]
+        planner: Option<String>,
         /// The task in plain language.
         prompt: String,
     },
@@ -69,9 +72,14 @@ pub enum Command {
     Plan {
         #[command(flatten)]
         common: Common,
+        /// Planner variant or alias (default: the `production` alias, else the default).
+        #[arg(long, value_name = "NAME", env = "CRANE_PLANNER")]
+        planner: Option<String>,
         /// The task in plain language.
         prompt: String,
     },
+    /// Planner variants, prompt templates and aliases: list, show, diff, promote, rollback.
+    Prompts(crate::prompts_cli::PromptsArgs),
     /// List tools with their JSON input schemas.
     Tools {
         #[command(flatten)]

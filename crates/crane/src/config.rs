@@ -37,6 +37,12 @@ pub struct FileConfig {
     pub planner: crate::planner_config::PlannerFile,
     #[serde(default)]
     pub llm: crate::planner_config::LlmFile,
+    /// `[[planners]]`: declared planner variants.
+    #[serde(default)]
+    pub planners: Vec<crate::variants_config::VariantFile>,
+    /// `[registry]`: prompt-template directory and alias reload interval.
+    #[serde(default)]
+    pub registry: crate::variants_config::RegistryFile,
     /// `[tracking]`: MLflow export (docs/tracking.md).
     #[serde(default)]
     pub tracking: crate::tracking::TrackingFile,
@@ -91,6 +97,9 @@ pub struct Settings {
     pub planner: crate::planner_config::PlannerFile,
     pub llm: crate::planner_config::LlmFile,
     pub strategy: Option<String>,
+    /// Declared planner variants and the registry settings.
+    pub variants: Vec<crate::variants_config::VariantFile>,
+    pub registry: crate::variants_config::RegistryFile,
     /// MLflow tracking: `[tracking]`, `MLFLOW_*` and `CRANE_MLFLOW_*`.
     pub tracking: crate::tracking::TrackingSettings,
 }
@@ -204,6 +213,14 @@ impl Settings {
             planner: file.planner,
             llm: file.llm,
             strategy: common.planner_strategy.clone(),
+            variants: file.planners,
+            registry: crate::variants_config::RegistryFile {
+                prompts_dir: std::env::var_os("CRANE_PROMPTS_DIR")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+                    .or(file.registry.prompts_dir),
+                ..file.registry
+            },
             tracking,
         })
     }

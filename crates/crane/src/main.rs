@@ -10,9 +10,11 @@ mod config;
 mod eval;
 mod metrics_help;
 mod planner_config;
+mod prompts_cli;
 mod server;
 mod telemetry;
 mod tracking;
+mod variants_config;
 
 /// mimalloc: the run path allocates many short-lived buffers (JSON, SQL parameters); measured
 /// in docs/benchmarks.md.
@@ -64,9 +66,15 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run {
             common,
             json,
+            planner,
             prompt,
-        } => run(common, json, prompt).await,
-        Command::Plan { common, prompt } => plan(common, prompt).await,
+        } => run(common, json, planner, prompt).await,
+        Command::Plan {
+            common,
+            planner,
+            prompt,
+        } => plan(common, planner, prompt).await,
+        Command::Prompts(args) => prompts_cli::run(args).await,
         Command::Tools { common } => {
             let settings = Settings::load(&common)?;
             let specs = registry(&settings).specs();
@@ -91,22 +99,31 @@ fn registry(settings: &Settings) -> crane_core::tools::ToolRegistry {
     }
 }
 
-fn open_runtime(settings: &Settings) -> anyhow::Result<Runtime> {
-    let store = Store::open(&settings.data_dir, &settings.store).with_context(|| {
+fn open_store(settings: &Settings) -> anyhow::Result<Arc<Store>> {
+    Store::open(&settings.data_dir, &settings.store).with_context(|| {
         format!(
             "could not open the store in {}",
             settings.data_dir.display()
         )
-    })?;
-    let planning = crane_core::planning::Planning::with_config(
-        Arc::new(registry(settings)),
-        settings.planning()?,
-    )?;
-    Ok(Runtime::with_planning(
-        store,
-        planning,
-        settings.runtime.clone(),
-    ))
+    })
+}
+
+/// The store, the planner variants and the prompt templates, with every template and variant
+/// version registered (a changed released version is refused) and the aliases loaded.
+async fn open_runtime(
+    settings: &Settings,
+) -> anyhow::Result<(
+    Runtime,
+    Arc<crane_core::planning::prompt_library::PromptLibrary>,
+)> {
+    let store = open_store(settings)?;
+    let (planners, library) = variants_config::build(settings, Arc::new(registry(settings)))?;
+    let runtime = Runtime::with_planners(store, Arc::new(planners), settings.runtime.clone());
+    let new = runtime.load_registry(&library).await?;
+    for what in new {
+        tracing::info!(registered = %what, "registered a new version");
+    }
+    Ok((runtime, Arc::new(library)))
 }
 
 async fn serve(common: Common) -> anyhow::Result<ExitCode> {
@@ -132,7 +149,8 @@ async fn serve(common: Common) -> anyhow::Result<ExitCode> {
         }
     });
     metrics::gauge!("crane_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    let runtime = open_runtime(&settings)?;
+    let (runtime, prompts) = open_runtime(&settings).await?;
+    runtime.spawn_alias_refresh(settings.registry.alias_refresh());
     // Before recovery, so runs resumed after a restart are exported too.
     let exporter = tracking::run_export::RunExporter::start(&settings.tracking);
     if let Some(exporter) = &exporter {
@@ -150,6 +168,7 @@ async fn serve(common: Common) -> anyhow::Result<ExitCode> {
         runtime,
         metrics: Some(Arc::new(metrics)),
         wait_timeout: settings.wait_timeout,
+        prompts,
     };
     server::serve(
         listener,
@@ -167,7 +186,9 @@ async fn serve(common: Common) -> anyhow::Result<ExitCode> {
 
 fn usage_error(e: &RuntimeError) -> Option<ExitCode> {
     match e {
-        RuntimeError::EmptyPrompt | RuntimeError::PromptTooLong { .. } => {
+        RuntimeError::EmptyPrompt
+        | RuntimeError::PromptTooLong { .. }
+        | RuntimeError::InvalidPlan(crane_core::planning::PlanError::UnknownPlanner { .. }) => {
             eprintln!("error: {e}");
             Some(ExitCode::from(USAGE))
         }
@@ -175,14 +196,20 @@ fn usage_error(e: &RuntimeError) -> Option<ExitCode> {
     }
 }
 
-async fn run(common: Common, json: bool, prompt: String) -> anyhow::Result<ExitCode> {
+async fn run(
+    common: Common,
+    json: bool,
+    planner: Option<String>,
+    prompt: String,
+) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(&common)?;
     init_logging(&settings, "warn");
-    let runtime = open_runtime(&settings)?;
+    let (runtime, _) = open_runtime(&settings).await?;
     let submitted = match runtime
         .submit(
             NewRun {
                 prompt,
+                planner,
                 ..NewRun::default()
             },
             true,
@@ -245,18 +272,20 @@ fn print_run(run: &Run) {
     }
 }
 
-async fn plan(common: Common, prompt: String) -> anyhow::Result<ExitCode> {
+async fn plan(common: Common, planner: Option<String>, prompt: String) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(&common)?;
     init_logging(&settings, "warn");
-    let planning = crane_core::planning::Planning::with_config(
-        Arc::new(registry(&settings)),
-        settings.planning()?,
-    )?;
+    let (runtime, _) = open_runtime(&settings).await?;
+    let planners = runtime.planners();
+    if let Err(e) = planners.resolve(planner.as_deref()) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(USAGE));
+    }
     let check = crane_core::runtime::check_prompt(&prompt, settings.runtime.max_prompt_chars);
     if let Err(e) = check {
         return usage_error(&e).ok_or_else(|| e.into());
     }
-    match planning.plan(&prompt).await {
+    match planners.plan(planner.as_deref(), &prompt, None).await {
         Ok(plan) => {
             println!("{}", serde_json::to_string_pretty(&plan)?);
             Ok(ExitCode::SUCCESS)

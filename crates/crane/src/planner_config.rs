@@ -201,6 +201,14 @@ pub fn build(
     env: &LlmEnv,
     strategy_flag: Option<&str>,
 ) -> anyhow::Result<PlanningConfig> {
+    let providers = provider_configs(llm, env)?;
+    let tiers = tiers(llm);
+    chain(planner, providers, &tiers, strategy_flag)
+}
+
+/// Every configured provider: the `CRANE_LLM_*` one (`primary`) first, then
+/// `[[llm.providers]]` in order.
+pub fn provider_configs(llm: &LlmFile, env: &LlmEnv) -> anyhow::Result<Vec<ProviderConfig>> {
     let pricing: HashMap<String, Pricing> = llm
         .pricing
         .iter()
@@ -212,15 +220,6 @@ pub fn build(
                     output_per_million: p.output_per_million,
                 },
             )
-        })
-        .collect();
-    let tiers: Vec<Tier> = llm
-        .tiers
-        .iter()
-        .map(|t| Tier {
-            name: t.name.clone(),
-            model: t.model.clone(),
-            max_complexity: t.max_complexity,
         })
         .collect();
     let mut seen = std::collections::HashSet::new();
@@ -291,6 +290,27 @@ pub fn build(
         config.pricing = pricing.clone();
         providers.push(config);
     }
+    Ok(providers)
+}
+
+pub fn tiers(llm: &LlmFile) -> Vec<Tier> {
+    llm.tiers
+        .iter()
+        .map(|t| Tier {
+            name: t.name.clone(),
+            model: t.model.clone(),
+            max_complexity: t.max_complexity,
+        })
+        .collect()
+}
+
+/// The default chain over `providers`.
+fn chain(
+    planner: &PlannerFile,
+    providers: Vec<ProviderConfig>,
+    tiers: &[Tier],
+    strategy_flag: Option<&str>,
+) -> anyhow::Result<PlanningConfig> {
     let strategy = match strategy_flag.or(planner.strategy.as_deref()) {
         Some(s) => parse_strategy(s)?,
         None if providers.is_empty() => Strategy::Rule,
@@ -313,7 +333,7 @@ pub fn build(
                 few_shot: planner.few_shot.unwrap_or(true),
                 temperature: Some(planner.temperature.unwrap_or(0.0)),
                 max_tokens: Some(planner.max_tokens.unwrap_or(512)),
-                tiers: tiers.clone(),
+                tiers: tiers.to_vec(),
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -329,5 +349,6 @@ pub fn build(
             .deadline_ms
             .map_or(defaults.deadline, Duration::from_millis),
         fallback_on_auth_error: planner.fallback_on_auth_error.unwrap_or(false),
+        rule_fallback: true,
     })
 }

@@ -8,6 +8,7 @@ mod time;
 
 pub use plan::{
     LayerFailure, Plan, PlanSource, PlanStep, PlannerInfo, PromptRef, RouteDecision, TokenUsage,
+    VariantRef,
 };
 pub use run::{AttemptRecord, Run, RunStatus, StepRecord, StepStatus};
 pub use time::{Timestamp, now};

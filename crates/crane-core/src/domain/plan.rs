@@ -72,6 +72,22 @@ pub struct PlannerInfo {
     /// Why earlier layers of the chain did not produce the plan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<LayerFailure>,
+    /// The planner variant the run asked for (directly or through an alias), at its version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<VariantRef>,
+}
+
+/// Which registered planner variant planned a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantRef {
+    pub name: String,
+    pub version: String,
+    /// The alias the variant was reached through (e.g. `production`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// `name@version` of the fallback variant that made the plan after this one failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 impl PlannerInfo {
@@ -91,6 +107,7 @@ impl PlannerInfo {
             cost_usd: None,
             repaired: false,
             attempts: Vec::new(),
+            variant: None,
         }
     }
 }

@@ -111,6 +111,10 @@ pub struct Run {
     /// W3C trace id of the request that created the run.
     #[serde(default)]
     pub trace_id: Option<String>,
+    /// The planner variant or alias the run asked for (none: the `production` alias, else
+    /// the default variant). What actually planned is in `plan.planner.variant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planner: Option<String>,
     pub plan: Option<Plan>,
     pub execution_log: Vec<StepRecord>,
     pub result: Option<Value>,
@@ -134,6 +138,7 @@ impl Run {
             metadata,
             idempotency_key: None,
             trace_id: None,
+            planner: None,
             plan: None,
             execution_log: Vec::new(),
             result: None,

@@ -14,11 +14,13 @@
 pub mod cache;
 pub mod llm;
 pub mod prompt;
+pub mod prompt_library;
 pub mod routing;
 mod rule;
 pub mod schema;
 pub mod stats;
 pub mod validate;
+pub mod variants;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +32,7 @@ use crate::domain::{LayerFailure, Plan, PlanSource, PlanStep, PlannerInfo};
 use crate::tools::ToolRegistry;
 pub use llm::{LlmLayer, LlmLayerConfig, PlanContext, Spend};
 pub use validate::{PlanViolation, validate_plan};
+pub use variants::{Planners, Variant, VariantKind, VariantSpec};
 
 /// Why no plan could be made.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize)]
@@ -43,6 +46,13 @@ pub enum PlanError {
     /// Every layer of the chain failed.
     #[error("no planner could plan this prompt: {}", describe(failures))]
     Exhausted { failures: Vec<LayerFailure> },
+    /// The run asked for a planner variant or alias that is not registered.
+    #[error("unknown planner '{name}'; known variants: {known}; aliases: {aliases}")]
+    UnknownPlanner {
+        name: String,
+        known: String,
+        aliases: String,
+    },
     /// A provider rejected crane's credentials or configuration: fix the config.
     #[error("LLM provider misconfigured ({}): {}; fix the provider's API key, URL or model in the configuration", failure.category, failure.message)]
     Misconfigured { failure: LayerFailure },
@@ -79,6 +89,9 @@ pub struct PlanningConfig {
     pub deadline: Duration,
     /// Fall back to the next layer on auth/config errors instead of failing the run.
     pub fallback_on_auth_error: bool,
+    /// `llm_first`: plan with the rule planner when every LLM layer failed. Off for
+    /// registered variants, whose `fallback` list says what comes next.
+    pub rule_fallback: bool,
 }
 
 impl Default for PlanningConfig {
@@ -90,6 +103,7 @@ impl Default for PlanningConfig {
             cache_ttl: Duration::from_secs(3600),
             deadline: Duration::from_secs(30),
             fallback_on_auth_error: false,
+            rule_fallback: true,
         }
     }
 }
@@ -97,12 +111,13 @@ impl Default for PlanningConfig {
 /// Plans prompts with the configured planner chain.
 pub struct Planning {
     registry: Arc<ToolRegistry>,
-    stats: stats::PlannerStats,
+    stats: Arc<stats::PlannerStats>,
     strategy: Strategy,
     layers: Vec<LlmLayer>,
     cache: Option<cache::PlanCache>,
     deadline: Duration,
     fallback_on_auth_error: bool,
+    rule_fallback: bool,
 }
 
 impl Planning {
@@ -110,12 +125,13 @@ impl Planning {
     pub fn new(registry: Arc<ToolRegistry>) -> Self {
         Self {
             registry,
-            stats: stats::PlannerStats::default(),
+            stats: Arc::default(),
             strategy: Strategy::Rule,
             layers: Vec::new(),
             cache: None,
             deadline: Duration::from_secs(30),
             fallback_on_auth_error: false,
+            rule_fallback: true,
         }
     }
 
@@ -136,13 +152,14 @@ impl Planning {
         };
         Ok(Self {
             registry,
-            stats: stats::PlannerStats::default(),
+            stats: Arc::default(),
             strategy,
             layers,
             cache: (config.cache_capacity > 0)
                 .then(|| cache::PlanCache::new(config.cache_capacity, config.cache_ttl)),
             deadline: config.deadline,
             fallback_on_auth_error: config.fallback_on_auth_error,
+            rule_fallback: config.rule_fallback,
         })
     }
 
@@ -154,6 +171,11 @@ impl Planning {
     /// Planning statistics (`GET /metrics/planner`).
     pub fn stats(&self) -> &stats::PlannerStats {
         &self.stats
+    }
+
+    /// Records statistics into `stats` (shared by every variant of a [`Planners`] set).
+    pub fn share_stats(&mut self, stats: Arc<stats::PlannerStats>) {
+        self.stats = stats;
     }
 
     /// The strategy in effect.
@@ -209,6 +231,7 @@ impl Planning {
                     PlanError::Exhausted { .. } => "exhausted",
                     // The provider call already counted its own category (auth or config).
                     PlanError::Misconfigured { .. } => "misconfigured",
+                    PlanError::UnknownPlanner { .. } => "unknown_planner",
                 });
                 self.stats.plan_failed();
             }
@@ -257,7 +280,7 @@ impl Planning {
                 }
             },
             Strategy::LlmFirst => {
-                self.llm_chain(prompt, traceparent, Vec::new(), true)
+                self.llm_chain(prompt, traceparent, Vec::new(), self.rule_fallback)
                     .await?
             }
         };

@@ -5,6 +5,7 @@
 mod config;
 mod error;
 mod executor;
+pub mod registry;
 pub mod retry;
 
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ pub use error::RuntimeError;
 pub use retry::RetryPolicy;
 
 use crate::domain::{PlanSource, Run, RunStatus, now};
-use crate::planning::Planning;
+use crate::planning::{Planners, Planning};
 use crate::store::{InsertOutcome, RunFilter, RunPage, Store};
 use crate::tools::ToolRegistry;
 
@@ -36,6 +37,9 @@ pub struct NewRun {
     pub trace_id: Option<String>,
     /// A plan supplied by the caller as (tool, input, reasoning); validated before it is stored.
     pub steps: Option<Vec<(String, Value, String)>>,
+    /// The planner variant or alias to plan with (default: the `production` alias, else the
+    /// default variant).
+    pub planner: Option<String>,
 }
 
 /// What `submit` returns.
@@ -63,7 +67,7 @@ struct InFlight {
 pub(crate) struct Inner {
     pub(crate) store: Arc<Store>,
     pub(crate) registry: Arc<ToolRegistry>,
-    pub(crate) planning: Planning,
+    pub(crate) planners: Arc<Planners>,
     pub(crate) config: RuntimeConfig,
     permits: Arc<Semaphore>,
     queued: AtomicUsize,
@@ -88,12 +92,22 @@ impl Runtime {
     /// A runtime over `store` with a configured planner chain (its registry is used for
     /// execution too).
     pub fn with_planning(store: Arc<Store>, planning: Planning, config: RuntimeConfig) -> Self {
+        Self::with_planners(store, Arc::new(Planners::single(planning)), config)
+    }
+
+    /// A runtime over `store` planning with a set of variants (aliases are loaded by
+    /// [`Runtime::load_registry`]).
+    pub fn with_planners(
+        store: Arc<Store>,
+        planners: Arc<Planners>,
+        config: RuntimeConfig,
+    ) -> Self {
         let permits = Arc::new(Semaphore::new(config.workers.max(1)));
         Self {
             inner: Arc::new(Inner {
                 store,
-                registry: planning.registry().clone(),
-                planning,
+                registry: planners.registry().clone(),
+                planners,
                 config,
                 permits,
                 queued: AtomicUsize::new(0),
@@ -120,9 +134,9 @@ impl Runtime {
         &self.inner.registry
     }
 
-    /// The planner chain.
-    pub fn planning(&self) -> &Planning {
-        &self.inner.planning
+    /// The planner variants.
+    pub fn planners(&self) -> &Arc<Planners> {
+        &self.inner.planners
     }
 
     /// The configuration.
@@ -151,10 +165,16 @@ impl Runtime {
         if queued >= self.inner.config.max_queue {
             return Err(RuntimeError::Overloaded { queued });
         }
+        if new.planner.is_some() {
+            self.inner
+                .planners
+                .resolve(new.planner.as_deref())
+                .map_err(RuntimeError::InvalidPlan)?;
+        }
         let plan = match new.steps {
             Some(steps) => Some(
                 self.inner
-                    .planning
+                    .planners
                     .client_plan(steps)
                     .map_err(RuntimeError::InvalidPlan)?,
             ),
@@ -164,6 +184,7 @@ impl Runtime {
         run.plan = plan;
         run.idempotency_key = new.idempotency_key;
         run.trace_id = new.trace_id;
+        run.planner = new.planner;
         if let InsertOutcome::Existing(existing) = self.inner.store.insert_run(&run).await? {
             return Ok(Submitted {
                 run: *existing,
@@ -465,8 +486,8 @@ async fn plan_and_execute(
             .as_ref()
             .map(|t| format!("00-{t}-{:016x}-01", rand::random::<u64>() | 1));
         match inner
-            .planning
-            .plan_traced(&run.prompt, traceparent.as_deref())
+            .planners
+            .plan(run.planner.as_deref(), &run.prompt, traceparent.as_deref())
             .await
         {
             Ok(plan) => {

@@ -43,6 +43,39 @@ const MIGRATIONS: &[&str] = &[
         summary TEXT NOT NULL,
         report TEXT NOT NULL
      );",
+    // 3: the planner registry: registered prompt-template and variant versions (a released
+    // version's content never changes), aliases, and every alias move.
+    "CREATE TABLE prompt_versions (
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        source TEXT NOT NULL,
+        registered_at TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+     ) WITHOUT ROWID;
+     CREATE TABLE variant_versions (
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        registered_at TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+     ) WITHOUT ROWID;
+     CREATE TABLE aliases (
+        alias TEXT PRIMARY KEY,
+        variant TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE alias_moves (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        alias TEXT NOT NULL,
+        from_variant TEXT,
+        to_variant TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        note TEXT,
+        moved_at TEXT NOT NULL
+     );
+     CREATE INDEX alias_moves_alias ON alias_moves(alias, seq);",
 ];
 
 /// Applies every migration newer than the database's version, each in its own transaction.

@@ -13,6 +13,7 @@ mod checkpoint;
 mod evals;
 mod migrations;
 mod pool;
+mod registry;
 mod runs;
 mod todos;
 mod writer;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 pub use evals::{EvalPage, EvalSummary, StoredEval};
+pub use registry::{AliasMove, PromptVersion, Registration, RollbackError};
 pub use runs::{InsertOutcome, RunFilter, RunPage};
 pub use todos::{Todo, TodoFilter, TodoLookupError, TodoSelector};
 

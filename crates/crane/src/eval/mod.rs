@@ -131,32 +131,54 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             ));
         }
     }
-    let mut planners = Vec::new();
-    for name in &args.planners {
-        match runner::planner(name.trim()) {
-            Ok(p)
-                if planners
-                    .iter()
-                    .any(|q: &&runner::PlannerSpec| q.name == p.name) =>
-            {
-                return usage(format!("planner '{name}' is given twice"));
-            }
-            Ok(p) => planners.push(p),
-            Err(e) => return usage(e),
+    let mut names: Vec<&str> = Vec::new();
+    for name in args.planners.iter().map(|n| n.trim()) {
+        if names.contains(&name) {
+            return usage(format!("planner '{name}' is given twice"));
         }
+        names.push(name);
     }
-    let target = match &args.url {
-        Some(_) if planners.len() > 1 => {
-            return usage(format!(
-                "--url evaluates the server's own planner; give one --planner to label it (got {})",
-                planners.len()
-            ));
+    let (target, planners) = match &args.url {
+        Some(url) => {
+            let target = match runner::Target::url(url) {
+                Ok(t) => t,
+                Err(e) => return usage(e),
+            };
+            let mut specs = Vec::new();
+            for name in &names {
+                match remote_planner(&target, name).await {
+                    Ok(spec) => specs.push(Arc::new(spec)),
+                    Err(e) => return usage(e),
+                }
+            }
+            (target, specs)
         }
-        Some(url) => match runner::Target::url(url) {
-            Ok(t) => t,
-            Err(e) => return usage(e),
-        },
-        None => runner::Target::in_process(settings.clone()),
+        None => {
+            let (planners, store) =
+                match local_planners(&settings, args.no_store != Some(true)).await {
+                    Ok(p) => p,
+                    Err(e) => return Err(e),
+                };
+            let mut specs = Vec::new();
+            for name in &names {
+                match runner::PlannerSpec::resolve(&planners, name) {
+                    Ok(spec) => specs.push(Arc::new(spec)),
+                    Err(e) => {
+                        if let Some(store) = store {
+                            store.close().await;
+                        }
+                        return usage(e);
+                    }
+                }
+            }
+            if let Some(store) = store {
+                store.close().await;
+            }
+            (
+                runner::Target::in_process(settings.clone(), Arc::new(planners)),
+                specs,
+            )
+        }
     };
     let in_process = args.url.is_none();
     let repeat = args.repeat as usize;
@@ -189,7 +211,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         let t0 = Instant::now();
         let trials = runner::run_planner(
             cases.clone(),
-            planner,
+            planner.clone(),
             target.clone(),
             scorers.clone(),
             repeat,
@@ -203,9 +225,8 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             .zip(trials)
             .map(|(case, trials)| CaseReport::new(case, trials))
             .collect();
-        let mut planner_report = PlannerReport::new(planner.name, wall, case_reports);
-        planner_report.variant.kind = "rule".into();
-        planner_report.variant.version = crane_rules::PLANNER_VERSION.into();
+        let mut planner_report = PlannerReport::new(&planner.name, wall, case_reports);
+        planner_report.variant = planner.variant.clone();
         planner_reports.push(planner_report);
     }
     progress.finish();
@@ -267,6 +288,68 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::from(1))
     }
+}
+
+/// The variants an in-process eval plans with: built like `crane run` builds them, without
+/// a plan cache (every trial must reach its planner, or `--repeat` would measure the cache).
+/// With `register`, the data dir's store checks template and variant versions (a changed
+/// released version is refused) and supplies the aliases.
+async fn local_planners(
+    settings: &Settings,
+    register: bool,
+) -> anyhow::Result<(crane_core::planning::Planners, Option<Arc<Store>>)> {
+    let mut settings = settings.clone();
+    settings.planner.cache_capacity = Some(0);
+    let registry = if settings.debug_tools {
+        crane_core::tools::registry_with_debug_tools()
+    } else {
+        crane_core::tools::builtin_registry()
+    };
+    let (planners, library) = crate::variants_config::build(&settings, Arc::new(registry))?;
+    if !register {
+        return Ok((planners, None));
+    }
+    let store = Store::open(&settings.data_dir, &settings.store).with_context(|| {
+        format!(
+            "could not open the store in {}",
+            settings.data_dir.display()
+        )
+    })?;
+    crane_core::runtime::registry::register_versions(&store, &planners, &library).await?;
+    planners.set_aliases(store.aliases().await?);
+    Ok((planners, Some(store)))
+}
+
+/// A planner of the server at `--url`: its identity from `GET /planners/{name}`.
+async fn remote_planner(
+    target: &runner::Target,
+    name: &str,
+) -> Result<runner::PlannerSpec, String> {
+    let runner::Target::Url { base, client } = target else {
+        return Err("not a server target".into());
+    };
+    let url = format!("{base}/planners/{name}");
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("could not reach {url}: {e}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(body["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{url} answered {status}")));
+    }
+    let spec: crane_core::planning::VariantSpec = serde_json::from_value(body.clone())
+        .map_err(|e| format!("{url} answered a variant crane cannot read: {e}"))?;
+    let alias = body["resolved_from"].as_str().map(str::to_owned);
+    Ok(runner::PlannerSpec {
+        name: name.to_owned(),
+        variant: runner::summary(&spec, alias),
+        share_stores: true,
+    })
 }
 
 /// Prints to stdout; a closed pipe (`| head`) is not an error worth a panic.

@@ -19,54 +19,55 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crane_core::planning::Planning;
+use crane_core::planning::{Planners, VariantSpec};
 use crane_core::runtime::{NewRun, Runtime, RuntimeError};
 use crane_core::store::{Store, StoreConfig};
-use crane_core::tools::ToolRegistry;
 use serde_json::{Value, json};
 
 use super::dataset::Case;
-use super::report::TrialReport;
+use super::report::{TrialReport, VariantSummary};
 use super::scorers::{Outcome, Scorers};
 use crate::config::Settings;
 
-/// A planner variant `--planner NAME` can select.
+/// A planner variant `--planner NAME` selected: a registered variant, or an alias resolved
+/// to one (see `planning::variants`).
 pub struct PlannerSpec {
-    pub name: &'static str,
-    pub description: &'static str,
+    /// The name as given (variant or alias).
+    pub name: String,
+    /// The resolved variant's identity, recorded on the report.
+    pub variant: VariantSummary,
     /// Plans depend on the prompt alone (not on the store's run history), so cases that
     /// cannot touch todos may share a store. A planner that retrieves past runs (few-shot
     /// examples, a persistent cache) must set this to false: every case then gets a fresh store.
     pub share_stores: bool,
-    /// Builds the variant's planner chain over `registry`.
-    pub build: fn(&Settings, Arc<ToolRegistry>) -> anyhow::Result<Planning>,
 }
 
-fn rule_planning(_settings: &Settings, registry: Arc<ToolRegistry>) -> anyhow::Result<Planning> {
-    Ok(Planning::new(registry))
+impl PlannerSpec {
+    /// `name` resolved against `planners` (aliases included).
+    pub fn resolve(planners: &Planners, name: &str) -> Result<Self, String> {
+        let (variant, alias) = planners.resolve(Some(name)).map_err(|e| e.to_string())?;
+        Ok(Self {
+            name: name.to_owned(),
+            variant: summary(&variant.spec, alias),
+            share_stores: true,
+        })
+    }
 }
 
-/// Every known variant. An LLM variant is one more entry whose `build` configures
-/// `Planning::with_config` (strategy, layers, prompt version).
-pub const PLANNERS: &[PlannerSpec] = &[PlannerSpec {
-    name: "rule",
-    description: "the deterministic rule planner (the runtime's default)",
-    share_stores: true,
-    build: rule_planning,
-}];
-
-/// The variant named `name`, or an error listing the known ones.
-pub fn planner(name: &str) -> Result<&'static PlannerSpec, String> {
-    PLANNERS.iter().find(|p| p.name == name).ok_or_else(|| {
-        let known: Vec<String> = PLANNERS
-            .iter()
-            .map(|p| format!("{} ({})", p.name, p.description))
-            .collect();
-        format!(
-            "unknown planner '{name}'; known planners: {}",
-            known.join(", ")
-        )
-    })
+/// The report's record of a variant.
+pub fn summary(spec: &VariantSpec, alias: Option<String>) -> VariantSummary {
+    VariantSummary {
+        name: spec.name.clone(),
+        alias,
+        kind: spec.kind.as_str().to_owned(),
+        version: spec.version.clone(),
+        prompt: spec
+            .prompt
+            .as_ref()
+            .map(|p| format!("{}@{}", p.name, p.version)),
+        prompt_hash: spec.prompt.as_ref().map(|p| p.hash.clone()),
+        model: spec.model.clone().or_else(|| spec.tier.clone()),
+    }
 }
 
 /// Where trials run.
@@ -74,7 +75,7 @@ pub enum Target {
     /// In this process, on temporary stores (see [`needs_own_store`]).
     InProcess {
         settings: Box<Settings>,
-        registry: Arc<ToolRegistry>,
+        planners: Arc<Planners>,
     },
     /// Against a running `crane serve` at `base` (`http://host:port`).
     Url {
@@ -84,16 +85,11 @@ pub enum Target {
 }
 
 impl Target {
-    /// In-process target with the tools `crane run` would have.
-    pub fn in_process(settings: Settings) -> Self {
-        let registry = if settings.debug_tools {
-            crane_core::tools::registry_with_debug_tools()
-        } else {
-            crane_core::tools::builtin_registry()
-        };
+    /// In-process target planning with `planners` (built like `crane run` builds them).
+    pub fn in_process(settings: Settings, planners: Arc<Planners>) -> Self {
         Self::InProcess {
             settings: Box::new(settings),
-            registry: Arc::new(registry),
+            planners,
         }
     }
 
@@ -162,11 +158,10 @@ struct Sandbox {
 }
 
 impl Sandbox {
-    /// A fresh store holding `setup_todos`, and a runtime with `planner`'s chain over it.
+    /// A fresh store holding `setup_todos`, and a runtime with the variants over it.
     async fn open(
-        planner: &PlannerSpec,
+        planners: &Arc<Planners>,
         settings: &Settings,
-        registry: &Arc<ToolRegistry>,
         setup_todos: &[String],
     ) -> Result<Self, String> {
         let config = StoreConfig {
@@ -184,13 +179,6 @@ impl Sandbox {
         })
         .await
         .map_err(|e| format!("could not open a store: {e}"))??;
-        let planning = match (planner.build)(settings, registry.clone()) {
-            Ok(p) => p,
-            Err(e) => {
-                store.close().await;
-                return Err(format!("could not build planner '{}': {e:#}", planner.name));
-            }
-        };
         for title in setup_todos {
             if let Err(e) = store.todo_add(title.clone(), None).await {
                 store.close().await;
@@ -198,18 +186,23 @@ impl Sandbox {
             }
         }
         Ok(Self {
-            runtime: Runtime::with_planning(store.clone(), planning, settings.runtime.clone()),
+            runtime: Runtime::with_planners(
+                store.clone(),
+                planners.clone(),
+                settings.runtime.clone(),
+            ),
             store,
             dir,
             drain_timeout: settings.drain_timeout,
         })
     }
 
-    /// Runs `prompt` to the end and times it.
-    async fn run(&self, prompt: &str) -> Outcome {
+    /// Runs `prompt` with `variant` to the end and times it.
+    async fn run(&self, prompt: &str, variant: &str) -> Outcome {
         let started = Instant::now();
         let new = NewRun {
             prompt: prompt.to_owned(),
+            planner: Some(variant.to_owned()),
             ..NewRun::default()
         };
         let mut outcome = match self.runtime.submit(new, true).await {
@@ -287,13 +280,14 @@ async fn in_process(
     case: &Case,
     planner: &PlannerSpec,
     settings: &Settings,
-    registry: &Arc<ToolRegistry>,
+    planners: &Arc<Planners>,
     shared: &mut Option<Sandbox>,
 ) -> Outcome {
+    let variant = planner.variant.name.as_str();
     if !planner.share_stores || needs_own_store(case) {
-        return match Sandbox::open(planner, settings, registry, &case.setup_todos).await {
+        return match Sandbox::open(planners, settings, &case.setup_todos).await {
             Ok(sandbox) => {
-                let outcome = sandbox.run(&case.prompt).await;
+                let outcome = sandbox.run(&case.prompt, variant).await;
                 sandbox.close().await;
                 outcome
             }
@@ -301,13 +295,13 @@ async fn in_process(
         };
     }
     if shared.is_none() {
-        match Sandbox::open(planner, settings, registry, &[]).await {
+        match Sandbox::open(planners, settings, &[]).await {
             Ok(sandbox) => *shared = Some(sandbox),
             Err(e) => return harness(e),
         }
     }
     match shared {
-        Some(sandbox) => sandbox.run(&case.prompt).await,
+        Some(sandbox) => sandbox.run(&case.prompt, variant).await,
         None => harness("no shared store".into()),
     }
 }
@@ -329,7 +323,7 @@ async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Result<(u16,
 }
 
 /// Runs one trial of `case` against a server.
-async fn over_http(case: &Case, base: &str, client: &reqwest::Client) -> Outcome {
+async fn over_http(case: &Case, planner: &str, base: &str, client: &reqwest::Client) -> Outcome {
     let url = format!("{base}/runs?wait=true");
     if !case.setup_todos.is_empty() {
         let steps: Vec<Value> = case
@@ -346,7 +340,12 @@ async fn over_http(case: &Case, base: &str, client: &reqwest::Client) -> Outcome
         }
     }
     let started = Instant::now();
-    let answer = post(client, &url, &json!({"prompt": case.prompt})).await;
+    let answer = post(
+        client,
+        &url,
+        &json!({"prompt": case.prompt, "planner": planner}),
+    )
+    .await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut outcome = match answer {
         Ok((201, body)) => match serde_json::from_value::<crane_core::domain::Run>(body) {
@@ -451,7 +450,7 @@ impl Progress {
 /// Returns the trials of each case, in dataset order.
 pub async fn run_planner(
     cases: Arc<Vec<Case>>,
-    planner: &'static PlannerSpec,
+    planner: Arc<PlannerSpec>,
     target: Arc<Target>,
     scorers: Arc<Scorers>,
     repeat: usize,
@@ -463,7 +462,8 @@ pub async fn run_planner(
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency.clamp(1, total.max(1)) {
-        let (cases, target, scorers, next, progress) = (
+        let (planner, cases, target, scorers, next, progress) = (
+            planner.clone(),
             cases.clone(),
             target.clone(),
             scorers.clone(),
@@ -480,10 +480,12 @@ pub async fn run_planner(
                 }
                 let case = &cases[job % n];
                 let outcome = match target.as_ref() {
-                    Target::InProcess { settings, registry } => {
-                        in_process(case, planner, settings, registry, &mut shared).await
+                    Target::InProcess { settings, planners } => {
+                        in_process(case, &planner, settings, planners, &mut shared).await
                     }
-                    Target::Url { base, client } => over_http(case, base, client).await,
+                    Target::Url { base, client } => {
+                        over_http(case, &planner.name, base, client).await
+                    }
                 };
                 let verdict = scorers.judge(case, &outcome);
                 progress.tick(verdict.pass);

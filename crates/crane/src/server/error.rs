@@ -55,6 +55,12 @@ impl From<RuntimeError> for ApiError {
                     .with_details(json!({"length": len, "limit": limit}))
             }
             RuntimeError::InvalidRequest(_) => Self::bad_request(message),
+            RuntimeError::InvalidPlan(crane_core::planning::PlanError::UnknownPlanner {
+                known,
+                aliases,
+                ..
+            }) => Self::new(StatusCode::BAD_REQUEST, "unknown_planner", message)
+                .with_details(json!({"variants": known, "aliases": aliases})),
             RuntimeError::InvalidPlan(e) => {
                 let details = match &e {
                     crane_core::planning::PlanError::Invalid { violations } => {

@@ -6,6 +6,7 @@ mod error;
 mod evals;
 mod openapi;
 mod paging;
+mod registry;
 mod runs;
 pub mod trace;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub runtime: Runtime,
     pub metrics: Option<Arc<PrometheusHandle>>,
     pub wait_timeout: Duration,
+    /// The prompt templates (built-in and the prompts directory).
+    pub prompts: Arc<crane_core::planning::prompt_library::PromptLibrary>,
 }
 
 /// Every route as (method, path template); the OpenAPI document lists exactly these.
@@ -45,6 +48,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.json"),
     ("GET", "/evals"),
     ("GET", "/evals/{eval_id}"),
+    ("GET", "/planners"),
+    ("GET", "/planners/{name}"),
+    ("GET", "/prompts"),
+    ("GET", "/prompts/{name}/{version}"),
+    ("GET", "/aliases"),
+    ("PUT", "/aliases/{alias}"),
+    ("POST", "/aliases/{alias}/rollback"),
+    ("GET", "/aliases/{alias}/history"),
 ];
 
 /// Builds the router.
@@ -61,6 +72,14 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/openapi.json", get(openapi::document))
         .route("/evals", get(evals::list))
         .route("/evals/{eval_id}", get(evals::get))
+        .route("/planners", get(registry::planners))
+        .route("/planners/{name}", get(registry::planner))
+        .route("/prompts", get(registry::prompts))
+        .route("/prompts/{name}/{version}", get(registry::prompt))
+        .route("/aliases", get(registry::aliases))
+        .route("/aliases/{alias}", axum::routing::put(registry::move_alias))
+        .route("/aliases/{alias}/rollback", post(registry::rollback))
+        .route("/aliases/{alias}/history", get(registry::history))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -114,7 +133,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
     };
     metrics::gauge!("crane_active_runs").set(state.runtime.active_runs() as f64);
     metrics::gauge!("crane_queue_depth").set(state.runtime.queue_depth() as f64);
-    for layer in state.runtime.planning().layers() {
+    for layer in state
+        .runtime
+        .planners()
+        .variants()
+        .iter()
+        .flat_map(|v| v.planning().layers())
+    {
         let provider = layer.provider();
         // 0 closed, 1 half-open, 2 open.
         let value = match provider.breaker_state() {
@@ -135,7 +160,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn planner_metrics(State(state): State<AppState>) -> Response {
-    Json(state.runtime.planning().stats().snapshot()).into_response()
+    Json(state.runtime.planners().stats().snapshot()).into_response()
 }
 
 /// Serves until SIGINT/SIGTERM, then stops accepting, drains in-flight runs (bounded) and

@@ -31,6 +31,10 @@ pub struct CreateRun {
     /// A plan supplied by the caller instead of planning the prompt.
     #[serde(default)]
     pub steps: Option<Vec<ClientStep>>,
+    /// Planner variant or alias to plan with (default: the `production` alias, else the
+    /// default variant).
+    #[serde(default)]
+    pub planner: Option<String>,
 }
 
 /// One caller-supplied step.
@@ -202,6 +206,7 @@ pub async fn create(
                 metadata: req.metadata,
                 idempotency_key,
                 trace_id: Some(trace.0),
+                planner: req.planner,
                 steps: req.steps.map(|steps| {
                     steps
                         .into_iter()

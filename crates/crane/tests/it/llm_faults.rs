@@ -108,6 +108,16 @@ impl LlmCrane {
         self.root.path().join("server.log")
     }
 
+    /// The temporary root (crane.toml and the data dir live here).
+    pub fn root(&self) -> &std::path::Path {
+        self.root.path()
+    }
+
+    /// The data dir.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
     /// Everything the server wrote to stderr so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()

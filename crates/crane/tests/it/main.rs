@@ -13,4 +13,5 @@ mod logs;
 mod mlflow;
 mod observability;
 mod otel;
+mod registry;
 mod support;

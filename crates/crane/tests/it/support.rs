@@ -36,6 +36,9 @@ const CRANE_ENV: &[&str] = &[
     "CRANE_LLM_BASE_URL",
     "CRANE_LLM_API_KEY",
     "CRANE_LLM_MODEL",
+    "CRANE_PROMPTS_DIR",
+    "CRANE_PLANNER",
+    "CRANE_URL",
 ];
 
 /// A command for the binary with a clean `CRANE_*` environment, run from `cwd` (so no stray
