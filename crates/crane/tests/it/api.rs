@@ -634,7 +634,11 @@ async fn every_documented_route_is_served() {
     let paths = doc["paths"].as_object().expect("paths");
     let mut checked = 0;
     for (template, ops) in paths {
-        let path = template.replace("{run_id}", run_id);
+        let path = template
+            .replace("{run_id}", run_id)
+            .replace("{name}", "rule")
+            .replace("{version}", "1.0.0")
+            .replace("{alias}", "production");
         for method in ops.as_object().expect("operations").keys() {
             let req = match method.as_str() {
                 "get" => server.client.get(server.url(&path)),
@@ -643,6 +647,10 @@ async fn every_documented_route_is_served() {
                     .post(server.url(&path))
                     .json(&json!({"prompt": "what is 2 plus 2"})),
                 "post" => server.client.post(server.url(&path)),
+                "put" => server
+                    .client
+                    .put(server.url(&path))
+                    .json(&json!({"variant": "rule"})),
                 other => panic!("unexpected method {other} in the document"),
             };
             let resp = req.send().await.unwrap();
