@@ -110,7 +110,9 @@ impl Default for TrackingSettings {
             queue_capacity: 10_000,
             batch_size: 100,
             flush_interval: Duration::from_millis(1000),
-            concurrency: 4,
+            // MLflow's SQLite store serialises writes: 2 in flight exported the most runs/s
+            // (docs/benchmarks.md); 16 made requests time out.
+            concurrency: 2,
             shutdown_timeout: Duration::from_secs(5),
         }
     }

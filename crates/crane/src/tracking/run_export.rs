@@ -18,7 +18,7 @@
 //!
 //! Metrics (label `exporter="mlflow"`): `crane_tracking_exported_total`,
 //! `crane_tracking_dropped_total`, `crane_tracking_failed_total`, `crane_tracking_retries_total`
-//! and the gauge `crane_tracking_queue_depth`.
+//! and the gauge `crane_tracking_queue_depth` (updated as each exported run completes).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -394,6 +394,7 @@ async fn attempt_batch(
     config: &LoopConfig,
     experiment_id: &mut Option<String>,
     batch: &mut Vec<Pending>,
+    progress: &(dyn Fn() + Sync),
 ) -> Result<(), MlflowError> {
     let exp = match experiment_id {
         Some(id) => id.clone(),
@@ -427,6 +428,7 @@ async fn attempt_batch(
         spawn(&mut set, p);
     }
     while let Some(joined) = set.join_next().await {
+        progress();
         let Ok((p, outcome)) = joined else {
             // A panicking export task loses its record; count it.
             counter("crane_tracking_failed_total").increment(1);
@@ -510,9 +512,11 @@ async fn export_loop(
                 }
             }
         }
-        depth.set(rx.len() as f64);
-        let attempt = attempt_batch(&client, &config, &mut experiment_id, &mut batch).await;
-        depth.set(rx.len() as f64);
+        let progress = || depth.set(rx.len() as f64);
+        progress();
+        let attempt =
+            attempt_batch(&client, &config, &mut experiment_id, &mut batch, &progress).await;
+        progress();
         match attempt {
             Ok(()) => {
                 if let Some((since, attempts)) = failing_since.take() {
@@ -740,6 +744,74 @@ mod tests {
             "shutdown took {:?}",
             t1.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn a_retry_resumes_where_the_export_stopped_without_a_second_mlflow_run() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let mock = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/api/2.0/mlflow/experiments/get-by-name"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                serde_json::json!({"experiment": {"experiment_id": "3", "lifecycle_stage": "active"}}),
+            ))
+            .mount(&mock)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/2.0/mlflow/runs/create"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"run": {"info": {
+                "run_id": "m1", "experiment_id": "3", "artifact_uri": "mlflow-artifacts:/3/m1/artifacts"
+            }}})))
+            .mount(&mock)
+            .await;
+        // log-batch fails both attempts of the first call, then works.
+        Mock::given(method("POST"))
+            .and(path("/api/2.0/mlflow/runs/log-batch"))
+            .respond_with(ResponseTemplate::new(503))
+            .up_to_n_times(2)
+            .with_priority(1)
+            .mount(&mock)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/2.0/mlflow/runs/log-batch"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({})))
+            .with_priority(2)
+            .mount(&mock)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/2.0/mlflow/runs/update"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({})))
+            .mount(&mock)
+            .await;
+
+        let mut s = settings(&mock.uri(), 10);
+        s.shutdown_timeout = Duration::from_secs(5);
+        let exporter = RunExporter::start(&s).unwrap();
+        exporter.observer().finished(&run());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let count = |reqs: &[wiremock::Request], p: &str| {
+            reqs.iter().filter(|r| r.url.path().ends_with(p)).count()
+        };
+        loop {
+            let reqs = mock.received_requests().await.unwrap();
+            if count(&reqs, "runs/update") == 1 {
+                assert_eq!(count(&reqs, "runs/create"), 1, "one MLflow run only");
+                assert_eq!(count(&reqs, "runs/log-batch"), 3);
+                let update: serde_json::Value = reqs
+                    .iter()
+                    .find(|r| r.url.path().ends_with("runs/update"))
+                    .unwrap()
+                    .body_json()
+                    .unwrap();
+                assert_eq!(update["status"], "FINISHED");
+                assert_eq!(update["run_id"], "m1");
+                break;
+            }
+            assert!(Instant::now() < deadline, "never finished: {reqs:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        exporter.shutdown().await;
     }
 
     #[test]
