@@ -474,3 +474,103 @@ async fn real_model_plans_golden_prompts_through_crane() {
     drop(crane);
     drop(llama);
 }
+
+/// Two LLM variants of the registry against the real model, compared by `crane eval` in
+/// process: each variant's prompt template, temperature and identity reach the report, the
+/// model is called for both (tokens counted per variant), and nothing fails in the harness.
+#[tokio::test]
+async fn eval_compares_two_registry_variants_on_the_real_model() {
+    let llama = LlamaServer::start().await;
+    let root = tempfile::tempdir().expect("temp dir");
+    let prompts = root.path().join("prompts");
+    std::fs::create_dir_all(&prompts).expect("prompts dir");
+    let builtin = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../crane-core/prompts/planner-1.0.0.jinja"),
+    )
+    .expect("built-in template");
+    std::fs::write(
+        prompts.join("terse-1.0.0.jinja"),
+        format!("{builtin}\nAnswer with the shortest valid plan.\n"),
+    )
+    .expect("template");
+    let config = format!(
+        "[planner]\ndeadline_ms = 120000\n\n\
+         [registry]\nprompts_dir = \"{}\"\n\n\
+         [[llm.providers]]\nname = \"llama\"\nbase_url = \"{}\"\nmodel = \"{ALIAS}\"\n\
+         timeout_ms = 120000\nmax_retries = 0\nmodes = [\"json_object\"]\n\n\
+         [llm.pricing.{ALIAS}]\ninput_per_million = {INPUT_PRICE}\noutput_per_million = {OUTPUT_PRICE}\n\n\
+         [[planners]]\nname = \"base\"\nkind = \"llm\"\nversion = \"1.0.0\"\nprovider = \"llama\"\n\
+         prompt = \"planner@1.0.0\"\nmax_tokens = 200\nfallback = []\n\n\
+         [[planners]]\nname = \"terse\"\nkind = \"llm\"\nversion = \"1.0.0\"\nprovider = \"llama\"\n\
+         prompt = \"terse@1.0.0\"\nmax_tokens = 120\ntemperature = 0.2\nfallback = []\n",
+        prompts.display(),
+        llama.base_url
+    );
+    std::fs::write(root.path().join("crane.toml"), config).expect("crane.toml");
+    let dataset = root.path().join("cases.jsonl");
+    std::fs::write(
+        &dataset,
+        concat!(
+            r#"{"id": "calc", "prompt": "What is 7 times 6?", "expect": {"steps": [{"tool": "calculator", "input": {"expression": "7 * 6"}}], "result": {"value": 42}}}"#,
+            "\n",
+            r#"{"id": "add", "prompt": "add a todo to buy milk", "expect": {"steps": [{"tool": "todo_add", "input": {"title": "buy milk"}}]}}"#,
+            "\n"
+        ),
+    )
+    .expect("dataset");
+    let report = root.path().join("report.json");
+    let mut cmd = crate::support::crane_command(root.path());
+    cmd.args(["eval", "--dataset"])
+        .arg(&dataset)
+        .args([
+            "--planner",
+            "base",
+            "--planner",
+            "terse",
+            "--concurrency",
+            "1",
+        ])
+        .arg("--report")
+        .arg(&report);
+    let out = tokio::time::timeout(Duration::from_secs(600), cmd.output())
+        .await
+        .expect("eval finished in time")
+        .expect("run crane eval");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    // Gates are not set: the exit code says the harness worked, whatever the model answered.
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("report JSON");
+    let planners = report["planners"].as_array().expect("planners");
+    assert_eq!(planners.len(), 2);
+    for (p, name, prompt) in [
+        (&planners[0], "base", "planner@1.0.0"),
+        (&planners[1], "terse", "terse@1.0.0"),
+    ] {
+        assert_eq!(p["planner"], name);
+        assert_eq!(p["variant"]["version"], "1.0.0");
+        assert_eq!(p["variant"]["prompt"], prompt);
+        assert_eq!(p["summary"]["runs"], 2, "{p}");
+        assert!(
+            p["summary"]["input_tokens"].as_u64() > Some(0),
+            "{name}: the model was not called: {}",
+            p["summary"]
+        );
+        for case in p["cases"].as_array().expect("cases") {
+            for trial in case["trials"].as_array().expect("trials") {
+                assert_ne!(trial["status"], "error", "{name}: harness error: {trial}");
+            }
+        }
+    }
+    assert_ne!(
+        planners[0]["variant"]["prompt_hash"], planners[1]["variant"]["prompt_hash"],
+        "the variants planned with different templates"
+    );
+    drop(llama);
+}
