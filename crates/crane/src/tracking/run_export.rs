@@ -51,6 +51,9 @@ pub struct RunRecord {
     /// `name@version` of the prompt template.
     pub prompt: Option<String>,
     pub prompt_hash: Option<String>,
+    /// The registered planner variant (`name@version`) and the alias it was reached through.
+    pub variant: Option<String>,
+    pub variant_alias: Option<String>,
     pub created_at: Timestamp,
     pub started_at: Option<Timestamp>,
     pub completed_at: Option<Timestamp>,
@@ -86,6 +89,12 @@ impl RunRecord {
             prompt_hash: planner
                 .and_then(|p| p.prompt.as_ref())
                 .map(|r| r.hash.clone()),
+            variant: planner
+                .and_then(|p| p.variant.as_ref())
+                .map(|v| format!("{}@{}", v.name, v.version)),
+            variant_alias: planner
+                .and_then(|p| p.variant.as_ref())
+                .and_then(|v| v.alias.clone()),
             created_at: run.created_at,
             started_at: run.started_at,
             completed_at: run.completed_at,
@@ -141,6 +150,8 @@ impl RunRecord {
             ("crane.planner.source", self.plan_source),
             ("crane.prompt", self.prompt.as_deref()),
             ("crane.prompt_hash", self.prompt_hash.as_deref()),
+            ("crane.variant", self.variant.as_deref()),
+            ("crane.variant.alias", self.variant_alias.as_deref()),
         ];
         for (key, value) in optional {
             if let Some(v) = value.filter(|v| !v.is_empty()) {
@@ -597,6 +608,12 @@ mod tests {
         });
         planner.cost_usd = Some(0.002);
         planner.latency_us = 1500;
+        planner.variant = Some(crane_core::domain::VariantRef {
+            name: "llm-v2".into(),
+            version: "2.0.0".into(),
+            alias: Some("candidate".into()),
+            fallback: None,
+        });
         run.plan = Some(Plan {
             plan_id: "p1".into(),
             planner,
@@ -642,6 +659,8 @@ mod tests {
         assert_eq!(get(&tags, "crane.planner.source"), Some("llm"));
         assert_eq!(get(&tags, "crane.prompt"), Some("planner@3"));
         assert_eq!(get(&tags, "crane.prompt_hash"), Some("deadbeef"));
+        assert_eq!(get(&tags, "crane.variant"), Some("llm-v2@2.0.0"));
+        assert_eq!(get(&tags, "crane.variant.alias"), Some("candidate"));
         assert_eq!(
             get(&tags, "crane.trace_id"),
             Some("4bf92f3577b34da6a3ce929d0e0e4736")

@@ -565,6 +565,16 @@ async fn serve_exports_finished_runs_in_batches_and_flushes_at_shutdown() {
                 pairs(m, "params")["planner"],
                 planner["name"].as_str().unwrap()
             );
+            if let Some(v) = planner.get("variant") {
+                assert_eq!(
+                    tags["crane.variant"],
+                    format!(
+                        "{}@{}",
+                        v["name"].as_str().unwrap(),
+                        v["version"].as_str().unwrap()
+                    )
+                );
+            }
         }
     }
     let metrics = metrics_text(&server).await;
