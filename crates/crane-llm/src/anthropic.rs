@@ -2,11 +2,12 @@
 //! the decoding of a successful response (a `tool_use` block's input, or JSON in the text
 //! blocks), with usage and stop reason.
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::config::StructuredMode;
 use crate::extract::extract_json;
 use crate::types::{BadOutput, ChatRequest, Parsed, Usage};
+use crate::wire::BodyWriter;
 
 /// The API version header value this client speaks.
 pub(crate) const API_VERSION: &str = "2023-06-01";
@@ -24,43 +25,53 @@ pub(crate) fn endpoint(base_url: &str) -> String {
 }
 
 /// The `POST /v1/messages` body for `mode` (`tools` or `prompt`; the provider never asks for
-/// the `response_format` modes, which this API does not have).
-pub(crate) fn build_body(req: &ChatRequest, model: &str, mode: StructuredMode) -> Value {
+/// the `response_format` modes, which this API does not have), as JSON bytes. The prompt's
+/// system text and schema are copied in as JSON text serialised once per
+/// [`crate::ChatPrompt`].
+pub(crate) fn build_body(req: &ChatRequest, model: &str, mode: StructuredMode) -> Vec<u8> {
+    let prompt = &*req.prompt;
     let system = match mode {
-        StructuredMode::Tools => req.system.clone(),
-        _ => req.system_with_schema(),
+        StructuredMode::Tools => prompt.system_json(),
+        _ => Some(prompt.system_with_schema_json()),
     };
-    let messages: Vec<Value> = req
-        .messages
-        .iter()
-        .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
-        .collect();
-    let mut body = Map::new();
-    body.insert("model".into(), json!(model));
-    body.insert(
-        "max_tokens".into(),
-        json!(req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
-    );
-    if !system.is_empty() {
-        body.insert("system".into(), json!(system));
+    let schema = match mode {
+        StructuredMode::Tools => prompt.schema_json(),
+        _ => "",
+    };
+    let conversation: usize = req.messages.iter().map(|m| m.content.len() + 32).sum();
+    let capacity = system.map_or(0, str::len) + schema.len() + conversation + 256;
+    let mut w = BodyWriter::with_capacity(capacity);
+    w.key("model").json(model);
+    w.key("max_tokens")
+        .json(&req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS));
+    if let Some(system) = system {
+        w.key("system").raw(system);
     }
-    body.insert("messages".into(), Value::Array(messages));
+    w.key("messages").raw("[");
+    let mut separator = "";
+    for message in &req.messages {
+        w.raw(separator).json(message);
+        separator = ",";
+    }
+    w.raw("]");
     if let Some(t) = req.temperature {
-        body.insert("temperature".into(), json!(t));
+        // As a JSON number converted from f32 (what `json!(t)` sends).
+        w.key("temperature").json(&Value::from(t));
     }
     if mode == StructuredMode::Tools {
-        let name = req.tool_name();
-        body.insert(
-            "tools".into(),
-            json!([{
-                "name": name,
-                "description": "Return the answer as the input of this tool.",
-                "input_schema": req.schema,
-            }]),
-        );
-        body.insert("tool_choice".into(), json!({"type": "tool", "name": name}));
+        let name = prompt.tool_name();
+        w.key("tools")
+            .raw("[{\"name\":")
+            .json(name)
+            .raw(",\"description\":\"Return the answer as the input of this tool.\",\"input_schema\":")
+            .raw(schema)
+            .raw("}]");
+        w.key("tool_choice")
+            .raw("{\"type\":\"tool\",\"name\":")
+            .json(name)
+            .raw("}");
     }
-    Value::Object(body)
+    w.finish()
 }
 
 /// Decodes a 2xx body; `Err` carries why it is not a usable answer (→ InvalidOutput).
@@ -126,6 +137,81 @@ pub(crate) fn parse_response(body: &str, mode: StructuredMode) -> Result<Parsed,
 mod tests {
     use super::*;
     use crate::types::Message;
+    use serde_json::{Map, json};
+
+    /// The body as `build_body` built it before it wrote bytes directly: a `Value` per call.
+    /// The byte writer must produce the same JSON.
+    fn value_body(req: &ChatRequest, model: &str, mode: StructuredMode) -> Value {
+        let system = match mode {
+            StructuredMode::Tools => req.prompt.system().to_owned(),
+            _ => req.prompt.system_with_schema(),
+        };
+        let messages: Vec<Value> = req
+            .messages
+            .iter()
+            .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
+            .collect();
+        let mut body = Map::new();
+        body.insert("model".into(), json!(model));
+        body.insert(
+            "max_tokens".into(),
+            json!(req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
+        );
+        if !system.is_empty() {
+            body.insert("system".into(), json!(system));
+        }
+        body.insert("messages".into(), Value::Array(messages));
+        if let Some(t) = req.temperature {
+            body.insert("temperature".into(), json!(t));
+        }
+        if mode == StructuredMode::Tools {
+            let name = req.prompt.tool_name();
+            body.insert(
+                "tools".into(),
+                json!([{
+                    "name": name,
+                    "description": "Return the answer as the input of this tool.",
+                    "input_schema": req.prompt.schema(),
+                }]),
+            );
+            body.insert("tool_choice".into(), json!({"type": "tool", "name": name}));
+        }
+        Value::Object(body)
+    }
+
+    fn body(req: &ChatRequest, model: &str, mode: StructuredMode) -> Value {
+        serde_json::from_slice(&build_body(req, model, mode)).unwrap()
+    }
+
+    #[test]
+    fn bodies_match_the_value_built_bodies() {
+        let schema = json!({"type": "object", "description": "\"q\" \\ \u{2} ü"});
+        let mut req = ChatRequest::new(
+            "You plan.\n\"Really\" é\n\n",
+            vec![
+                Message::user("add \"2\" and 2"),
+                Message::assistant("{}"),
+                Message::user("again\n"),
+            ],
+            "plan v2",
+            schema.clone(),
+        );
+        let mut requests = vec![req.clone()];
+        req.temperature = Some(0.7);
+        req.max_tokens = Some(300);
+        requests.push(req);
+        requests.push(ChatRequest::new("", vec![Message::user("x")], "", schema));
+        requests.push(ChatRequest::default());
+        for req in &requests {
+            for mode in [StructuredMode::Tools, StructuredMode::Prompt] {
+                assert_eq!(
+                    body(req, "claude \"x\"", mode),
+                    value_body(req, "claude \"x\"", mode),
+                    "{mode} {req:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn endpoint_accepts_both_base_forms() {
@@ -147,13 +233,13 @@ mod tests {
             "plan",
             json!({"type": "object"}),
         );
-        let b = build_body(&req, "claude", StructuredMode::Tools);
+        let b = body(&req, "claude", StructuredMode::Tools);
         assert_eq!(b["max_tokens"], DEFAULT_MAX_TOKENS);
         assert_eq!(b["system"], "You plan.");
         assert_eq!(b["tools"][0]["name"], "plan");
-        assert_eq!(b["tools"][0]["input_schema"], req.schema);
+        assert_eq!(b["tools"][0]["input_schema"], *req.prompt.schema());
         assert_eq!(b["tool_choice"], json!({"type": "tool", "name": "plan"}));
-        let b = build_body(&req, "claude", StructuredMode::Prompt);
+        let b = body(&req, "claude", StructuredMode::Prompt);
         assert!(b.get("tools").is_none());
         assert!(b["system"].as_str().unwrap().contains("JSON object"));
     }

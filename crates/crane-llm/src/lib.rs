@@ -22,6 +22,7 @@ mod pricing;
 mod provider;
 mod retry;
 mod types;
+mod wire;
 
 pub use breaker::{BreakerConfig, BreakerState};
 pub use config::{ApiKey, ProviderConfig, ProviderKind, StructuredMode};
@@ -30,4 +31,4 @@ pub use extract::extract_json;
 pub use pricing::{Pricing, cost_usd};
 pub use provider::Provider;
 pub use retry::RetryConfig;
-pub use types::{ChatRequest, ChatResponse, Message, Role, Usage};
+pub use types::{ChatPrompt, ChatRequest, ChatResponse, Message, Role, Usage};

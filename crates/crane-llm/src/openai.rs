@@ -2,82 +2,90 @@
 //! LiteLLM...): the request body for each [`StructuredMode`] and the decoding of a successful
 //! response into the answer object, usage and finish reason.
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::config::StructuredMode;
 use crate::extract::extract_json;
 use crate::types::{BadOutput, ChatRequest, Parsed, Usage, arguments_object};
+use crate::wire::BodyWriter;
 
 /// `{base_url}/chat/completions` (base_url like `http://host:port/v1`).
 pub(crate) fn endpoint(base_url: &str) -> String {
     format!("{base_url}/chat/completions")
 }
 
-/// The `POST /chat/completions` body for `mode`.
-pub(crate) fn build_body(req: &ChatRequest, model: &str, mode: StructuredMode) -> Value {
+/// The `POST /chat/completions` body for `mode`, as JSON bytes. The prompt's system text and
+/// schema are copied in as JSON text serialised once per [`crate::ChatPrompt`].
+pub(crate) fn build_body(req: &ChatRequest, model: &str, mode: StructuredMode) -> Vec<u8> {
+    let prompt = &*req.prompt;
     let system = match mode {
         // OpenAI's json_object only guarantees *some* object (and requires the word "JSON" in
         // the prompt), so the schema is spelled out for it as well as for the prompt mode.
-        StructuredMode::JsonObject | StructuredMode::Prompt => req.system_with_schema(),
-        StructuredMode::JsonSchema | StructuredMode::Tools => req.system.clone(),
+        StructuredMode::JsonObject | StructuredMode::Prompt => {
+            Some(prompt.system_with_schema_json())
+        }
+        StructuredMode::JsonSchema | StructuredMode::Tools => prompt.system_json(),
     };
-    let mut messages = Vec::with_capacity(req.messages.len() + 1);
-    if !system.is_empty() {
-        messages.push(json!({"role": "system", "content": system}));
+    let schema = match mode {
+        StructuredMode::Prompt => "",
+        _ => prompt.schema_json(),
+    };
+    let conversation: usize = req.messages.iter().map(|m| m.content.len() + 32).sum();
+    let capacity = system.map_or(0, str::len) + schema.len() + conversation + 256;
+    let mut w = BodyWriter::with_capacity(capacity);
+    w.key("model").json(model);
+    w.key("messages").raw("[");
+    let mut separator = "";
+    if let Some(system) = system {
+        w.raw("{\"role\":\"system\",\"content\":")
+            .raw(system)
+            .raw("}");
+        separator = ",";
     }
-    messages.extend(
-        req.messages
-            .iter()
-            .map(|m| json!({"role": m.role.as_str(), "content": m.content})),
-    );
-
-    let mut body = Map::new();
-    body.insert("model".into(), json!(model));
-    body.insert("messages".into(), Value::Array(messages));
-    body.insert("stream".into(), json!(false));
+    for message in &req.messages {
+        w.raw(separator).json(message);
+        separator = ",";
+    }
+    w.raw("]");
+    w.key("stream").raw("false");
     if let Some(t) = req.temperature {
-        body.insert("temperature".into(), json!(t));
+        // As a JSON number converted from f32 (what `json!(t)` sends).
+        w.key("temperature").json(&Value::from(t));
     }
     if let Some(n) = req.max_tokens {
-        body.insert("max_tokens".into(), json!(n));
+        w.key("max_tokens").json(&n);
     }
-    let name = req.tool_name();
+    let name = prompt.tool_name();
     match mode {
         StructuredMode::JsonSchema => {
-            body.insert(
-                "response_format".into(),
-                json!({
-                    "type": "json_schema",
-                    "json_schema": {"name": name, "strict": true, "schema": req.schema},
-                }),
-            );
+            w.key("response_format")
+                .raw("{\"type\":\"json_schema\",\"json_schema\":{\"name\":")
+                .json(name)
+                .raw(",\"strict\":true,\"schema\":")
+                .raw(schema)
+                .raw("}}");
         }
         StructuredMode::JsonObject => {
-            body.insert(
-                "response_format".into(),
-                json!({"type": "json_object", "schema": req.schema}),
-            );
+            w.key("response_format")
+                .raw("{\"type\":\"json_object\",\"schema\":")
+                .raw(schema)
+                .raw("}");
         }
         StructuredMode::Tools => {
-            body.insert(
-                "tools".into(),
-                json!([{
-                    "type": "function",
-                    "function": {
-                        "name": name,
-                        "description": "Return the answer as the arguments of this function.",
-                        "parameters": req.schema,
-                    },
-                }]),
-            );
-            body.insert(
-                "tool_choice".into(),
-                json!({"type": "function", "function": {"name": name}}),
-            );
+            w.key("tools")
+                .raw("[{\"type\":\"function\",\"function\":{\"name\":")
+                .json(name)
+                .raw(",\"description\":\"Return the answer as the arguments of this function.\",\"parameters\":")
+                .raw(schema)
+                .raw("}}]");
+            w.key("tool_choice")
+                .raw("{\"type\":\"function\",\"function\":{\"name\":")
+                .json(name)
+                .raw("}}");
         }
         StructuredMode::Prompt => {}
     }
-    Value::Object(body)
+    w.finish()
 }
 
 /// Decodes a 2xx body. `Err` carries the reason it is not a usable answer (→ InvalidOutput);
@@ -166,6 +174,122 @@ fn message_text(content: &Value) -> Option<String> {
 mod tests {
     use super::*;
     use crate::types::Message;
+    use serde_json::{Map, json};
+
+    /// The body as `build_body` built it before it wrote bytes directly: a `Value` per call.
+    /// The byte writer must produce the same JSON.
+    fn value_body(req: &ChatRequest, model: &str, mode: StructuredMode) -> Value {
+        let system = match mode {
+            StructuredMode::JsonObject | StructuredMode::Prompt => req.prompt.system_with_schema(),
+            StructuredMode::JsonSchema | StructuredMode::Tools => req.prompt.system().to_owned(),
+        };
+        let schema = req.prompt.schema();
+        let mut messages = Vec::new();
+        if !system.is_empty() {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        messages.extend(
+            req.messages
+                .iter()
+                .map(|m| json!({"role": m.role.as_str(), "content": m.content})),
+        );
+        let mut body = Map::new();
+        body.insert("model".into(), json!(model));
+        body.insert("messages".into(), Value::Array(messages));
+        body.insert("stream".into(), json!(false));
+        if let Some(t) = req.temperature {
+            body.insert("temperature".into(), json!(t));
+        }
+        if let Some(n) = req.max_tokens {
+            body.insert("max_tokens".into(), json!(n));
+        }
+        let name = req.prompt.tool_name();
+        match mode {
+            StructuredMode::JsonSchema => {
+                body.insert(
+                    "response_format".into(),
+                    json!({
+                        "type": "json_schema",
+                        "json_schema": {"name": name, "strict": true, "schema": schema},
+                    }),
+                );
+            }
+            StructuredMode::JsonObject => {
+                body.insert(
+                    "response_format".into(),
+                    json!({"type": "json_object", "schema": schema}),
+                );
+            }
+            StructuredMode::Tools => {
+                body.insert(
+                    "tools".into(),
+                    json!([{
+                        "type": "function",
+                        "function": {
+                            "name": name,
+                            "description": "Return the answer as the arguments of this function.",
+                            "parameters": schema,
+                        },
+                    }]),
+                );
+                body.insert(
+                    "tool_choice".into(),
+                    json!({"type": "function", "function": {"name": name}}),
+                );
+            }
+            StructuredMode::Prompt => {}
+        }
+        Value::Object(body)
+    }
+
+    fn body(req: &ChatRequest, model: &str, mode: StructuredMode) -> Value {
+        serde_json::from_slice(&build_body(req, model, mode)).unwrap()
+    }
+
+    const MODES: [StructuredMode; 4] = [
+        StructuredMode::JsonSchema,
+        StructuredMode::JsonObject,
+        StructuredMode::Tools,
+        StructuredMode::Prompt,
+    ];
+
+    #[test]
+    fn bodies_match_the_value_built_bodies() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"steps": {"type": "array", "maxItems": 50, "items": {"$ref": "#/$defs/s"}}},
+            "$defs": {"s": {"description": "quotes \" and \\ and \u{1} and é"}},
+        });
+        let mut requests = vec![request()];
+        let mut req = ChatRequest::new(
+            "Line one\n\t\"quoted\" é \u{7f}\n\n",
+            vec![
+                Message::user("add \"2\" and 2\n"),
+                Message::assistant("{\"steps\": []}"),
+                Message::user("again"),
+            ],
+            "plan v2 (ünïcode)",
+            schema.clone(),
+        );
+        req.temperature = Some(0.7);
+        requests.push(req.clone());
+        req.temperature = None;
+        req.max_tokens = None;
+        requests.push(req);
+        requests.push(ChatRequest::new("", vec![Message::user("x")], "", schema));
+        requests.push(ChatRequest::default());
+        for req in &requests {
+            for mode in MODES {
+                for model in ["m", "org/model \"q\""] {
+                    assert_eq!(
+                        body(req, model, mode),
+                        value_body(req, model, mode),
+                        "{mode} {model} {req:?}"
+                    );
+                }
+            }
+        }
+    }
 
     fn request() -> ChatRequest {
         let mut req = ChatRequest::new(
@@ -182,18 +306,19 @@ mod tests {
     #[test]
     fn bodies_per_mode() {
         let req = request();
-        let b = build_body(&req, "m", StructuredMode::JsonSchema);
+        let schema = req.prompt.schema();
+        let b = body(&req, "m", StructuredMode::JsonSchema);
         assert_eq!(b["response_format"]["type"], "json_schema");
         assert_eq!(b["response_format"]["json_schema"]["name"], "plan");
         assert_eq!(b["response_format"]["json_schema"]["strict"], true);
-        assert_eq!(b["response_format"]["json_schema"]["schema"], req.schema);
+        assert_eq!(b["response_format"]["json_schema"]["schema"], *schema);
         assert_eq!(b["messages"][0]["content"], "You plan.");
         assert_eq!(b["messages"][1]["role"], "user");
         assert_eq!(b["max_tokens"], 256);
 
-        let b = build_body(&req, "m", StructuredMode::JsonObject);
+        let b = body(&req, "m", StructuredMode::JsonObject);
         assert_eq!(b["response_format"]["type"], "json_object");
-        assert_eq!(b["response_format"]["schema"], req.schema);
+        assert_eq!(b["response_format"]["schema"], *schema);
         assert!(
             b["messages"][0]["content"]
                 .as_str()
@@ -201,13 +326,13 @@ mod tests {
                 .contains("JSON object")
         );
 
-        let b = build_body(&req, "m", StructuredMode::Tools);
+        let b = body(&req, "m", StructuredMode::Tools);
         assert_eq!(b["tools"][0]["function"]["name"], "plan");
-        assert_eq!(b["tools"][0]["function"]["parameters"], req.schema);
+        assert_eq!(b["tools"][0]["function"]["parameters"], *schema);
         assert_eq!(b["tool_choice"]["function"]["name"], "plan");
         assert!(b.get("response_format").is_none());
 
-        let b = build_body(&req, "m", StructuredMode::Prompt);
+        let b = body(&req, "m", StructuredMode::Prompt);
         assert!(b.get("response_format").is_none());
         assert!(b.get("tools").is_none());
         assert!(

@@ -8,7 +8,9 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
 use tokio::time::Instant;
 
 use crate::anthropic;
@@ -336,7 +338,7 @@ impl Provider {
             .post(&self.endpoint)
             .headers(self.headers.clone())
             .timeout(timeout)
-            .json(&body);
+            .body(body);
         if let Some(traceparent) = req.traceparent.as_deref() {
             match HeaderValue::from_str(traceparent) {
                 Ok(value) => builder = builder.header("traceparent", value),
@@ -633,11 +635,13 @@ fn usable_modes(
     Ok(modes)
 }
 
-/// Authentication, version and extra headers sent with every request. Secret values are
-/// marked sensitive so `Debug` of the header map hides them.
+/// Content type, authentication, version and extra headers sent with every request (an extra
+/// header may replace any of them). Secret values are marked sensitive so `Debug` of the
+/// header map hides them.
 fn build_headers(config: &ProviderConfig) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::new();
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let key = config.api_key.as_ref().filter(|k| !k.is_empty());
     let bad_key = || "the API key contains characters not allowed in an HTTP header".to_owned();
     match config.kind {

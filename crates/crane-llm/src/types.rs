@@ -2,6 +2,7 @@
 //! [`Usage`]), plus the protocol-neutral pieces both wire formats share (the schema instruction
 //! for prompt-based modes, the sanitised tool name, the parsed answer).
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -56,18 +57,133 @@ impl Message {
     }
 }
 
-/// One structured chat call: the answer must be a JSON object matching `schema`.
+/// The fixed part of structured chat calls: the system prompt and the answer's JSON schema.
+///
+/// Build one per planner and share it (`Arc`) between requests: the JSON text each wire format
+/// sends for it (the system prompt as a JSON string, with or without the schema instruction,
+/// and the serialised schema) is computed on first use and reused by every later request, so a
+/// call copies bytes instead of cloning, rebuilding and re-escaping a `serde_json::Value` tree
+/// and a multi-kilobyte prompt.
+#[derive(Debug, Default)]
+pub struct ChatPrompt {
+    system: String,
+    schema_name: String,
+    schema: Value,
+    tool_name: String,
+    wire: WireText,
+}
+
+/// Lazily serialised fragments of a [`ChatPrompt`] (JSON text, ready to copy into a body).
+#[derive(Debug, Default)]
+struct WireText {
+    system: OnceLock<String>,
+    system_with_schema: OnceLock<String>,
+    schema: OnceLock<String>,
+}
+
+impl ChatPrompt {
+    /// A system prompt and the schema the answer must match. `schema_name` names the answer
+    /// shape (used as the tool / json_schema name; sanitised to `[A-Za-z0-9_-]{1,64}`).
+    pub fn new(system: impl Into<String>, schema_name: impl Into<String>, schema: Value) -> Self {
+        let schema_name = schema_name.into();
+        Self {
+            system: system.into(),
+            tool_name: sanitise_tool_name(&schema_name),
+            schema_name,
+            schema,
+            wire: WireText::default(),
+        }
+    }
+
+    /// The system prompt.
+    pub fn system(&self) -> &str {
+        &self.system
+    }
+
+    /// The answer shape's name as given.
+    pub fn schema_name(&self) -> &str {
+        &self.schema_name
+    }
+
+    /// The answer's JSON schema.
+    pub fn schema(&self) -> &Value {
+        &self.schema
+    }
+
+    /// The system prompt followed by the schema instruction used by the prompt-based modes.
+    pub(crate) fn system_with_schema(&self) -> String {
+        let instruction = format!(
+            "Answer with only a JSON object matching this schema:\n{}",
+            self.schema_json()
+        );
+        if self.system.trim().is_empty() {
+            instruction
+        } else {
+            format!("{}\n\n{instruction}", self.system.trim_end())
+        }
+    }
+
+    /// `schema_name` reduced to what every function-calling API accepts: `[A-Za-z0-9_-]{1,64}`.
+    pub(crate) fn tool_name(&self) -> &str {
+        &self.tool_name
+    }
+
+    /// The schema as compact JSON.
+    pub(crate) fn schema_json(&self) -> &str {
+        self.wire
+            .schema
+            .get_or_init(|| serde_json::to_string(&self.schema).unwrap_or_else(|_| "{}".to_owned()))
+    }
+
+    /// The system prompt as a JSON string literal; `None` when it is empty.
+    pub(crate) fn system_json(&self) -> Option<&str> {
+        (!self.system.is_empty()).then(|| {
+            self.wire
+                .system
+                .get_or_init(|| json_string(&self.system))
+                .as_str()
+        })
+    }
+
+    /// [`Self::system_with_schema`] as a JSON string literal (never empty).
+    pub(crate) fn system_with_schema_json(&self) -> &str {
+        self.wire
+            .system_with_schema
+            .get_or_init(|| json_string(&self.system_with_schema()))
+    }
+}
+
+/// A string as a JSON string literal (quotes and escapes included).
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+fn sanitise_tool_name(schema_name: &str) -> String {
+    let name: String = schema_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "answer".to_owned()
+    } else {
+        name
+    }
+}
+
+/// One structured chat call: the answer must be a JSON object matching the prompt's schema.
 #[derive(Debug, Clone, Default)]
 pub struct ChatRequest {
-    /// System prompt.
-    pub system: String,
+    /// System prompt and answer schema, shared between calls.
+    pub prompt: Arc<ChatPrompt>,
     /// Conversation (the last one is normally a user message).
     pub messages: Vec<Message>,
-    /// Name of the answer shape (used as the tool / json_schema name; sanitised to
-    /// `[A-Za-z0-9_-]{1,64}`).
-    pub schema_name: String,
-    /// JSON Schema of the answer (an object schema).
-    pub schema: Value,
     /// Overrides the provider's default model (model routing).
     pub model: Option<String>,
     /// Sampling temperature.
@@ -88,44 +204,18 @@ impl ChatRequest {
         schema_name: impl Into<String>,
         schema: Value,
     ) -> Self {
-        Self {
-            system: system.into(),
+        Self::with_prompt(
+            Arc::new(ChatPrompt::new(system, schema_name, schema)),
             messages,
-            schema_name: schema_name.into(),
-            schema,
+        )
+    }
+
+    /// A request with a shared prompt and the given conversation; other fields default.
+    pub fn with_prompt(prompt: Arc<ChatPrompt>, messages: Vec<Message>) -> Self {
+        Self {
+            prompt,
+            messages,
             ..Self::default()
-        }
-    }
-
-    /// The system prompt followed by the schema instruction used by the prompt-based modes.
-    pub(crate) fn system_with_schema(&self) -> String {
-        let schema = serde_json::to_string(&self.schema).unwrap_or_else(|_| "{}".to_owned());
-        let instruction = format!("Answer with only a JSON object matching this schema:\n{schema}");
-        if self.system.trim().is_empty() {
-            instruction
-        } else {
-            format!("{}\n\n{instruction}", self.system.trim_end())
-        }
-    }
-
-    /// `schema_name` reduced to what every function-calling API accepts: `[A-Za-z0-9_-]{1,64}`.
-    pub(crate) fn tool_name(&self) -> String {
-        let name: String = self
-            .schema_name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .take(64)
-            .collect();
-        if name.is_empty() {
-            "answer".to_owned()
-        } else {
-            name
         }
     }
 }
@@ -212,21 +302,23 @@ mod tests {
 
     #[test]
     fn tool_name_is_sanitised() {
-        let mut req = ChatRequest::new("", vec![], "plan v1.2", json!({}));
-        assert_eq!(req.tool_name(), "plan_v1_2");
-        req.schema_name = String::new();
-        assert_eq!(req.tool_name(), "answer");
-        req.schema_name = "x".repeat(100);
-        assert_eq!(req.tool_name().len(), 64);
+        let name = |n: &str| ChatPrompt::new("", n, json!({})).tool_name().to_owned();
+        assert_eq!(name("plan v1.2"), "plan_v1_2");
+        assert_eq!(name(""), "answer");
+        assert_eq!(name(&"x".repeat(100)).len(), 64);
     }
 
     #[test]
     fn schema_instruction_is_appended() {
-        let req = ChatRequest::new("You plan.", vec![], "plan", json!({"type": "object"}));
-        let system = req.system_with_schema();
+        let prompt = ChatPrompt::new("You plan.", "plan", json!({"type": "object"}));
+        let system = prompt.system_with_schema();
         assert!(system.starts_with("You plan.\n\n"));
         assert!(system.contains("Answer with only a JSON object matching this schema"));
         assert!(system.contains("{\"type\":\"object\"}"));
+        let wire: String = serde_json::from_str(prompt.system_with_schema_json()).unwrap();
+        assert_eq!(wire, system);
+        assert_eq!(prompt.system_json(), Some("\"You plan.\""));
+        assert_eq!(ChatPrompt::new("", "plan", json!({})).system_json(), None);
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! `crane bench-planning`: the LLM planning path's own overhead. An in-process mock
-//! OpenAI-compatible upstream answers at once; at each target rate (open loop: requests start on
-//! schedule whether or not earlier ones finished) the benchmark measures (a) calling the
-//! upstream directly with a request of the same size (rendered system prompt + plan schema,
-//! serialised once) and (b) planning through crane (prompt
-//! rendering, provider client, structured-output parsing, plan validation), and prints the
-//! p50/p99 of each and the difference. It also measures a call against an open circuit breaker.
-//! Figures, not assertions: see docs/benchmarks.md.
+//! OpenAI-compatible upstream answers at once; at each target rate (open loop: a pacer thread
+//! starts requests on schedule whether or not earlier ones finished) the benchmark measures (a)
+//! calling the upstream directly with the same request bytes crane sends (rendered system
+//! prompt with the schema instruction + plan schema, serialised once) and (b) planning through
+//! crane (request building, provider client, structured-output parsing, plan validation), and
+//! prints the p50/p99 of each, the difference, and the process CPU time per request of each
+//! path. It also measures a call against an open circuit breaker. Figures, not assertions: see
+//! docs/benchmarks.md.
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -32,7 +34,10 @@ pub struct BenchPlanningArgs {
 
 const PROMPT: &str = "what is 7 times 6";
 
-async fn start_mock() -> anyhow::Result<String> {
+/// Starts the mock upstream; returns its base URL and the size of the last request body it got.
+async fn start_mock() -> anyhow::Result<(String, Arc<AtomicUsize>)> {
+    let last_body = Arc::new(AtomicUsize::new(0));
+    let last = last_body.clone();
     let plan = json!({"steps": [{"tool": "calculator", "input": {"expression": "7 * 6"}, "reasoning": "multiply"}]});
     let body = json!({
         "id": "bench", "object": "chat.completion", "model": "bench-model",
@@ -42,7 +47,8 @@ async fn start_mock() -> anyhow::Result<String> {
     .to_string();
     let app = axum::Router::new().route(
         "/v1/chat/completions",
-        axum::routing::post(move |_b: bytes::Bytes| {
+        axum::routing::post(move |request: bytes::Bytes| {
+            last.store(request.len(), Ordering::Relaxed);
             let body = body.clone();
             async move {
                 (
@@ -61,7 +67,7 @@ async fn start_mock() -> anyhow::Result<String> {
         });
         let _ = axum::serve(listener, app).await;
     });
-    Ok(format!("http://{addr}/v1"))
+    Ok((format!("http://{addr}/v1"), last_body))
 }
 
 fn provider(base_url: &str, breaker: BreakerConfig) -> anyhow::Result<Provider> {
@@ -80,32 +86,67 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-/// Starts `make()` on an open-loop schedule of `rate` per second for `duration`; returns
-/// sorted latencies in microseconds and how many failed.
-async fn paced<F, Fut>(rate: u64, duration: Duration, make: F) -> (Vec<u64>, u64)
+/// What one paced phase measured.
+struct Phase {
+    /// Latencies of the successful requests, sorted, in microseconds.
+    latencies: Vec<u64>,
+    failed: u64,
+    /// How late the pacer handed requests over (its own sleep inaccuracy), sorted, in
+    /// microseconds.
+    late: Vec<u64>,
+    /// Process CPU time (all threads: mock upstream, client, planner, harness) per request.
+    cpu_us_per_request: Option<f64>,
+}
+
+/// CPU time (user + system) this process has used, in seconds (Linux /proc, 10 ms ticks).
+fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Starts `make()` on an open-loop schedule of `rate` per second for `duration`: a dedicated
+/// OS thread sleeps until each request's start time and spawns it onto the runtime, whether or
+/// not earlier requests finished. (Pacing from a tokio task would send bursts: tokio's timer
+/// has millisecond resolution, so at 5 000/s it would start five requests at once every
+/// millisecond.) A request's latency runs from the moment it is handed to the runtime, so time
+/// spent waiting for a worker thread counts.
+async fn paced<F, Fut>(rate: u64, duration: Duration, make: F) -> Phase
 where
-    F: Fn() -> Fut,
+    F: Fn() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send + 'static,
 {
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let started = Instant::now();
+    let total = rate.saturating_mul(duration.as_secs()).max(1);
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let runtime = tokio::runtime::Handle::current();
     // Results stream back over a channel: keeping a JoinHandle per request would make the
     // harness itself allocate (and page-fault) in proportion to the request count.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, bool)>();
-    let mut next = tokio::time::Instant::now();
-    while started.elapsed() < duration {
-        tokio::time::sleep_until(next).await;
-        next += interval;
-        let fut = make();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let t = Instant::now();
-            let ok = fut.await;
-            let _ = tx.send((t.elapsed().as_micros() as u64, ok));
-        });
-    }
-    drop(tx);
-    let mut latencies = Vec::new();
+    let cpu_start = own_cpu_seconds();
+    let pacer = std::thread::spawn(move || {
+        let mut late = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        let start = Instant::now();
+        for i in 0..total {
+            let due = start + interval.mul_f64(i as f64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            let sent = Instant::now();
+            late.push(sent.saturating_duration_since(due).as_micros() as u64);
+            let fut = make();
+            let tx = tx.clone();
+            runtime.spawn(async move {
+                let ok = fut.await;
+                let _ = tx.send((sent.elapsed().as_micros() as u64, ok));
+            });
+        }
+        late
+    });
+    let mut latencies = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
     let mut failed = 0;
     while let Some((us, ok)) = rx.recv().await {
         if ok {
@@ -114,13 +155,25 @@ where
             failed += 1;
         }
     }
+    let cpu_end = own_cpu_seconds();
+    // The channel closed: the pacer dropped its sender, so it has returned.
+    let mut late = pacer.join().unwrap_or_default();
     latencies.sort_unstable();
-    (latencies, failed)
+    late.sort_unstable();
+    let cpu_us_per_request = cpu_start
+        .zip(cpu_end)
+        .map(|(a, b)| (b - a) / total as f64 * 1e6);
+    Phase {
+        latencies,
+        failed,
+        late,
+        cpu_us_per_request,
+    }
 }
 
 /// Runs the benchmark.
 pub async fn run(args: BenchPlanningArgs) -> anyhow::Result<ExitCode> {
-    let base = start_mock().await?;
+    let (base, last_body) = start_mock().await?;
     let registry = Arc::new(crane_core::tools::builtin_registry());
     let layer = LlmLayerConfig {
         provider: provider(&base, BreakerConfig::default())?,
@@ -141,71 +194,102 @@ pub async fn run(args: BenchPlanningArgs) -> anyhow::Result<ExitCode> {
     )?);
     // The direct path sends the same request through a plain client.
     let direct_client = reqwest::Client::builder().tcp_nodelay(true).build()?;
-    // Same wire size as crane's request: the rendered system prompt, the user prompt and the
-    // plan schema, serialised once up front.
+    // The same bytes crane sends in json_object mode: the rendered system prompt with the schema
+    // instruction appended, the user prompt and the plan schema, serialised once up front.
     let system = crane_core::planning::prompt::PromptTemplate::builtin()
         .render(&registry, &crane_core::planning::prompt::default_examples())?;
     let schema = crane_core::planning::schema::plan_schema(&registry, 50);
+    let system = format!(
+        "{}\n\nAnswer with only a JSON object matching this schema:\n{schema}",
+        system.trim_end()
+    );
     let direct_body = Arc::new(
-        json!({"model": "bench-model", "temperature": 0.0, "max_tokens": 512,
+        json!({"model": "bench-model", "temperature": 0.0, "max_tokens": 512, "stream": false,
                "messages": [{"role": "system", "content": system}, {"role": "user", "content": PROMPT}],
                "response_format": {"type": "json_object", "schema": schema}})
         .to_string(),
     );
     let url = Arc::new(format!("{base}/chat/completions"));
-    // Warm up connections and caches.
+    // Warm up connections and caches; note the request sizes the mock received.
     for _ in 0..200 {
         let _ = planning.plan(PROMPT).await;
+    }
+    let crane_bytes = last_body.load(Ordering::Relaxed);
+    for _ in 0..200 {
         let _ = direct_client
             .post(url.as_str())
             .body(direct_body.to_string())
             .send()
             .await;
     }
+    let direct_bytes = last_body.load(Ordering::Relaxed);
     println!(
-        "crane bench-planning: mock upstream answering at once; open-loop rates {:?}/s, {} s each",
+        "crane bench-planning: mock upstream answering at once; open-loop rates {:?}/s, {} s each; request bytes: direct {direct_bytes}, crane {crane_bytes}",
         args.rates, args.duration
     );
     for &rate in &args.rates {
         let duration = Duration::from_secs(args.duration);
-        let (direct, direct_failed) = paced(rate, duration, || {
+        let direct = {
             let client = direct_client.clone();
             let url = url.clone();
             let body = direct_body.clone();
-            async move {
-                match client
-                    .post(url.as_str())
-                    .header("content-type", "application/json")
-                    .body(body.to_string())
-                    .send()
-                    .await
-                {
-                    Ok(r) => r.bytes().await.is_ok(),
-                    Err(_) => false,
+            paced(rate, duration, move || {
+                let client = client.clone();
+                let url = url.clone();
+                let body = body.clone();
+                async move {
+                    match client
+                        .post(url.as_str())
+                        .header("content-type", "application/json")
+                        .body(body.to_string())
+                        .send()
+                        .await
+                    {
+                        Ok(r) => r.bytes().await.is_ok(),
+                        Err(_) => false,
+                    }
                 }
-            }
-        })
-        .await;
-        let (crane, crane_failed) = paced(rate, duration, || {
+            })
+            .await
+        };
+        let crane = {
             let planning = planning.clone();
-            async move {
-                planning
-                    .plan(PROMPT)
-                    .await
-                    .is_ok_and(|p| p.planner.source == crane_core::domain::PlanSource::Llm)
-            }
-        })
-        .await;
+            paced(rate, duration, move || {
+                let planning = planning.clone();
+                async move {
+                    planning
+                        .plan(PROMPT)
+                        .await
+                        .is_ok_and(|p| p.planner.source == crane_core::domain::PlanSource::Llm)
+                }
+            })
+            .await
+        };
+        let p = |phase: &Phase, q: f64| percentile(&phase.latencies, q);
+        let cpu = |phase: &Phase| {
+            phase
+                .cpu_us_per_request
+                .map_or("n/a".to_owned(), |us| format!("{us:.0} us"))
+        };
         println!(
-            "rate {rate}/s: direct p50 {:.3} ms p99 {:.3} ms ({} ok, {direct_failed} failed) | crane p50 {:.3} ms p99 {:.3} ms ({} ok, {crane_failed} failed) | overhead p50 {:+.3} ms p99 {:+.3} ms",
-            percentile(&direct, 0.5),
-            percentile(&direct, 0.99),
-            direct.len(),
-            percentile(&crane, 0.5),
-            percentile(&crane, 0.99),
-            crane.len(),
-            percentile(&crane, 0.5) - percentile(&direct, 0.5),
-            percentile(&crane, 0.99) - percentile(&direct, 0.99),
+            "rate {rate}/s: direct p50 {:.3} ms p99 {:.3} ms ({} ok, {} failed) | crane p50 {:.3} ms p99 {:.3} ms ({} ok, {} failed) | overhead p50 {:+.3} ms p99 {:+.3} ms",
+            p(&direct, 0.5),
+            p(&direct, 0.99),
+            direct.latencies.len(),
+            direct.failed,
+            p(&crane, 0.5),
+            p(&crane, 0.99),
+            crane.latencies.len(),
+            crane.failed,
+            p(&crane, 0.5) - p(&direct, 0.5),
+            p(&crane, 0.99) - p(&direct, 0.99),
+        );
+        println!(
+            "  process CPU per request: direct {}, crane {} | pacer late p99: direct {:.3} ms, crane {:.3} ms",
+            cpu(&direct),
+            cpu(&crane),
+            percentile(&direct.late, 0.99),
+            percentile(&crane.late, 0.99),
         );
     }
 
@@ -222,16 +306,15 @@ pub async fn run(args: BenchPlanningArgs) -> anyhow::Result<ExitCode> {
             ..BreakerConfig::default()
         },
     )?;
-    let request = ChatRequest {
-        system: "s".into(),
-        messages: vec![Message {
+    let request = ChatRequest::new(
+        "s",
+        vec![Message {
             role: Role::User,
             content: PROMPT.into(),
         }],
-        schema_name: "plan".into(),
-        schema: json!({"type": "object"}),
-        ..ChatRequest::default()
-    };
+        "plan",
+        json!({"type": "object"}),
+    );
     let _ = dead.chat(&request).await;
     let n = 100_000u32;
     let started = Instant::now();

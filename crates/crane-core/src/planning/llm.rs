@@ -3,9 +3,10 @@
 //! as rule plans; this layer never panics on bad output, it reports a categorised failure and
 //! the chain moves on.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use crane_llm::{ChatRequest, ChatResponse, LlmError, Message, Provider, Role};
+use crane_llm::{ChatPrompt, ChatRequest, ChatResponse, LlmError, Message, Provider, Role};
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -31,8 +32,8 @@ pub struct LlmLayerConfig {
 pub struct LlmLayer {
     provider: Provider,
     template: PromptTemplate,
-    system: String,
-    schema: Value,
+    /// Rendered system prompt and plan schema, serialised once for every call.
+    prompt: Arc<ChatPrompt>,
     temperature: Option<f32>,
     max_tokens: Option<u32>,
     tiers: Vec<Tier>,
@@ -131,8 +132,11 @@ impl LlmLayer {
         Ok(Self {
             provider: config.provider,
             template: config.template,
-            system,
-            schema: schema::plan_schema(registry, MAX_STEPS),
+            prompt: Arc::new(ChatPrompt::new(
+                system,
+                "plan",
+                schema::plan_schema(registry, MAX_STEPS),
+            )),
             temperature: config.temperature,
             max_tokens: config.max_tokens,
             tiers: config.tiers,
@@ -169,10 +173,8 @@ impl LlmLayer {
         stats: &PlannerStats,
     ) -> Result<ChatResponse, LlmError> {
         let request = ChatRequest {
-            system: self.system.clone(),
+            prompt: self.prompt.clone(),
             messages,
-            schema_name: "plan".to_owned(),
-            schema: self.schema.clone(),
             model,
             temperature: self.temperature,
             max_tokens: self.max_tokens,
