@@ -15,18 +15,8 @@ use super::Runtime;
 /// Why a registry operation was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error(
-        "prompt template {name}@{version} ({source_path}) changed since that version was registered on {registered_at} (sha256 {old}… → {new}…). A released version must never change: save the edit under a new version (e.g. {name}-{next}.jinja) and point the variant's prompt at {name}@{next}"
-    )]
-    ChangedPrompt {
-        name: String,
-        version: String,
-        source_path: String,
-        registered_at: String,
-        old: String,
-        new: String,
-        next: String,
-    },
+    #[error("{0}")]
+    ChangedPrompt(Box<PromptChange>),
     #[error(
         "planner variant {name}@{version} changed since that version was registered on {registered_at}. Bump its version in crane.toml (e.g. version = \"{next}\") so runs planned before and after the change stay distinguishable"
     )]
@@ -54,6 +44,38 @@ pub enum RegistryError {
     RollbackRefused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A prompt template whose text changed under a registered version.
+#[derive(Debug)]
+pub struct PromptChange {
+    pub name: String,
+    pub version: String,
+    pub source_path: String,
+    pub registered_at: String,
+    /// Short hashes: registered, current.
+    pub old: String,
+    pub new: String,
+    /// The version to save the edit under.
+    pub next: String,
+}
+
+impl std::fmt::Display for PromptChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            name,
+            version,
+            source_path,
+            registered_at,
+            old,
+            new,
+            next,
+        } = self;
+        write!(
+            f,
+            "prompt template {name}@{version} ({source_path}) changed since that version was registered on {registered_at} (sha256 {old}… → {new}…). A released version must never change: save the edit under a new version (e.g. {name}-{next}.jinja) and point the variant's prompt at {name}@{next}"
+        )
+    }
 }
 
 /// Longest alias note kept.
@@ -90,7 +112,7 @@ pub async fn register_versions(
                 registered_hash,
                 registered_at,
             } => {
-                return Err(RegistryError::ChangedPrompt {
+                return Err(RegistryError::ChangedPrompt(Box::new(PromptChange {
                     name: t.name.clone(),
                     version: t.version.clone(),
                     source_path: entry.source.clone(),
@@ -98,7 +120,7 @@ pub async fn register_versions(
                     old: short(&registered_hash),
                     new: short(&t.hash),
                     next: next_patch(&t.version),
-                });
+                })));
             }
         }
     }

@@ -49,6 +49,14 @@ pub fn crane_command(cwd: &Path) -> Command {
     for var in CRANE_ENV {
         cmd.env_remove(var);
     }
+    // A developer's MLflow must not receive the tests' evals and runs.
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("MLFLOW_")
+            || var.to_string_lossy().starts_with("CRANE_MLFLOW_")
+        {
+            cmd.env_remove(var);
+        }
+    }
     cmd.env("RUST_LOG", "info");
     cmd
 }
