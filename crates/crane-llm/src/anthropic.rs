@@ -55,8 +55,7 @@ pub(crate) fn build_body(req: &ChatRequest, model: &str, mode: StructuredMode) -
     }
     w.raw("]");
     if let Some(t) = req.temperature {
-        // As a JSON number converted from f32 (what `json!(t)` sends).
-        w.key("temperature").json(&Value::from(t));
+        w.key("temperature").json(&crate::types::temperature_f64(t));
     }
     if mode == StructuredMode::Tools {
         let name = prompt.tool_name();
@@ -162,7 +161,10 @@ mod tests {
         }
         body.insert("messages".into(), Value::Array(messages));
         if let Some(t) = req.temperature {
-            body.insert("temperature".into(), json!(t));
+            body.insert(
+                "temperature".into(),
+                json!(crate::types::temperature_f64(t)),
+            );
         }
         if mode == StructuredMode::Tools {
             let name = req.prompt.tool_name();

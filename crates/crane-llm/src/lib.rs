@@ -31,4 +31,4 @@ pub use extract::extract_json;
 pub use pricing::{Pricing, cost_usd};
 pub use provider::Provider;
 pub use retry::RetryConfig;
-pub use types::{ChatPrompt, ChatRequest, ChatResponse, Message, Role, Usage};
+pub use types::{ChatPrompt, ChatRequest, ChatResponse, Message, Role, Usage, temperature_f64};

@@ -49,8 +49,7 @@ pub(crate) fn build_body(req: &ChatRequest, model: &str, mode: StructuredMode) -
     w.raw("]");
     w.key("stream").raw("false");
     if let Some(t) = req.temperature {
-        // As a JSON number converted from f32 (what `json!(t)` sends).
-        w.key("temperature").json(&Value::from(t));
+        w.key("temperature").json(&crate::types::temperature_f64(t));
     }
     if let Some(n) = req.max_tokens {
         w.key("max_tokens").json(&n);
@@ -198,7 +197,10 @@ mod tests {
         body.insert("messages".into(), Value::Array(messages));
         body.insert("stream".into(), json!(false));
         if let Some(t) = req.temperature {
-            body.insert("temperature".into(), json!(t));
+            body.insert(
+                "temperature".into(),
+                json!(crate::types::temperature_f64(t)),
+            );
         }
         if let Some(n) = req.max_tokens {
             body.insert("max_tokens".into(), json!(n));

@@ -177,6 +177,12 @@ fn sanitise_tool_name(schema_name: &str) -> String {
     }
 }
 
+/// `t` as the f64 with the same shortest decimal form (0.7f32 → 0.7, not 0.699999988079071):
+/// what a user wrote in the configuration is what goes on the wire and on spans.
+pub fn temperature_f64(t: f32) -> f64 {
+    t.to_string().parse().unwrap_or(f64::from(t))
+}
+
 /// One structured chat call: the answer must be a JSON object matching the prompt's schema.
 #[derive(Debug, Clone, Default)]
 pub struct ChatRequest {
@@ -330,5 +336,18 @@ mod tests {
         assert_eq!(v, json!({"b": 2}));
         assert!(arguments_object(&json!("nope")).is_none());
         assert!(arguments_object(&json!(3)).is_none());
+    }
+}
+
+#[cfg(test)]
+mod temperature_tests {
+    use super::temperature_f64;
+
+    #[test]
+    fn temperatures_keep_their_decimal_form() {
+        assert_eq!(temperature_f64(0.7), 0.7);
+        assert_eq!(temperature_f64(0.0), 0.0);
+        assert_eq!(temperature_f64(1.3), 1.3);
+        assert_eq!(serde_json::json!(temperature_f64(0.2)).to_string(), "0.2");
     }
 }

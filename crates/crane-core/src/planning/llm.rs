@@ -193,7 +193,7 @@ impl LlmLayer {
             gen_ai.operation.name = "chat",
             gen_ai.provider.name = self.provider.kind().as_str(),
             gen_ai.request.model = %requested,
-            gen_ai.request.temperature = self.temperature.map(f64::from),
+            gen_ai.request.temperature = self.temperature.map(crane_llm::temperature_f64),
             gen_ai.request.max_tokens = self.max_tokens.map(i64::from),
             gen_ai.response.model = tracing::field::Empty,
             gen_ai.usage.input_tokens = tracing::field::Empty,
