@@ -31,10 +31,14 @@ pub struct BenchArgs {
     /// Benchmark an already running server instead of starting one (RSS is then not reported).
     #[arg(long)]
     pub url: Option<String>,
-    /// Run the benchmark twice in one invocation — trace export off, then on (OTLP/HTTP to a
-    /// local sink that accepts and discards spans) — and print both.
+    /// Run the benchmark with trace export off, then on (OTLP/HTTP to a local sink that accepts
+    /// and discards spans), `--rounds` times alternating, and print each run and the medians.
     #[arg(long)]
     pub otel_compare: bool,
+    /// With `--otel-compare`: how many off/on pairs to run (the machine's noise drifts; the
+    /// median of alternating pairs is steadier than one pair).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Extra arguments passed to the spawned `crane serve`.
     #[arg(long, allow_hyphen_values = true, num_args = 0..)]
     pub serve_args: Vec<String>,
@@ -175,24 +179,65 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 /// Runs the benchmark.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if !args.otel_compare {
-        return run_once(&args, &[]).await;
+        run_once(&args, &[]).await?;
+        return Ok(ExitCode::SUCCESS);
     }
     if args.url.is_some() {
         bail!("--otel-compare starts its own servers; do not combine it with --url");
     }
-    println!("== trace export OFF");
-    run_once(&args, &[]).await?;
     let (sink, received) = start_otlp_sink().await?;
-    println!("== trace export ON (OTLP/HTTP to a local sink at {sink}, default sampler)");
-    run_once(&args, &[("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), sink)]).await?;
+    let export = [("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), sink.clone())];
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for round in 1..=args.rounds.max(1) {
+        println!("== round {round}: trace export OFF");
+        off.push(run_once(&args, &[]).await?);
+        println!(
+            "== round {round}: trace export ON (OTLP/HTTP to a local sink at {sink}, default sampler)"
+        );
+        on.push(run_once(&args, &export).await?);
+    }
     println!(
         "OTLP export requests received by the sink: {}",
         received.load(Ordering::Relaxed)
     );
+    let median = |figures: &[Figures], f: fn(&Figures) -> Option<f64>| {
+        let mut v: Vec<f64> = figures.iter().filter_map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    let show = |x: Option<f64>, unit: &str| x.map_or("n/a".to_owned(), |x| format!("{x:.0}{unit}"));
+    let change = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if a > 0.0 => format!("{:+.1}%", (b / a - 1.0) * 100.0),
+        _ => "n/a".to_owned(),
+    };
+    let (t_off, t_on) = (
+        median(&off, |f| Some(f.throughput)),
+        median(&on, |f| Some(f.throughput)),
+    );
+    let (c_off, c_on) = (
+        median(&off, |f| f.cpu_us_per_run),
+        median(&on, |f| f.cpu_us_per_run),
+    );
+    println!(
+        "median of {} rounds: throughput off {} on {} ({}) | server CPU per run off {} on {} ({})",
+        off.len(),
+        show(t_off, " runs/s"),
+        show(t_on, " runs/s"),
+        change(t_off, t_on),
+        show(c_off, " us"),
+        show(c_on, " us"),
+        change(c_off, c_on),
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_once(args: &BenchArgs, env: &[(String, String)]) -> anyhow::Result<ExitCode> {
+/// The headline figures of one benchmark run.
+struct Figures {
+    throughput: f64,
+    cpu_us_per_run: Option<f64>,
+}
+
+async fn run_once(args: &BenchArgs, env: &[(String, String)]) -> anyhow::Result<Figures> {
     let prompts: Vec<&'static str> = match args.mix.as_str() {
         "calc" => CALC.to_vec(),
         "todo" => TODO.to_vec(),
@@ -310,8 +355,12 @@ async fn run_once(args: &BenchArgs, env: &[(String, String)]) -> anyhow::Result<
         mb(rss_warm),
         mb(rss_end)
     );
+    let cpu_us_per_run = cpu_start
+        .zip(cpu_end)
+        .filter(|_| n > 0)
+        .map(|(a, b)| (b - a) / n as f64 * 1e6);
     if let (Some(a), Some(b)) = (cpu_start, cpu_end) {
-        let per_run = if n > 0 { (b - a) / n as f64 * 1e6 } else { 0.0 };
+        let per_run = cpu_us_per_run.unwrap_or(0.0);
         println!(
             "server CPU:       {:.2} cores, {per_run:.1} us per completed run",
             (b - a) / elapsed
@@ -330,7 +379,10 @@ async fn run_once(args: &BenchArgs, env: &[(String, String)]) -> anyhow::Result<
         }
         let _ = tokio::time::timeout(Duration::from_secs(30), s.child.wait()).await;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Figures {
+        throughput: n as f64 / elapsed,
+        cpu_us_per_run,
+    })
 }
 
 /// True when a run JSON body reports `"status":"completed"` (cheap check, no full parse).
