@@ -3,6 +3,8 @@
 //! lines and the crates that "repair" JSON guess far more than we want (a planner answer that
 //! needs guessing should go through the planner's repair round instead).
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 /// Candidate `{` positions tried at most, bounding the work on pathological text.
@@ -36,8 +38,12 @@ fn parse_object(text: &str) -> Option<Value> {
         .filter(Value::is_object)
 }
 
-/// Removes `<think>…</think>` blocks (reasoning models served by vLLM/Ollama emit them).
-fn strip_think_blocks(text: &str) -> String {
+/// Removes `<think>…</think>` blocks (reasoning models served by vLLM/Ollama emit them);
+/// borrows the text when there are none.
+fn strip_think_blocks(text: &str) -> Cow<'_, str> {
+    if !text.contains("<think>") {
+        return Cow::Borrowed(text);
+    }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("<think>") {
@@ -48,7 +54,7 @@ fn strip_think_blocks(text: &str) -> String {
         rest = &rest[start + len + "</think>".len()..];
     }
     out.push_str(rest);
-    out
+    Cow::Owned(out)
 }
 
 /// Contents of the Markdown code fences in `text` (the info string after the opening fence,

@@ -40,6 +40,8 @@ pub struct Provider {
     config: ProviderConfig,
     modes: Vec<StructuredMode>,
     endpoint: String,
+    /// `endpoint`, parsed once (parsing it per request cost more than building the body).
+    url: reqwest::Url,
     headers: HeaderMap,
     client: reqwest::Client,
     /// Index into `modes` of the mode to start with (the first one that worked).
@@ -145,11 +147,14 @@ impl Provider {
             ProviderKind::OpenAi => openai::endpoint(&config.base_url),
             ProviderKind::Anthropic => anthropic::endpoint(&config.base_url),
         };
+        let url = reqwest::Url::parse(&endpoint)
+            .map_err(|e| fail(format!("invalid endpoint {endpoint:?}: {e}")))?;
         let breaker = CircuitBreaker::new(config.name.clone(), config.breaker.clone());
         Ok(Self {
             config,
             modes,
             endpoint,
+            url,
             headers,
             client,
             mode_index: AtomicUsize::new(0),
@@ -335,7 +340,7 @@ impl Provider {
         };
         let mut builder = self
             .client
-            .post(&self.endpoint)
+            .post(self.url.clone())
             .headers(self.headers.clone())
             .timeout(timeout)
             .body(body);
