@@ -31,14 +31,19 @@ pub struct BenchArgs {
     /// Benchmark an already running server instead of starting one (RSS is then not reported).
     #[arg(long)]
     pub url: Option<String>,
-    /// Run the benchmark with trace export off, then on (OTLP/HTTP to a local sink that accepts
-    /// and discards spans), `--rounds` times alternating, and print each run and the medians.
+    /// Run the benchmark with trace export off and on (OTLP/HTTP to a local sink that accepts
+    /// and discards spans), `--rounds` pairs in alternating order, and print each run and the
+    /// medians.
     #[arg(long)]
     pub otel_compare: bool,
     /// With `--otel-compare`: how many off/on pairs to run (the machine's noise drifts; the
     /// median of alternating pairs is steadier than one pair).
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// With `--otel-compare`: run the export-off and export-on servers at the same time (each
+    /// with `--concurrency` requests in flight), so both see the same machine noise.
+    #[arg(long)]
+    pub together: bool,
     /// Extra arguments passed to the spawned `crane serve`.
     #[arg(long, allow_hyphen_values = true, num_args = 0..)]
     pub serve_args: Vec<String>,
@@ -189,44 +194,70 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let export = [("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), sink.clone())];
     let (mut off, mut on) = (Vec::new(), Vec::new());
     for round in 1..=args.rounds.max(1) {
-        println!("== round {round}: trace export OFF");
-        off.push(run_once(&args, &[]).await?);
-        println!(
-            "== round {round}: trace export ON (OTLP/HTTP to a local sink at {sink}, default sampler)"
-        );
-        on.push(run_once(&args, &export).await?);
+        if args.together {
+            println!(
+                "== round {round}: trace export OFF and ON at the same time (ON: OTLP/HTTP to a local sink at {sink}, default sampler)"
+            );
+            let mut both = run_together(
+                &args,
+                &[("trace export OFF", &[]), ("trace export ON", &export)],
+            )
+            .await?
+            .into_iter();
+            off.extend(both.next());
+            on.extend(both.next());
+            continue;
+        }
+        // Alternate which goes first, so a drift in the machine's load favours neither.
+        for export_on in [round % 2 == 0, round % 2 == 1] {
+            if export_on {
+                println!(
+                    "== round {round}: trace export ON (OTLP/HTTP to a local sink at {sink}, default sampler)"
+                );
+                on.push(run_once(&args, &export).await?);
+            } else {
+                println!("== round {round}: trace export OFF");
+                off.push(run_once(&args, &[]).await?);
+            }
+        }
     }
     println!(
         "OTLP export requests received by the sink: {}",
         received.load(Ordering::Relaxed)
     );
-    let median = |figures: &[Figures], f: fn(&Figures) -> Option<f64>| {
-        let mut v: Vec<f64> = figures.iter().filter_map(f).collect();
+    let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied()
     };
     let show = |x: Option<f64>, unit: &str| x.map_or("n/a".to_owned(), |x| format!("{x:.0}{unit}"));
-    let change = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if a > 0.0 => format!("{:+.1}%", (b / a - 1.0) * 100.0),
-        _ => "n/a".to_owned(),
+    let pct = |x: Option<f64>| x.map_or("n/a".to_owned(), |x| format!("{x:+.1}%"));
+    // Each round's ON against the same round's OFF, then the median of those changes.
+    let paired = |f: fn(&Figures) -> Option<f64>| {
+        median(
+            off.iter()
+                .zip(&on)
+                .filter_map(|(a, b)| Some((f(b)? / f(a)? - 1.0) * 100.0))
+                .collect(),
+        )
     };
-    let (t_off, t_on) = (
-        median(&off, |f| Some(f.throughput)),
-        median(&on, |f| Some(f.throughput)),
-    );
-    let (c_off, c_on) = (
-        median(&off, |f| f.cpu_us_per_run),
-        median(&on, |f| f.cpu_us_per_run),
-    );
     println!(
-        "median of {} rounds: throughput off {} on {} ({}) | server CPU per run off {} on {} ({})",
+        "median of {} rounds: throughput off {} on {} | server CPU per run off {} on {} | per-round change, median: throughput {}, server CPU per run {}",
         off.len(),
-        show(t_off, " runs/s"),
-        show(t_on, " runs/s"),
-        change(t_off, t_on),
-        show(c_off, " us"),
-        show(c_on, " us"),
-        change(c_off, c_on),
+        show(
+            median(off.iter().map(|f| f.throughput).collect()),
+            " runs/s"
+        ),
+        show(median(on.iter().map(|f| f.throughput).collect()), " runs/s"),
+        show(
+            median(off.iter().filter_map(|f| f.cpu_us_per_run).collect()),
+            " us"
+        ),
+        show(
+            median(on.iter().filter_map(|f| f.cpu_us_per_run).collect()),
+            " us"
+        ),
+        pct(paired(|f| Some(f.throughput))),
+        pct(paired(|f| f.cpu_us_per_run)),
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -238,6 +269,26 @@ struct Figures {
 }
 
 async fn run_once(args: &BenchArgs, env: &[(String, String)]) -> anyhow::Result<Figures> {
+    let mut figures = run_together(args, &[("", env)]).await?;
+    figures
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("no figures measured"))
+}
+
+/// One server under load: its URL, and the child process when this benchmark started it.
+struct Target {
+    label: &'static str,
+    base: String,
+    server: Option<Server>,
+}
+
+/// Starts one server per `(label, env)` (or uses `--url`), drives all of them at the same time
+/// — each with `--concurrency` requests in flight — and prints and returns each one's figures.
+/// Servers measured together share the machine's noise, so their figures compare directly.
+async fn run_together(
+    args: &BenchArgs,
+    servers: &[(&'static str, &[(String, String)])],
+) -> anyhow::Result<Vec<Figures>> {
     let prompts: Vec<&'static str> = match args.mix.as_str() {
         "calc" => CALC.to_vec(),
         "todo" => TODO.to_vec(),
@@ -249,140 +300,169 @@ async fn run_once(args: &BenchArgs, env: &[(String, String)]) -> anyhow::Result<
         .pool_max_idle_per_host(args.concurrency * 2)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let (server, base) = match &args.url {
-        Some(url) => (None, url.trim_end_matches('/').to_owned()),
-        None => {
-            let (s, b) = start_server(args, env).await?;
-            (Some(s), b)
-        }
-    };
-    wait_healthy(&client, &base).await?;
-    let pid = server.as_ref().and_then(|s| s.child.id());
-    let rss_start = pid.and_then(rss_kib);
+    let mut targets = Vec::new();
+    for (label, env) in servers {
+        let (server, base) = match &args.url {
+            Some(url) => (None, url.trim_end_matches('/').to_owned()),
+            None => {
+                let (s, b) = start_server(args, env).await?;
+                (Some(s), b)
+            }
+        };
+        wait_healthy(&client, &base).await?;
+        targets.push(Target {
+            label,
+            base,
+            server,
+        });
+    }
+    let pids: Vec<Option<u32>> = targets
+        .iter()
+        .map(|t| t.server.as_ref().and_then(|s| s.child.id()))
+        .collect();
+    let rss_start: Vec<Option<u64>> = pids.iter().map(|p| p.and_then(rss_kib)).collect();
 
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
-    let completed = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let url = format!("{base}/runs?wait=true");
-    let mut tasks = Vec::new();
-    for worker in 0..args.concurrency {
-        let client = client.clone();
-        let url = url.clone();
-        let prompts = prompts.clone();
-        let (measuring, stop, completed, failed) = (
-            measuring.clone(),
-            stop.clone(),
-            completed.clone(),
-            failed.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut latencies_us: Vec<u64> = Vec::with_capacity(1 << 16);
-            let mut i = worker;
-            while !stop.load(Ordering::Relaxed) {
-                let prompt = prompts[i % prompts.len()];
-                i += 1;
-                let body = format!("{{\"prompt\":{}}}", serde_json::Value::from(prompt));
-                let started = Instant::now();
-                let res = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                let ok = match res {
-                    Ok(r) => match r.bytes().await {
-                        Ok(b) => memchr_completed(&b),
+    let completed: Vec<Arc<AtomicU64>> = targets.iter().map(|_| Arc::default()).collect();
+    let failed: Vec<Arc<AtomicU64>> = targets.iter().map(|_| Arc::default()).collect();
+    let mut tasks: Vec<Vec<tokio::task::JoinHandle<Vec<u64>>>> = Vec::new();
+    for (t, target) in targets.iter().enumerate() {
+        let url = format!("{}/runs?wait=true", target.base);
+        let mut per_target = Vec::new();
+        for worker in 0..args.concurrency {
+            let client = client.clone();
+            let url = url.clone();
+            let prompts = prompts.clone();
+            let (measuring, stop, completed, failed) = (
+                measuring.clone(),
+                stop.clone(),
+                completed[t].clone(),
+                failed[t].clone(),
+            );
+            per_target.push(tokio::spawn(async move {
+                let mut latencies_us: Vec<u64> = Vec::with_capacity(1 << 16);
+                let mut i = worker;
+                while !stop.load(Ordering::Relaxed) {
+                    let prompt = prompts[i % prompts.len()];
+                    i += 1;
+                    let body = format!("{{\"prompt\":{}}}", serde_json::Value::from(prompt));
+                    let started = Instant::now();
+                    let res = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await;
+                    let ok = match res {
+                        Ok(r) => match r.bytes().await {
+                            Ok(b) => memchr_completed(&b),
+                            Err(_) => false,
+                        },
                         Err(_) => false,
-                    },
-                    Err(_) => false,
-                };
-                if measuring.load(Ordering::Relaxed) {
-                    if ok {
-                        completed.fetch_add(1, Ordering::Relaxed);
-                        latencies_us.push(started.elapsed().as_micros() as u64);
-                    } else {
-                        failed.fetch_add(1, Ordering::Relaxed);
+                    };
+                    if measuring.load(Ordering::Relaxed) {
+                        if ok {
+                            completed.fetch_add(1, Ordering::Relaxed);
+                            latencies_us.push(started.elapsed().as_micros() as u64);
+                        } else {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
-            }
-            latencies_us
-        }));
+                latencies_us
+            }));
+        }
+        tasks.push(per_target);
     }
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
-    let rss_warm = pid.and_then(rss_kib);
-    let cpu_start = pid.and_then(cpu_seconds);
+    let rss_warm: Vec<Option<u64>> = pids.iter().map(|p| p.and_then(rss_kib)).collect();
+    let cpu_start: Vec<Option<f64>> = pids.iter().map(|p| p.and_then(cpu_seconds)).collect();
     let own_cpu_start = cpu_seconds(std::process::id());
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu_end = pid.and_then(cpu_seconds);
+    let cpu_end: Vec<Option<f64>> = pids.iter().map(|p| p.and_then(cpu_seconds)).collect();
     let own_cpu_end = cpu_seconds(std::process::id());
     stop.store(true, Ordering::Relaxed);
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap_or_default());
+    let mut all_latencies = Vec::new();
+    for per_target in tasks {
+        let mut latencies = Vec::new();
+        for t in per_target {
+            latencies.extend(t.await.unwrap_or_default());
+        }
+        latencies.sort_unstable();
+        all_latencies.push(latencies);
     }
-    latencies.sort_unstable();
-    let rss_end = pid.and_then(rss_kib);
-    let n = completed.load(Ordering::Relaxed);
     let mb =
         |k: Option<u64>| k.map_or("n/a".to_owned(), |k| format!("{:.1} MB", k as f64 / 1024.0));
-    println!(
-        "crane bench: mix={} concurrency={} duration={}s (after {}s warm-up)",
-        args.mix, args.concurrency, args.duration, args.warmup
-    );
-    println!(
-        "completed runs:   {n} ({} failed or not completed)",
-        failed.load(Ordering::Relaxed)
-    );
-    println!(
-        "throughput:       {:.0} completed runs/s",
-        n as f64 / elapsed
-    );
-    println!(
-        "POST->completed:  p50 {:.3} ms  p95 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.95),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0)
-    );
-    println!(
-        "server RSS:       start {}  after warm-up {}  end {}",
-        mb(rss_start),
-        mb(rss_warm),
-        mb(rss_end)
-    );
-    let cpu_us_per_run = cpu_start
-        .zip(cpu_end)
-        .filter(|_| n > 0)
-        .map(|(a, b)| (b - a) / n as f64 * 1e6);
-    if let (Some(a), Some(b)) = (cpu_start, cpu_end) {
-        let per_run = cpu_us_per_run.unwrap_or(0.0);
+    let mut figures = Vec::new();
+    for (t, target) in targets.iter().enumerate() {
+        let latencies = &all_latencies[t];
+        let rss_end = pids[t].and_then(rss_kib);
+        let n = completed[t].load(Ordering::Relaxed);
+        if !target.label.is_empty() {
+            println!("-- {}", target.label);
+        }
         println!(
-            "server CPU:       {:.2} cores, {per_run:.1} us per completed run",
-            (b - a) / elapsed
+            "crane bench: mix={} concurrency={} duration={}s (after {}s warm-up)",
+            args.mix, args.concurrency, args.duration, args.warmup
         );
+        println!(
+            "completed runs:   {n} ({} failed or not completed)",
+            failed[t].load(Ordering::Relaxed)
+        );
+        println!(
+            "throughput:       {:.0} completed runs/s",
+            n as f64 / elapsed
+        );
+        println!(
+            "POST->completed:  p50 {:.3} ms  p95 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+            percentile(latencies, 0.50),
+            percentile(latencies, 0.95),
+            percentile(latencies, 0.99),
+            percentile(latencies, 1.0)
+        );
+        println!(
+            "server RSS:       start {}  after warm-up {}  end {}",
+            mb(rss_start[t]),
+            mb(rss_warm[t]),
+            mb(rss_end)
+        );
+        let cpu_us_per_run = cpu_start[t]
+            .zip(cpu_end[t])
+            .filter(|_| n > 0)
+            .map(|(a, b)| (b - a) / n as f64 * 1e6);
+        if let (Some(a), Some(b)) = (cpu_start[t], cpu_end[t]) {
+            let per_run = cpu_us_per_run.unwrap_or(0.0);
+            println!(
+                "server CPU:       {:.2} cores, {per_run:.1} us per completed run",
+                (b - a) / elapsed
+            );
+        }
+        figures.push(Figures {
+            throughput: n as f64 / elapsed,
+            cpu_us_per_run,
+        });
     }
     if let (Some(a), Some(b)) = (own_cpu_start, own_cpu_end) {
         println!("load generator:   {:.2} cores", (b - a) / elapsed);
     }
-    if let Some(mut s) = server {
-        if let Some(pid) = s.child.id() {
-            // Ask for a graceful stop so the drain path is exercised too.
-            let _ = std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status();
+    for target in targets {
+        if let Some(mut s) = target.server {
+            if let Some(pid) = s.child.id() {
+                // Ask for a graceful stop so the drain path is exercised too.
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(30), s.child.wait()).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(30), s.child.wait()).await;
     }
-    Ok(Figures {
-        throughput: n as f64 / elapsed,
-        cpu_us_per_run,
-    })
+    Ok(figures)
 }
 
 /// True when a run JSON body reports `"status":"completed"` (cheap check, no full parse).
