@@ -118,11 +118,7 @@ fn open(common: &Common) -> anyhow::Result<Registry> {
             settings.data_dir.display()
         )
     })?;
-    let registry = if settings.debug_tools {
-        crane_core::tools::registry_with_debug_tools()
-    } else {
-        crane_core::tools::builtin_registry()
-    };
+    let registry = crate::registry(&settings);
     let (planners, library) = crate::variants_config::build(&settings, Arc::new(registry))?;
     Ok(Registry {
         store,

@@ -101,12 +101,7 @@ pub fn library(settings: &Settings) -> anyhow::Result<PromptLibrary> {
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
-    let ok = (1..=64).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !ok {
+    if !crane_core::runtime::registry::is_valid_name(name) {
         bail!(
             "invalid planner variant name '{name}': use 1 to 64 letters, digits, '-', '_' or '.', starting with a letter"
         );

@@ -146,14 +146,19 @@ pub async fn register_versions(
     Ok(new)
 }
 
+/// Whether `name` is a valid variant or alias name: 1 to 64 letters, digits, `-`, `_` or `.`,
+/// starting with a letter.
+pub fn is_valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// Checks an alias name.
 pub fn check_alias(alias: &str) -> Result<(), RegistryError> {
-    let ok = (1..=64).contains(&alias.len())
-        && alias.starts_with(|c: char| c.is_ascii_alphabetic())
-        && alias
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
+    if is_valid_name(alias) {
         Ok(())
     } else {
         Err(RegistryError::BadAlias(alias.to_owned()))

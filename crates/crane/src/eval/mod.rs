@@ -300,11 +300,7 @@ async fn local_planners(
 ) -> anyhow::Result<(crane_core::planning::Planners, Option<Arc<Store>>)> {
     let mut settings = settings.clone();
     settings.planner.cache_capacity = Some(0);
-    let registry = if settings.debug_tools {
-        crane_core::tools::registry_with_debug_tools()
-    } else {
-        crane_core::tools::builtin_registry()
-    };
+    let registry = crate::registry(&settings);
     let (planners, library) = crate::variants_config::build(&settings, Arc::new(registry))?;
     if !register {
         return Ok((planners, None));
