@@ -5,7 +5,8 @@
 //! prompt with the schema instruction + plan schema, serialised once) and (b) planning through
 //! crane (request building, provider client, structured-output parsing, plan validation), and
 //! prints the p50/p99 of each, the difference, and the process CPU time per request of each
-//! path. It also measures a call against an open circuit breaker. Figures, not assertions: see
+//! path. `--together` runs both paths at once instead of one after the other, so a stall of the
+//! shared machine hits both. It also measures a call against an open circuit breaker. Figures, not assertions: see
 //! docs/benchmarks.md.
 
 use std::process::ExitCode;
@@ -30,6 +31,18 @@ pub struct BenchPlanningArgs {
     /// Seconds per rate and path.
     #[arg(long, default_value_t = 5)]
     pub duration: u64,
+    /// Run the direct and the crane path at the same time (each at the full rate) instead of
+    /// one after the other, so a stall of the machine hits both and cancels out of the
+    /// overhead. CPU per path is then not separable; run without it for that.
+    #[arg(long)]
+    pub together: bool,
+    /// Measure each rate this many times and print the median and worst overhead.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u32,
+}
+
+fn cpu_text(us: Option<f64>) -> String {
+    us.map_or("n/a".to_owned(), |us| format!("{us:.0} us"))
 }
 
 const PROMPT: &str = "what is 7 times 6";
@@ -86,16 +99,23 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-/// What one paced phase measured.
+/// What one path measured in a paced phase.
 struct Phase {
     /// Latencies of the successful requests, sorted, in microseconds.
     latencies: Vec<u64>,
     failed: u64,
+}
+
+/// What one paced phase measured: each path's results, plus what the phase shares.
+struct Paced {
+    /// One per path, in the order the paths were given.
+    paths: Vec<Phase>,
     /// How late the pacer handed requests over (its own sleep inaccuracy), sorted, in
     /// microseconds.
     late: Vec<u64>,
-    /// Process CPU time (all threads: mock upstream, client, planner, harness) per request.
-    cpu_us_per_request: Option<f64>,
+    /// Process CPU time (all threads: mock upstream, client, planner, harness) per tick (one
+    /// request of every path).
+    cpu_us_per_tick: Option<f64>,
 }
 
 /// CPU time (user + system) this process has used, in seconds (Linux /proc, 10 ms ticks).
@@ -108,23 +128,27 @@ fn own_cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-/// Starts `make()` on an open-loop schedule of `rate` per second for `duration`: a dedicated
-/// OS thread sleeps until each request's start time and spawns it onto the runtime, whether or
-/// not earlier requests finished. (Pacing from a tokio task would send bursts: tokio's timer
-/// has millisecond resolution, so at 5 000/s it would start five requests at once every
-/// millisecond.) A request's latency runs from the moment it is handed to the runtime, so time
-/// spent waiting for a worker thread counts.
-async fn paced<F, Fut>(rate: u64, duration: Duration, make: F) -> Phase
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = bool> + Send + 'static,
-{
+/// Starts one request of a path; resolves to whether it succeeded.
+type Start =
+    Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send>;
+
+/// Starts requests on an open-loop schedule of `rate` ticks per second for `duration`: at each
+/// tick a dedicated OS thread spawns one request of every path in `paths` onto the runtime
+/// (alternating which goes first), whether or not earlier requests finished. (Pacing from a
+/// tokio task would send bursts: tokio's timer has millisecond resolution, so at 5 000/s it
+/// would start five requests at once every millisecond.) A request's latency runs from the
+/// moment it is handed to the runtime, so time spent waiting for a worker thread counts.
+///
+/// With two paths, both run at `rate` at the same time and see the same machine: a stall of
+/// the process or the VM delays the requests of both, so it cancels out of their difference.
+async fn paced(rate: u64, duration: Duration, paths: Vec<Start>) -> Paced {
     let total = rate.saturating_mul(duration.as_secs()).max(1);
+    let count = paths.len();
     let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
     let runtime = tokio::runtime::Handle::current();
     // Results stream back over a channel: keeping a JoinHandle per request would make the
     // harness itself allocate (and page-fault) in proportion to the request count.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, bool)>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64, bool)>();
     let cpu_start = own_cpu_seconds();
     let pacer = std::thread::spawn(move || {
         let mut late = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
@@ -137,37 +161,46 @@ where
             }
             let sent = Instant::now();
             late.push(sent.saturating_duration_since(due).as_micros() as u64);
-            let fut = make();
-            let tx = tx.clone();
-            runtime.spawn(async move {
-                let ok = fut.await;
-                let _ = tx.send((sent.elapsed().as_micros() as u64, ok));
-            });
+            for k in 0..count {
+                // Alternate the order so neither path is always handed over first.
+                let path = if i % 2 == 0 { k } else { count - 1 - k };
+                let fut = paths[path]();
+                let tx = tx.clone();
+                runtime.spawn(async move {
+                    let ok = fut.await;
+                    let _ = tx.send((path, sent.elapsed().as_micros() as u64, ok));
+                });
+            }
         }
         late
     });
-    let mut latencies = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-    let mut failed = 0;
-    while let Some((us, ok)) = rx.recv().await {
+    let mut results: Vec<Phase> = (0..count)
+        .map(|_| Phase {
+            latencies: Vec::with_capacity(usize::try_from(total).unwrap_or(0)),
+            failed: 0,
+        })
+        .collect();
+    while let Some((path, us, ok)) = rx.recv().await {
         if ok {
-            latencies.push(us);
+            results[path].latencies.push(us);
         } else {
-            failed += 1;
+            results[path].failed += 1;
         }
     }
     let cpu_end = own_cpu_seconds();
     // The channel closed: the pacer dropped its sender, so it has returned.
     let mut late = pacer.join().unwrap_or_default();
-    latencies.sort_unstable();
+    for phase in &mut results {
+        phase.latencies.sort_unstable();
+    }
     late.sort_unstable();
-    let cpu_us_per_request = cpu_start
+    let cpu_us_per_tick = cpu_start
         .zip(cpu_end)
         .map(|(a, b)| (b - a) / total as f64 * 1e6);
-    Phase {
-        latencies,
-        failed,
+    Paced {
+        paths: results,
         late,
-        cpu_us_per_request,
+        cpu_us_per_tick,
     }
 }
 
@@ -227,70 +260,107 @@ pub async fn run(args: BenchPlanningArgs) -> anyhow::Result<ExitCode> {
         "crane bench-planning: mock upstream answering at once; open-loop rates {:?}/s, {} s each; request bytes: direct {direct_bytes}, crane {crane_bytes}",
         args.rates, args.duration
     );
+    let direct_path = || -> Start {
+        let client = direct_client.clone();
+        let url = url.clone();
+        let body = direct_body.clone();
+        Box::new(move || {
+            let client = client.clone();
+            let url = url.clone();
+            let body = body.clone();
+            Box::pin(async move {
+                match client
+                    .post(url.as_str())
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                {
+                    Ok(r) => r.bytes().await.is_ok(),
+                    Err(_) => false,
+                }
+            })
+        })
+    };
+    let crane_path = || -> Start {
+        let planning = planning.clone();
+        Box::new(move || {
+            let planning = planning.clone();
+            Box::pin(async move {
+                planning
+                    .plan(PROMPT)
+                    .await
+                    .is_ok_and(|p| p.planner.source == crane_core::domain::PlanSource::Llm)
+            })
+        })
+    };
+    if args.together {
+        println!(
+            "together: at each tick one direct request and one planned through crane, so both paths run at the full rate at once and share the machine's stalls"
+        );
+    }
     for &rate in &args.rates {
         let duration = Duration::from_secs(args.duration);
-        let direct = {
-            let client = direct_client.clone();
-            let url = url.clone();
-            let body = direct_body.clone();
-            paced(rate, duration, move || {
-                let client = client.clone();
-                let url = url.clone();
-                let body = body.clone();
-                async move {
-                    match client
-                        .post(url.as_str())
-                        .header("content-type", "application/json")
-                        .body(body.to_string())
-                        .send()
-                        .await
-                    {
-                        Ok(r) => r.bytes().await.is_ok(),
-                        Err(_) => false,
-                    }
-                }
-            })
-            .await
-        };
-        let crane = {
-            let planning = planning.clone();
-            paced(rate, duration, move || {
-                let planning = planning.clone();
-                async move {
-                    planning
-                        .plan(PROMPT)
-                        .await
-                        .is_ok_and(|p| p.planner.source == crane_core::domain::PlanSource::Llm)
-                }
-            })
-            .await
-        };
-        let p = |phase: &Phase, q: f64| percentile(&phase.latencies, q);
-        let cpu = |phase: &Phase| {
-            phase
-                .cpu_us_per_request
-                .map_or("n/a".to_owned(), |us| format!("{us:.0} us"))
-        };
-        println!(
-            "rate {rate}/s: direct p50 {:.3} ms p99 {:.3} ms ({} ok, {} failed) | crane p50 {:.3} ms p99 {:.3} ms ({} ok, {} failed) | overhead p50 {:+.3} ms p99 {:+.3} ms",
-            p(&direct, 0.5),
-            p(&direct, 0.99),
-            direct.latencies.len(),
-            direct.failed,
-            p(&crane, 0.5),
-            p(&crane, 0.99),
-            crane.latencies.len(),
-            crane.failed,
-            p(&crane, 0.5) - p(&direct, 0.5),
-            p(&crane, 0.99) - p(&direct, 0.99),
-        );
-        println!(
-            "  process CPU per request: direct {}, crane {} | pacer late p99: direct {:.3} ms, crane {:.3} ms",
-            cpu(&direct),
-            cpu(&crane),
-            percentile(&direct.late, 0.99),
-            percentile(&crane.late, 0.99),
-        );
+        let mut overheads = Vec::new();
+        for round in 1..=args.rounds.max(1) {
+            let (direct, crane, cpu) = if args.together {
+                let mut both = paced(rate, duration, vec![direct_path(), crane_path()]).await;
+                let crane = both.paths.pop().expect("two paths");
+                let direct = both.paths.pop().expect("two paths");
+                let cpu = format!(
+                    "process CPU per tick (one request of each path) {} | pacer late p99 {:.3} ms",
+                    cpu_text(both.cpu_us_per_tick),
+                    percentile(&both.late, 0.99)
+                );
+                (direct, crane, cpu)
+            } else {
+                let mut direct = paced(rate, duration, vec![direct_path()]).await;
+                let mut crane = paced(rate, duration, vec![crane_path()]).await;
+                let cpu = format!(
+                    "process CPU per request: direct {}, crane {} | pacer late p99: direct {:.3} ms, crane {:.3} ms",
+                    cpu_text(direct.cpu_us_per_tick),
+                    cpu_text(crane.cpu_us_per_tick),
+                    percentile(&direct.late, 0.99),
+                    percentile(&crane.late, 0.99),
+                );
+                let (direct, crane) = (
+                    direct.paths.pop().expect("one path"),
+                    crane.paths.pop().expect("one path"),
+                );
+                (direct, crane, cpu)
+            };
+            let p = |phase: &Phase, q: f64| percentile(&phase.latencies, q);
+            let overhead = p(&crane, 0.99) - p(&direct, 0.99);
+            overheads.push(overhead);
+            println!(
+                "rate {rate}/s{}: direct p50 {:.3} ms p99 {:.3} ms ({} ok, {} failed) | crane p50 {:.3} ms p99 {:.3} ms ({} ok, {} failed) | overhead p50 {:+.3} ms p99 {overhead:+.3} ms",
+                if args.rounds > 1 {
+                    format!(" round {round}")
+                } else {
+                    String::new()
+                },
+                p(&direct, 0.5),
+                p(&direct, 0.99),
+                direct.latencies.len(),
+                direct.failed,
+                p(&crane, 0.5),
+                p(&crane, 0.99),
+                crane.latencies.len(),
+                crane.failed,
+                p(&crane, 0.5) - p(&direct, 0.5),
+            );
+            println!("  {cpu}");
+        }
+        if overheads.len() > 1 {
+            overheads.sort_by(f64::total_cmp);
+            let under = overheads.iter().filter(|&&o| o < 0.5).count();
+            println!(
+                "rate {rate}/s summary: overhead p99 median {:+.3} ms, worst {:+.3} ms; under 0.5 ms in {under} of {} rounds",
+                overheads[overheads.len() / 2],
+                overheads[overheads.len() - 1],
+                overheads.len()
+            );
+        }
     }
 
     // An open breaker: a provider at a closed port, opened by one failure.
