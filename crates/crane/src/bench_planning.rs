@@ -304,9 +304,9 @@ pub async fn run(args: BenchPlanningArgs) -> anyhow::Result<ExitCode> {
         let mut overheads = Vec::new();
         for round in 1..=args.rounds.max(1) {
             let (direct, crane, cpu) = if args.together {
-                let mut both = paced(rate, duration, vec![direct_path(), crane_path()]).await;
-                let crane = both.paths.pop().expect("two paths");
-                let direct = both.paths.pop().expect("two paths");
+                let both = paced(rate, duration, vec![direct_path(), crane_path()]).await;
+                let [direct, crane] = <[Phase; 2]>::try_from(both.paths)
+                    .map_err(|_| anyhow::anyhow!("expected the results of two paths"))?;
                 let cpu = format!(
                     "process CPU per tick (one request of each path) {} | pacer late p99 {:.3} ms",
                     cpu_text(both.cpu_us_per_tick),
@@ -323,10 +323,9 @@ pub async fn run(args: BenchPlanningArgs) -> anyhow::Result<ExitCode> {
                     percentile(&direct.late, 0.99),
                     percentile(&crane.late, 0.99),
                 );
-                let (direct, crane) = (
-                    direct.paths.pop().expect("one path"),
-                    crane.paths.pop().expect("one path"),
-                );
+                let (Some(direct), Some(crane)) = (direct.paths.pop(), crane.paths.pop()) else {
+                    anyhow::bail!("expected the results of one path per phase");
+                };
                 (direct, crane, cpu)
             };
             let p = |phase: &Phase, q: f64| percentile(&phase.latencies, q);
