@@ -12,34 +12,41 @@
 
 use std::sync::{Arc, OnceLock};
 
-use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use crane_core::telemetry::UNTRACED_TARGET;
+use opentelemetry::trace::{Link, SpanKind, TraceContextExt as _, TraceId, TracerProvider as _};
+use opentelemetry_sdk::trace::{
+    Sampler, SamplingDecision, SamplingResult, SdkTracerProvider, ShouldSample,
+};
 use tracing::dispatcher::WeakDispatch;
 use tracing::subscriber::Interest;
 use tracing::{Level, Metadata, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
-use tracing_subscriber::registry::{LookupSpan, SpanRef};
+use tracing_subscriber::registry::{LookupSpan, Registry, SpanRef};
 use tracing_subscriber::util::SubscriberInitExt;
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
 /// Which of crane's spans and events (targets `crane*`, DEBUG and above) the OpenTelemetry
-/// layer sees: all of them, except inside a trace the sampler dropped.
+/// layer sees: all of them, except inside a trace that is not recorded.
 ///
 /// tracing-opentelemetry builds OpenTelemetry data for every span it sees (a span builder with
 /// its attributes, ids, a sampling decision, a context), sampled or not, and the registry stores
-/// and enters every span some layer wants. With the default 10% sampling that was most of the
-/// export cost. So once a trace's sampling decision is known, an unsampled trace keeps only:
-/// - spans at INFO or above (the `run` span: it carries the trace into the worker task, so the
-///   spans created there find their trace instead of starting new ones);
-/// - trace edges, spans with an `otel.kind` field (`http`: its trace id answers `X-Trace-ID`;
-///   `chat`: its context goes to the model server as `traceparent`, with the sampled flag off).
+/// and enters every span some layer wants. So the layer sees as little as possible of traces
+/// that will not be exported:
+/// - a trace dropped where the request came in (crane's default sampler decides there, see
+///   [`request_sampling`]) has its `run` span under [`UNTRACED_TARGET`]: the layer sees neither
+///   it nor anything inside it. Such a request costs what it costs with export off.
+/// - a trace the SDK's sampler dropped (an `OTEL_TRACES_SAMPLER` the operator chose) keeps
+///   only spans at INFO or above (the `run` span: it carries the trace into the worker task, so
+///   the spans created there find their trace instead of starting new ones) and trace edges,
+///   spans with an `otel.kind` field (`http`: its trace id answers `X-Trace-ID`; `chat`: its
+///   context goes to the model server as `traceparent`, with the sampled flag off).
 ///
-/// Every other span or event is kept only when the nearest enclosing span the layer saw is in a
-/// sampled trace (or when there is none: it starts a trace). That follows the parent's sampled
-/// flag, as the parent-based samplers do. A sampled trace keeps its full span tree.
+/// Every other span or event follows the nearest enclosing span whose trace is known, as the
+/// parent-based samplers do; with no enclosing span it starts a trace. A sampled trace keeps
+/// its full span tree.
 ///
 /// Used twice: as the OpenTelemetry layer's per-layer filter, and (when the logs want nothing
 /// below INFO) in [`SkipUnsampled`] in front of the whole subscriber.
@@ -47,53 +54,82 @@ static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 struct SampledTraces {
     targets: Targets,
     /// The installed subscriber, set once it is installed: reading a span's OpenTelemetry
-    /// context needs it, and a filter runs inside the dispatcher, where
-    /// `dispatcher::get_default` is not available.
+    /// context and walking the spans a filter hides need it, and a filter runs inside the
+    /// dispatcher, where `dispatcher::get_default` is not available.
     dispatch: Arc<OnceLock<WeakDispatch>>,
 }
 
-/// Cached on a span the OpenTelemetry layer saw: whether its trace is sampled.
-#[derive(Debug, Clone, Copy)]
-struct TraceSampled(bool);
+/// What is known about the trace of a span, cached on the span once known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TraceState {
+    /// Exported.
+    Sampled,
+    /// Dropped by the SDK's sampler: its context still travels (edges and runs kept).
+    Unsampled,
+    /// Dropped where the request came in: nothing of it is built.
+    Untraced,
+}
 
 impl SampledTraces {
     fn new(targets: Targets, dispatch: Arc<OnceLock<WeakDispatch>>) -> Self {
         Self { targets, dispatch }
     }
 
-    /// A span every trace keeps (see the type's documentation).
+    /// A span every recorded or SDK-unsampled trace keeps (see the type's documentation).
     fn always_kept(meta: &Metadata<'_>) -> bool {
         meta.is_span()
             && (*meta.level() <= Level::INFO || meta.fields().field("otel.kind").is_some())
     }
 
-    /// Whether a span or event inside `parent` (the nearest enclosing span) is kept.
-    fn keep<S>(&self, meta: &Metadata<'_>, parent: Option<SpanRef<'_, S>>) -> bool
-    where
-        S: for<'a> LookupSpan<'a>,
-    {
-        Self::always_kept(meta) || parent.is_none_or(|parent| self.sampled(&parent))
+    /// Whether a span or event inside a trace in `state` is kept (`None`: no enclosing span).
+    fn keep(meta: &Metadata<'_>, state: Option<TraceState>) -> bool {
+        match state {
+            None | Some(TraceState::Sampled) => true,
+            Some(TraceState::Unsampled) => Self::always_kept(meta),
+            Some(TraceState::Untraced) => false,
+        }
     }
 
-    /// Whether `span`'s trace is sampled: decided (and the span started) by the OpenTelemetry
-    /// layer on first use, then cached on the span. A span without OpenTelemetry data (not seen
-    /// by the layer) counts as sampled, which leaves the decision to the layer as before.
-    fn sampled<S>(&self, span: &SpanRef<'_, S>) -> bool
+    /// The state of the trace `span` belongs to: the first of `span` and its ancestors that
+    /// is untraced, has a cached state, or was seen by the OpenTelemetry layer (whose sampling
+    /// decision then counts) decides, and the answer is cached on `span`. With none of these
+    /// the trace counts as sampled, which leaves the decision to the layer.
+    fn state<R>(&self, span: &SpanRef<'_, R>) -> TraceState
     where
-        S: for<'a> LookupSpan<'a>,
+        R: for<'a> LookupSpan<'a>,
     {
-        if let Some(TraceSampled(sampled)) = span.extensions().get::<TraceSampled>() {
-            return *sampled;
+        let mut state = TraceState::Sampled;
+        for (depth, ancestor) in span.scope().enumerate() {
+            if let Some(known) = ancestor.extensions().get::<TraceState>() {
+                if depth == 0 {
+                    return *known;
+                }
+                state = *known;
+                break;
+            }
+            if ancestor.metadata().target() == UNTRACED_TARGET {
+                state = TraceState::Untraced;
+                break;
+            }
+            // No extension guard may be held here: reading the context locks the span's data.
+            let context = self
+                .dispatch
+                .get()
+                .and_then(WeakDispatch::upgrade)
+                .and_then(|dispatch| {
+                    tracing_opentelemetry::get_otel_context(&ancestor.id(), &dispatch)
+                });
+            if let Some(cx) = context {
+                state = if cx.span().span_context().is_sampled() {
+                    TraceState::Sampled
+                } else {
+                    TraceState::Unsampled
+                };
+                break;
+            }
         }
-        // No extension guard may be held here: reading the context locks the span's data.
-        let sampled = self
-            .dispatch
-            .get()
-            .and_then(WeakDispatch::upgrade)
-            .and_then(|dispatch| tracing_opentelemetry::get_otel_context(&span.id(), &dispatch))
-            .is_none_or(|cx| cx.span().span_context().is_sampled());
-        span.extensions_mut().replace(TraceSampled(sampled));
-        sampled
+        span.extensions_mut().replace(state);
+        state
     }
 }
 
@@ -102,8 +138,22 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
-        self.targets.would_enable(meta.target(), meta.level())
-            && self.keep(meta, cx.lookup_current())
+        if !self.targets.would_enable(meta.target(), meta.level()) {
+            return false;
+        }
+        // The enclosing span, whether or not this layer saw it (a per-layer filter's context
+        // hides the spans it filtered out, the untraced `run` span among them).
+        let Some(current) = cx.current_span().id().cloned() else {
+            return true;
+        };
+        let Some(dispatch) = self.dispatch.get().and_then(WeakDispatch::upgrade) else {
+            return true;
+        };
+        let state = dispatch
+            .downcast_ref::<Registry>()
+            .and_then(|registry| registry.span(&current))
+            .map(|span| self.state(&span));
+        Self::keep(meta, state)
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
@@ -120,9 +170,9 @@ where
 }
 
 /// In front of the whole subscriber when the log filter wants nothing below INFO: a crane DEBUG
-/// span or event of an unsampled trace is then wanted by no layer, and disabling it here keeps
-/// it from being created at all. (A per-layer filter alone cannot: the registry still creates,
-/// enters and closes a span that every per-layer filter rejected at run time.)
+/// span or event of a trace that is not exported is then wanted by no layer, and disabling it
+/// here keeps it from being created at all. (A per-layer filter alone cannot: the registry
+/// still creates, enters and closes a span that every per-layer filter rejected at run time.)
 struct SkipUnsampled {
     traces: SampledTraces,
     /// The most verbose level the log filter may want.
@@ -130,15 +180,13 @@ struct SkipUnsampled {
 }
 
 impl SkipUnsampled {
-    /// Whether this layer may disable `meta`: one of crane's, below what the logs want, and
-    /// not a span every trace keeps.
+    /// Whether this layer may disable `meta`: one of crane's, below what the logs want.
     fn may_skip(&self, meta: &Metadata<'_>) -> bool {
         LevelFilter::from_level(*meta.level()) > self.logs
             && self
                 .traces
                 .targets
                 .would_enable(meta.target(), meta.level())
-            && !SampledTraces::always_kept(meta)
     }
 }
 
@@ -156,7 +204,11 @@ where
     }
 
     fn enabled(&self, meta: &Metadata<'_>, cx: Context<'_, S>) -> bool {
-        !self.may_skip(meta) || self.traces.keep(meta, cx.lookup_current())
+        !self.may_skip(meta)
+            || SampledTraces::keep(
+                meta,
+                cx.lookup_current().map(|span| self.traces.state(&span)),
+            )
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
@@ -167,6 +219,80 @@ where
 
 /// Share of root traces sampled when `OTEL_TRACES_SAMPLER` is unset.
 pub const DEFAULT_SAMPLE_RATIO: f64 = 0.1;
+
+/// crane's default sampler for root traces, when `OTEL_TRACES_SAMPLER` is unset (set once at
+/// start). With it, HTTP requests are sampled where they come in ([`request_sampling`]).
+static EDGE_SAMPLER: OnceLock<Sampler> = OnceLock::new();
+
+/// How the trace of an incoming HTTP request is sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestSampling {
+    /// Traces are not exported.
+    Off,
+    /// The operator's `OTEL_TRACES_SAMPLER` decides, in the SDK, when the request's span starts.
+    Sdk,
+    /// crane's default sampler keeps the trace: record it.
+    Record,
+    /// crane's default sampler drops the trace: build nothing of it
+    /// ([`crane_core::telemetry::untraced`]).
+    Drop,
+}
+
+/// Samples an incoming request's trace before any span exists, as crane's default sampler
+/// (parent-based, [`DEFAULT_SAMPLE_RATIO`] of root traces by trace id) would decide for the
+/// request's span: `parent_sampled` is the sampled flag of a valid `traceparent`, `trace_id`
+/// the id the request's trace gets when it has none (32 lowercase hex digits).
+pub fn request_sampling(parent_sampled: Option<bool>, trace_id: &str) -> RequestSampling {
+    if !exporting() {
+        return RequestSampling::Off;
+    }
+    let Some(root) = EDGE_SAMPLER.get() else {
+        return RequestSampling::Sdk;
+    };
+    if edge_keeps(root, parent_sampled, trace_id) {
+        RequestSampling::Record
+    } else {
+        RequestSampling::Drop
+    }
+}
+
+/// The decision of [`request_sampling`] with crane's default sampler, whose root sampler is
+/// `root`: a caller's sampled flag decides; without one, `root` decides on `trace_id`.
+fn edge_keeps(root: &Sampler, parent_sampled: Option<bool>, trace_id: &str) -> bool {
+    match parent_sampled {
+        Some(sampled) => sampled,
+        None => TraceId::from_hex(trace_id).is_ok_and(|id| {
+            root.should_sample(None, id, "http", &SpanKind::Server, &[], &[])
+                .decision
+                == SamplingDecision::RecordAndSample
+        }),
+    }
+}
+
+/// The root sampler behind crane's default (parent-based) sampler. An HTTP request's server
+/// span exists only when [`request_sampling`] already kept the request, so a server-kind root
+/// is always sampled; other roots (`crane run`, runs resumed at start) are sampled by trace id.
+#[derive(Debug, Clone)]
+struct EdgeRoot(Sampler);
+
+impl ShouldSample for EdgeRoot {
+    fn should_sample(
+        &self,
+        parent_context: Option<&opentelemetry::Context>,
+        trace_id: TraceId,
+        name: &str,
+        span_kind: &SpanKind,
+        attributes: &[opentelemetry::KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        let sampler = if *span_kind == SpanKind::Server {
+            &Sampler::AlwaysOn
+        } else {
+            &self.0
+        };
+        sampler.should_sample(parent_context, trace_id, name, span_kind, attributes, links)
+    }
+}
 
 /// True when OTLP trace export is configured in the environment.
 pub fn export_configured() -> bool {
@@ -215,20 +341,23 @@ fn provider() -> Result<SdkTracerProvider, String> {
         .with_resource(resource);
     // crane's default when OTEL_TRACES_SAMPLER is unset: keep every trace a caller already
     // sampled (W3C traceparent flag) and DEFAULT_SAMPLE_RATIO of the others, so export costs
-    // little at full load. OTEL_TRACES_SAMPLER=parentbased_always_on keeps everything.
+    // little at full load; HTTP requests are sampled where they come in (request_sampling).
+    // OTEL_TRACES_SAMPLER=parentbased_always_on keeps everything.
     if std::env::var("OTEL_TRACES_SAMPLER").is_err() {
-        builder = builder.with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
-            opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(DEFAULT_SAMPLE_RATIO),
-        )));
+        let root = Sampler::TraceIdRatioBased(DEFAULT_SAMPLE_RATIO);
+        let _ = EDGE_SAMPLER.set(root.clone());
+        builder = builder.with_sampler(Sampler::ParentBased(Box::new(EdgeRoot(root))));
     }
     Ok(builder.build())
 }
 
-/// crane's spans and events (every `crane*` target) at DEBUG and above.
+/// crane's spans and events (every `crane*` target) at DEBUG and above, except the `run`
+/// spans of traces that are not recorded.
 fn otel_targets() -> Targets {
     Targets::new()
         .with_target("crane", Level::DEBUG)
         .with_target("crane_core", Level::DEBUG)
+        .with_target(UNTRACED_TARGET, LevelFilter::OFF)
 }
 
 /// Installs logging (and trace export when configured). `default_level` applies when
@@ -368,6 +497,27 @@ mod tests {
         })
     }
 
+    /// A request crane's default sampler dropped where it came in: no `http` span, the `run`
+    /// span under [`UNTRACED_TARGET`], the same inner spans. Returns the chat span's context
+    /// and whether `plan` was created.
+    fn untraced_request() -> (SpanContext, bool) {
+        let run = tracing::info_span!(target: UNTRACED_TARGET, "run", run_id = "r3");
+        run.in_scope(|| {
+            let plan = tracing::debug_span!(target: "crane_core::planning", "plan");
+            let created = !plan.is_disabled();
+            plan.in_scope(|| {
+                tracing::debug!(target: "crane_core::planning", "planned");
+                let chat = tracing::debug_span!(
+                    target: "crane_core::planning::llm",
+                    "chat",
+                    otel.kind = "client"
+                );
+                let sc = chat.context().span().span_context().clone();
+                (sc, created)
+            })
+        })
+    }
+
     /// Runs a sampled and an unsampled request through the OpenTelemetry layer with
     /// [`SampledTraces`], plus either [`SkipUnsampled`] (logs at INFO) or a layer that wants
     /// every span (logs at DEBUG); checks what was exported and what was created.
@@ -376,7 +526,9 @@ mod tests {
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(spans.clone())
             .with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
-                opentelemetry_sdk::trace::Sampler::AlwaysOff,
+                // Roots are sampled: a span of the untraced request that reached the layer
+                // would start an exported trace.
+                opentelemetry_sdk::trace::Sampler::AlwaysOn,
             )))
             .build();
         let dispatch = Arc::new(OnceLock::new());
@@ -397,8 +549,8 @@ mod tests {
         );
         let _ = dispatch.set(subscriber.downgrade());
 
-        let (sampled, unsampled) = tracing::dispatcher::with_default(&subscriber, || {
-            (request(1, true), request(2, false))
+        let (sampled, unsampled, untraced) = tracing::dispatcher::with_default(&subscriber, || {
+            (request(1, true), request(2, false), untraced_request())
         });
 
         // A sampled trace keeps its whole tree, parented as before.
@@ -444,6 +596,57 @@ mod tests {
         assert!(!chat.is_sampled());
         assert_eq!(chat.trace_id(), TraceId::from(2u128));
         assert_eq!(plan_created, !logs_at_info);
+
+        // A trace dropped where it came in: the OpenTelemetry layer sees nothing of it (no
+        // span starts a trace of its own, the chat span has no context), and its inner spans
+        // exist only when the logs want them.
+        let (chat, plan_created) = untraced;
+        assert!(
+            !chat.is_valid(),
+            "the untraced chat span got a trace: {chat:?}"
+        );
+        assert_eq!(plan_created, !logs_at_info);
+        let exported = spans.0.lock().unwrap().clone();
+        assert!(
+            exported
+                .iter()
+                .all(|s| s.span_context.trace_id() == TraceId::from(1u128)),
+            "only the sampled trace is exported: {:?}",
+            exported.iter().map(|s| &s.name).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn default_sampler_decides_at_the_edge_by_parent_flag_then_trace_id() {
+        let root = Sampler::TraceIdRatioBased(DEFAULT_SAMPLE_RATIO);
+        // The ratio sampler reads the id's low 8 bytes: low values are kept.
+        let low = "ffffffffffffffff0000000000000001";
+        let high = "0000000000000000ffffffffffffffff";
+        assert!(edge_keeps(&root, None, low));
+        assert!(!edge_keeps(&root, None, high));
+        assert!(
+            edge_keeps(&root, Some(true), high),
+            "a caller's sampled flag wins"
+        );
+        assert!(
+            !edge_keeps(&root, Some(false), low),
+            "so does its unsampled flag"
+        );
+        assert!(!edge_keeps(&root, None, "not hex"));
+
+        // About DEFAULT_SAMPLE_RATIO of fresh ids are kept.
+        let kept = (0..10_000)
+            .filter(|_| edge_keeps(&root, None, &format!("{:032x}", rand::random::<u128>())))
+            .count();
+        assert!((800..1200).contains(&kept), "{kept} of 10 000 kept");
+
+        // Behind the parent-based sampler: a server span (the edge already kept its request)
+        // is always sampled; other roots are sampled by trace id.
+        let edge = EdgeRoot(root);
+        let id = TraceId::from_hex(high).unwrap();
+        let decide = |kind: SpanKind| edge.should_sample(None, id, "x", &kind, &[], &[]).decision;
+        assert_eq!(decide(SpanKind::Server), SamplingDecision::RecordAndSample);
+        assert_eq!(decide(SpanKind::Internal), SamplingDecision::Drop);
     }
 
     #[test]

@@ -218,19 +218,32 @@ impl Runtime {
         // The run's span is a child of the caller's (the HTTP request's) span, so a run executed
         // by a worker joins the trace of the request that created it.
         // INFO level: every log line about the run (at info and above) carries run_id and
-        // trace_id through this span; its OpenTelemetry twin is the trace's `run` span.
-        let span = tracing::info_span!(
-            parent: &tracing::Span::current(),
-            "run",
-            otel.name = "run",
-            run_id = %run.run_id,
-            trace_id = run.trace_id.as_deref().unwrap_or(""),
-            crane.run.id = %run.run_id,
-            crane.run.status = tracing::field::Empty,
-            crane.plan.source = tracing::field::Empty,
-            crane.planner.variant = tracing::field::Empty,
-            crane.cost.usd = tracing::field::Empty,
-        );
+        // trace_id through this span; its OpenTelemetry twin is the trace's `run` span. A run
+        // whose trace is not recorded gets the same span under another target, which the trace
+        // exporter ignores (with everything inside it).
+        let untraced = crate::telemetry::is_untraced();
+        macro_rules! run_span {
+            ($($target:tt)*) => {
+                tracing::info_span!(
+                    $($target)*
+                    parent: &tracing::Span::current(),
+                    "run",
+                    otel.name = "run",
+                    run_id = %run.run_id,
+                    trace_id = run.trace_id.as_deref().unwrap_or(""),
+                    crane.run.id = %run.run_id,
+                    crane.run.status = tracing::field::Empty,
+                    crane.plan.source = tracing::field::Empty,
+                    crane.planner.variant = tracing::field::Empty,
+                    crane.cost.usd = tracing::field::Empty,
+                )
+            };
+        }
+        let span = if untraced {
+            run_span!(target: crate::telemetry::UNTRACED_TARGET,)
+        } else {
+            run_span!()
+        };
         tokio::spawn(async move {
             let permit = async {
                 tokio::select! {
@@ -242,7 +255,7 @@ impl Runtime {
             .await;
             inner.queued.fetch_sub(1, Ordering::Relaxed);
             let mut run = run;
-            let outcome = work(&inner, &mut run, &cancel).await;
+            let outcome = work(&inner, &mut run, &cancel, untraced).await;
             drop(permit);
             match outcome {
                 Err(error) => {
@@ -440,6 +453,7 @@ async fn work(
     inner: &Inner,
     run: &mut Run,
     cancel: &CancellationToken,
+    untraced: bool,
 ) -> Result<(), crate::store::StoreError> {
     if cancel.is_cancelled() {
         return executor::finish(
@@ -467,7 +481,7 @@ async fn work(
             let _ = store.mark_running(&run_id, started_at).await;
         })
     };
-    let result = plan_and_execute(inner, run, cancel).await;
+    let result = plan_and_execute(inner, run, cancel, untraced).await;
     checkpoint.abort();
     result
 }
@@ -475,16 +489,22 @@ async fn work(
 /// How long a run executes before its `running` state is written.
 const RUNNING_CHECKPOINT_DELAY: Duration = Duration::from_millis(2);
 
+/// `untraced`: the run's trace is not recorded (see [`crate::telemetry::untraced`]).
 async fn plan_and_execute(
     inner: &Inner,
     run: &mut Run,
     cancel: &CancellationToken,
+    untraced: bool,
 ) -> Result<(), crate::store::StoreError> {
     if run.plan.is_none() {
+        // Sent on LLM calls when no span of the run carries an exported trace context: export
+        // off, or a trace not recorded (sampled flag off, so the model server does not record
+        // it either).
+        let flags = if untraced { "00" } else { "01" };
         let traceparent = run
             .trace_id
             .as_ref()
-            .map(|t| format!("00-{t}-{:016x}-01", rand::random::<u64>() | 1));
+            .map(|t| format!("00-{t}-{:016x}-{flags}", rand::random::<u64>() | 1));
         match inner
             .planners
             .plan(run.planner.as_deref(), &run.prompt, traceparent.as_deref())

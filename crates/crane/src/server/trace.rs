@@ -1,6 +1,7 @@
 //! Per-request middleware: a trace id for every response (`X-Trace-ID`), taken from a valid
-//! W3C `traceparent` request header or made fresh, plus HTTP request metrics labelled by route
-//! template (never the raw path, so label values stay bounded).
+//! W3C `traceparent` request header or made fresh; the request's trace sampled where it comes in
+//! (with crane's default sampler: a dropped trace builds no span at all); plus HTTP request
+//! metrics labelled by route template (never the raw path, so label values stay bounded).
 
 use std::time::Instant;
 
@@ -11,13 +12,23 @@ use axum::response::Response;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::telemetry::RequestSampling;
+
 /// The trace id of the current request, available to handlers as an extension.
 #[derive(Debug, Clone)]
 pub struct TraceId(pub String);
 
+/// What a valid `traceparent` request header says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    pub trace_id: String,
+    /// The sampled flag: the caller records this trace.
+    pub sampled: bool,
+}
+
 /// Parses `traceparent` (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`); returns the
-/// trace id when the header is well formed and the id is not all zeros.
-pub fn parse_traceparent(value: &str) -> Option<String> {
+/// trace id and sampled flag when the header is well formed and the ids are not all zeros.
+pub fn parse_traceparent(value: &str) -> Option<Incoming> {
     let mut parts = value.trim().split('-');
     let version = parts.next()?;
     let trace_id = parts.next()?;
@@ -42,7 +53,11 @@ pub fn parse_traceparent(value: &str) -> Option<String> {
     if trace_id.bytes().all(|b| b == b'0') || span_id.bytes().all(|b| b == b'0') {
         return None;
     }
-    Some(trace_id.to_owned())
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some(Incoming {
+        trace_id: trace_id.to_owned(),
+        sampled: flags & 1 == 1,
+    })
 }
 
 fn fresh_trace_id() -> String {
@@ -62,7 +77,7 @@ impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
 }
 
 /// Adds `X-Trace-ID`, opens the request's server span (joined to an incoming `traceparent`)
-/// and records HTTP metrics.
+/// unless the request's trace is dropped, and records HTTP metrics.
 pub async fn middleware(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let incoming = req
@@ -76,28 +91,42 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
     let method = req.method().as_str().to_owned();
-    let span = tracing::debug_span!(
-        "http",
-        otel.name = %format!("{method} {route}"),
-        otel.kind = "server",
-        http.request.method = %method,
-        http.route = %route,
-        http.response.status_code = tracing::field::Empty,
-    );
-    let mut trace_id = None;
-    if crate::telemetry::exporting() {
-        if incoming.is_some() {
-            let cx = opentelemetry::global::get_text_map_propagator(|p| {
-                p.extract(&HeaderExtractor(req.headers()))
-            });
-            let _ = span.set_parent(cx);
+    let (parent_sampled, mut trace_id) = match incoming {
+        Some(incoming) => (Some(incoming.sampled), incoming.trace_id),
+        None => (None, fresh_trace_id()),
+    };
+    let sampling = crate::telemetry::request_sampling(parent_sampled, &trace_id);
+    let mut response = if sampling == RequestSampling::Drop {
+        // Not recorded: no span, and runs started here are marked so that none of theirs is
+        // built either. The trace id still answers X-Trace-ID and goes on the run.
+        req.extensions_mut().insert(TraceId(trace_id.clone()));
+        crane_core::telemetry::untraced(next.run(req)).await
+    } else {
+        let span = tracing::debug_span!(
+            "http",
+            otel.name = %format!("{method} {route}"),
+            otel.kind = "server",
+            http.request.method = %method,
+            http.route = %route,
+            http.response.status_code = tracing::field::Empty,
+        );
+        if sampling != RequestSampling::Off {
+            if parent_sampled.is_some() {
+                let cx = opentelemetry::global::get_text_map_propagator(|p| {
+                    p.extract(&HeaderExtractor(req.headers()))
+                });
+                let _ = span.set_parent(cx);
+            }
+            // A root trace's id is the one the exporter gave it.
+            if let Some(id) = crane_core::telemetry::trace_id(&span) {
+                trace_id = id;
+            }
         }
-        trace_id = crane_core::telemetry::trace_id(&span);
-    }
-    let trace_id = trace_id.or(incoming).unwrap_or_else(fresh_trace_id);
-    req.extensions_mut().insert(TraceId(trace_id.clone()));
-    let mut response = next.run(req).instrument(span.clone()).await;
-    span.record("http.response.status_code", response.status().as_u16());
+        req.extensions_mut().insert(TraceId(trace_id.clone()));
+        let response = next.run(req).instrument(span.clone()).await;
+        span.record("http.response.status_code", response.status().as_u16());
+        response
+    };
     if let Ok(v) = HeaderValue::from_str(&trace_id) {
         response.headers_mut().insert("x-trace-id", v);
     }
@@ -116,8 +145,21 @@ mod tests {
     fn traceparent_parsing_follows_w3c() {
         let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         assert_eq!(
-            parse_traceparent(ok).as_deref(),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+            parse_traceparent(ok),
+            Some(Incoming {
+                trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+                sampled: true
+            })
+        );
+        assert_eq!(
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+                .map(|i| i.sampled),
+            Some(false)
+        );
+        assert_eq!(
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03")
+                .map(|i| i.sampled),
+            Some(true)
         );
         assert_eq!(
             parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),

@@ -251,4 +251,77 @@ async fn multi_step_run_is_traced_into_phoenix_with_genai_attributes() {
                 .starts_with(run["run_id"].as_str().unwrap())
         );
     }
+
+    // A request whose caller did not sample its trace: crane records none of it either (the
+    // default sampler follows the caller's flag), still answers with the caller's trace id,
+    // puts it on the run and tells the model server the trace is not sampled.
+    let unsampled = "5cf92f3577b34da6a3ce929d0e0e4737";
+    let req = server
+        .client
+        .post(server.url("/runs?wait=true"))
+        .header("traceparent", format!("00-{unsampled}-{parent_span}-00"))
+        .json(&json!({"prompt": "add a todo to leave me out of traces and then mark it done"}));
+    let (status, headers, run) = server.send(req).await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(crate::support::trace_id(&headers), unsampled);
+    assert_eq!(run["trace_id"], unsampled);
+    // (A new prompt: the plan cache does not answer it, the model does.)
+    let received = llm.received_requests().await.unwrap();
+    assert_eq!(received.len(), 2, "the model planned the unsampled run");
+    let sent = received
+        .last()
+        .and_then(|r| r.headers.get("traceparent"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        sent.starts_with(&format!("00-{unsampled}-")) && sent.ends_with("-00"),
+        "outgoing traceparent of an unsampled trace: {sent}"
+    );
+
+    // Then a sampled one. The exporter sends spans in the order they end, so once this
+    // trace is in Phoenix, spans of the unsampled one would be too.
+    let later = "6df92f3577b34da6a3ce929d0e0e4738";
+    let req = server
+        .client
+        .post(server.url("/runs?wait=true"))
+        .header("traceparent", format!("00-{later}-{parent_span}-01"))
+        .json(&json!({"prompt": "add a todo to trace me later and then mark it done"}));
+    let (status, _, run) = server.send(req).await;
+    assert_eq!(status, 201, "{run}");
+    spans_of(&phoenix, project, later, 7).await;
+    let client = reqwest::Client::new();
+    let all: Value = client
+        .get(format!(
+            "{}/v1/projects/{project}/spans?limit=1000",
+            phoenix.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let leaked: Vec<&Value> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["context"]["trace_id"] == unsampled)
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "spans of an unsampled trace were exported: {leaked:?}"
+    );
+    let traces: std::collections::HashSet<&str> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["context"]["trace_id"].as_str())
+        .collect();
+    assert_eq!(
+        traces,
+        [trace_id, later].into_iter().collect(),
+        "no span of the unsampled request started a trace of its own"
+    );
 }
