@@ -23,8 +23,8 @@ tokio::task_local! {
 
 /// Runs `future` (the handling of one request) as one whose trace is not recorded: the trace
 /// sampler dropped it where it came in. Runs it starts are marked so (their `run` span has
-/// [`UNTRACED_TARGET`]), so exporting traces costs them nothing, and their LLM calls send a
-/// `traceparent` whose sampled flag is off.
+/// [`UNTRACED_TARGET`] and their worker runs inside `untraced` too), so exporting traces costs
+/// them next to nothing, and their LLM calls send a `traceparent` whose sampled flag is off.
 pub async fn untraced<F: std::future::Future>(future: F) -> F::Output {
     UNTRACED.scope((), future).await
 }

@@ -2,13 +2,13 @@
 //! Traces: when `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set,
 //! crane's spans are exported over OTLP/HTTP (protobuf) with a batch processor; the standard
 //! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_SERVICE_NAME` and `OTEL_TRACES_SAMPLER(_ARG)` variables
-//! are honoured by the OpenTelemetry SDK itself. Nothing is exported otherwise.
+//! are honoured. Nothing is exported otherwise.
 //!
 //! crane's own spans are at DEBUG level and enabled for the OpenTelemetry layer only (per-layer
 //! filters), so with export off and logs at info they are never created: the hot path stays
-//! cheap. With export on, [`SampledTraces`] keeps the layer away from the inner spans of traces
-//! the sampler dropped, so an unsampled run costs two spans (`http`, `run`) instead of all of
-//! them.
+//! cheap. With export on and a parent-based sampler (crane's default: 10% of root traces), an
+//! HTTP request is sampled where it comes in ([`request_sampling`]) and a dropped one builds no
+//! span at all; [`SampledTraces`] keeps the OpenTelemetry layer away from everything inside it.
 
 use std::sync::{Arc, OnceLock};
 
@@ -141,6 +141,10 @@ where
         if !self.targets.would_enable(meta.target(), meta.level()) {
             return false;
         }
+        if crane_core::telemetry::is_untraced() {
+            // Handling a request, or running a run, whose trace is not recorded.
+            return false;
+        }
         // The enclosing span, whether or not this layer saw it (a per-layer filter's context
         // hides the spans it filtered out, the untraced `run` span among them).
         let Some(current) = cx.current_span().id().cloned() else {
@@ -204,8 +208,12 @@ where
     }
 
     fn enabled(&self, meta: &Metadata<'_>, cx: Context<'_, S>) -> bool {
-        !self.may_skip(meta)
-            || SampledTraces::keep(
+        if !self.may_skip(meta) {
+            return true;
+        }
+        // Handling a request, or running a run, whose trace is not recorded.
+        !crane_core::telemetry::is_untraced()
+            && SampledTraces::keep(
                 meta,
                 cx.lookup_current().map(|span| self.traces.state(&span)),
             )
@@ -220,8 +228,9 @@ where
 /// Share of root traces sampled when `OTEL_TRACES_SAMPLER` is unset.
 pub const DEFAULT_SAMPLE_RATIO: f64 = 0.1;
 
-/// crane's default sampler for root traces, when `OTEL_TRACES_SAMPLER` is unset (set once at
-/// start). With it, HTTP requests are sampled where they come in ([`request_sampling`]).
+/// The root sampler of a parent-based sampler (crane's default, or a `parentbased_*`
+/// `OTEL_TRACES_SAMPLER`), set once at start. With it, HTTP requests are sampled where they
+/// come in ([`request_sampling`]).
 static EDGE_SAMPLER: OnceLock<Sampler> = OnceLock::new();
 
 /// How the trace of an incoming HTTP request is sampled.
@@ -229,11 +238,12 @@ static EDGE_SAMPLER: OnceLock<Sampler> = OnceLock::new();
 pub enum RequestSampling {
     /// Traces are not exported.
     Off,
-    /// The operator's `OTEL_TRACES_SAMPLER` decides, in the SDK, when the request's span starts.
+    /// A sampler that is not parent-based (`OTEL_TRACES_SAMPLER=always_on`, `always_off`,
+    /// `traceidratio`) decides, in the SDK, when the request's span starts.
     Sdk,
-    /// crane's default sampler keeps the trace: record it.
+    /// The (parent-based) sampler keeps the trace: record it.
     Record,
-    /// crane's default sampler drops the trace: build nothing of it
+    /// The (parent-based) sampler drops the trace: build nothing of it
     /// ([`crane_core::telemetry::untraced`]).
     Drop,
 }
@@ -339,16 +349,40 @@ fn provider() -> Result<SdkTracerProvider, String> {
     let mut builder = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource);
-    // crane's default when OTEL_TRACES_SAMPLER is unset: keep every trace a caller already
-    // sampled (W3C traceparent flag) and DEFAULT_SAMPLE_RATIO of the others, so export costs
-    // little at full load; HTTP requests are sampled where they come in (request_sampling).
-    // OTEL_TRACES_SAMPLER=parentbased_always_on keeps everything.
-    if std::env::var("OTEL_TRACES_SAMPLER").is_err() {
-        let root = Sampler::TraceIdRatioBased(DEFAULT_SAMPLE_RATIO);
+    // A parent-based sampler (crane's default, or one the operator chose) decides from the
+    // caller's sampled flag, or for a root from the trace id: HTTP requests are then sampled
+    // where they come in (request_sampling), so a dropped request costs no span at all.
+    if let Some(root) = parent_based_root(
+        std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+        std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
+    ) {
         let _ = EDGE_SAMPLER.set(root.clone());
         builder = builder.with_sampler(Sampler::ParentBased(Box::new(EdgeRoot(root))));
     }
     Ok(builder.build())
+}
+
+/// The root sampler of the parent-based sampler that `OTEL_TRACES_SAMPLER` (`sampler`) and
+/// `OTEL_TRACES_SAMPLER_ARG` (`arg`) name, or `None` for one that is not parent-based (the SDK
+/// then reads them itself). Unset: crane's default, [`DEFAULT_SAMPLE_RATIO`] of root traces
+/// (the specification's default, `parentbased_always_on`, would build and export every trace
+/// of a busy service). A ratio that is not a number in [0, 1] counts as 1, as the
+/// specification says.
+fn parent_based_root(sampler: Option<&str>, arg: Option<&str>) -> Option<Sampler> {
+    let sampler = sampler.map(str::trim).filter(|s| !s.is_empty());
+    match sampler.map(str::to_ascii_lowercase).as_deref() {
+        None => Some(Sampler::TraceIdRatioBased(DEFAULT_SAMPLE_RATIO)),
+        Some("parentbased_always_on") => Some(Sampler::AlwaysOn),
+        Some("parentbased_always_off") => Some(Sampler::AlwaysOff),
+        Some("parentbased_traceidratio") => {
+            let ratio = arg
+                .and_then(|a| a.trim().parse::<f64>().ok())
+                .filter(|r| (0.0..=1.0).contains(r))
+                .unwrap_or(1.0);
+            Some(Sampler::TraceIdRatioBased(ratio))
+        }
+        Some(_) => None,
+    }
 }
 
 /// crane's spans and events (every `crane*` target) at DEBUG and above, except the `run`
@@ -614,6 +648,53 @@ mod tests {
             "only the sampled trace is exported: {:?}",
             exported.iter().map(|s| &s.name).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn parent_based_samplers_are_decided_by_crane() {
+        let ratio = |s: Option<Sampler>| match s {
+            Some(Sampler::TraceIdRatioBased(r)) => Some(r),
+            Some(Sampler::AlwaysOn) => Some(1.0),
+            Some(Sampler::AlwaysOff) => Some(0.0),
+            _ => None,
+        };
+        assert_eq!(
+            ratio(parent_based_root(None, None)),
+            Some(DEFAULT_SAMPLE_RATIO)
+        );
+        assert_eq!(
+            ratio(parent_based_root(Some(" "), None)),
+            Some(DEFAULT_SAMPLE_RATIO)
+        );
+        assert_eq!(
+            ratio(parent_based_root(Some("parentbased_always_on"), None)),
+            Some(1.0)
+        );
+        assert_eq!(
+            ratio(parent_based_root(Some("ParentBased_Always_Off"), None)),
+            Some(0.0)
+        );
+        assert_eq!(
+            ratio(parent_based_root(
+                Some("parentbased_traceidratio"),
+                Some("0.25")
+            )),
+            Some(0.25)
+        );
+        assert_eq!(
+            ratio(parent_based_root(
+                Some("parentbased_traceidratio"),
+                Some("2")
+            )),
+            Some(1.0)
+        );
+        assert_eq!(
+            ratio(parent_based_root(Some("parentbased_traceidratio"), None)),
+            Some(1.0)
+        );
+        for sdk in ["always_on", "always_off", "traceidratio", "jaeger_remote"] {
+            assert!(parent_based_root(Some(sdk), Some("0.5")).is_none(), "{sdk}");
+        }
     }
 
     #[test]

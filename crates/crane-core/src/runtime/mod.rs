@@ -244,7 +244,7 @@ impl Runtime {
         } else {
             run_span!()
         };
-        tokio::spawn(async move {
+        let worker = async move {
             let permit = async {
                 tokio::select! {
                     p = inner.permits.clone().acquire_owned() => p.ok(),
@@ -289,7 +289,15 @@ impl Runtime {
             if let Some(w) = last {
                 let _ = w.send(run);
             }
-        }.instrument(span));
+        }
+        .instrument(span);
+        if untraced {
+            // The worker stays marked, so the trace exporter's filters can tell at once that
+            // nothing it does is recorded.
+            tokio::spawn(crate::telemetry::untraced(worker));
+        } else {
+            tokio::spawn(worker);
+        }
         wait.then_some(rx)
     }
 
