@@ -7,21 +7,43 @@ use crate::support::Server;
 
 #[tokio::test]
 async fn json_log_lines_about_a_run_carry_run_and_trace_ids() {
-    let server = Server::start_with_env(
-        &["--debug-tools", "--retry-max-attempts", "2"],
-        &[
-            ("CRANE_LOG_FORMAT", "json"),
-            ("RUST_LOG", "crane_core=debug,info"),
-        ],
+    check_run_logs(&[], None).await;
+}
+
+/// With trace export on and a request whose trace is not recorded (the caller's `traceparent`
+/// says not sampled, so crane builds no span for the exporter), log lines about its run still
+/// carry the run id and the caller's trace id.
+#[tokio::test]
+async fn log_lines_of_an_unrecorded_trace_still_carry_run_and_trace_ids() {
+    let trace_id = "7af92f3577b34da6a3ce929d0e0e4739";
+    let run = check_run_logs(
+        // Nothing listens there; nothing of this request is exported anyway.
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")],
+        Some(&format!("00-{trace_id}-00f067aa0ba902b7-00")),
     )
     .await;
+    assert_eq!(run["trace_id"], trace_id);
+}
+
+/// Runs one run with a retried step under JSON logs at DEBUG for crane_core; checks the log
+/// lines about it. Returns the run.
+async fn check_run_logs(env: &[(&str, &str)], traceparent: Option<&str>) -> Value {
+    let mut env = env.to_vec();
+    env.extend([
+        ("CRANE_LOG_FORMAT", "json"),
+        ("RUST_LOG", "crane_core=debug,info"),
+    ]);
+    let server =
+        Server::start_with_env(&["--debug-tools", "--retry-max-attempts", "2"], &env).await;
     let prompt = "secret-prompt-text-7f3a";
-    let run = server
-        .create_run(
-            &json!({"prompt": prompt, "steps": [{"tool": "debug_flaky", "input": {"fail_times": 1}}]}),
-            true,
-        )
-        .await;
+    let mut req = server.client.post(server.url("/runs?wait=true")).json(
+        &json!({"prompt": prompt, "steps": [{"tool": "debug_flaky", "input": {"fail_times": 1}}]}),
+    );
+    if let Some(traceparent) = traceparent {
+        req = req.header("traceparent", traceparent);
+    }
+    let (status, _, run) = server.send(req).await;
+    assert_eq!(status, 201, "{run}");
     assert_eq!(run["status"], "completed", "{run}");
     let logs = server.logs();
     let lines: Vec<Value> = logs
@@ -52,4 +74,5 @@ async fn json_log_lines_about_a_run_carry_run_and_trace_ids() {
             );
         }
     }
+    run
 }
