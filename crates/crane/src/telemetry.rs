@@ -10,6 +10,7 @@
 //! HTTP request is sampled where it comes in ([`request_sampling`]) and a dropped one builds no
 //! span at all; [`SampledTraces`] keeps the OpenTelemetry layer away from everything inside it.
 
+use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
 
 use crane_core::telemetry::UNTRACED_TARGET;
@@ -228,10 +229,22 @@ where
 /// Share of root traces sampled when `OTEL_TRACES_SAMPLER` is unset.
 pub const DEFAULT_SAMPLE_RATIO: f64 = 0.1;
 
-/// The root sampler of a parent-based sampler (crane's default, or a `parentbased_*`
-/// `OTEL_TRACES_SAMPLER`), set once at start. With it, HTTP requests are sampled where they
-/// come in ([`request_sampling`]).
-static EDGE_SAMPLER: OnceLock<Sampler> = OnceLock::new();
+/// Most root traces crane's default sampler keeps per second, unless
+/// `CRANE_TRACES_MAX_PER_SECOND` says otherwise.
+pub const DEFAULT_MAX_TRACES_PER_SECOND: u32 = 100;
+
+/// A parent-based sampler decided where requests come in ([`request_sampling`]), set once at
+/// start: crane's default, or a `parentbased_*` `OTEL_TRACES_SAMPLER`.
+struct EdgeSampling {
+    /// Decides root traces (requests without a caller's sampled flag) by trace id.
+    root: Sampler,
+    /// crane's default only: at most this many root traces kept per second, so the cost of
+    /// export (and the load on the trace backend) stays bounded however busy crane is. A
+    /// fixed ratio alone would export 1 000 traces/s at 10 000 runs/s.
+    cap: Option<governor::DefaultDirectRateLimiter>,
+}
+
+static EDGE_SAMPLER: OnceLock<EdgeSampling> = OnceLock::new();
 
 /// How the trace of an incoming HTTP request is sampled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,35 +261,58 @@ pub enum RequestSampling {
     Drop,
 }
 
-/// Samples an incoming request's trace before any span exists, as crane's default sampler
-/// (parent-based, [`DEFAULT_SAMPLE_RATIO`] of root traces by trace id) would decide for the
-/// request's span: `parent_sampled` is the sampled flag of a valid `traceparent`, `trace_id`
-/// the id the request's trace gets when it has none (32 lowercase hex digits).
+/// Samples an incoming request's trace before any span exists, as a parent-based sampler would
+/// decide for the request's span (crane's default: [`DEFAULT_SAMPLE_RATIO`] of root traces by
+/// trace id, at most [`DEFAULT_MAX_TRACES_PER_SECOND`] per second): `parent_sampled` is the
+/// sampled flag of a valid `traceparent`, `trace_id` the id the request's trace gets when it has
+/// none (32 lowercase hex digits).
 pub fn request_sampling(parent_sampled: Option<bool>, trace_id: &str) -> RequestSampling {
     if !exporting() {
         return RequestSampling::Off;
     }
-    let Some(root) = EDGE_SAMPLER.get() else {
+    let Some(edge) = EDGE_SAMPLER.get() else {
         return RequestSampling::Sdk;
     };
-    if edge_keeps(root, parent_sampled, trace_id) {
+    if edge_keeps(&edge.root, edge.cap.as_ref(), parent_sampled, trace_id) {
         RequestSampling::Record
     } else {
         RequestSampling::Drop
     }
 }
 
-/// The decision of [`request_sampling`] with crane's default sampler, whose root sampler is
-/// `root`: a caller's sampled flag decides; without one, `root` decides on `trace_id`.
-fn edge_keeps(root: &Sampler, parent_sampled: Option<bool>, trace_id: &str) -> bool {
+/// The decision of [`request_sampling`] with a parent-based sampler whose root sampler is
+/// `root`: a caller's sampled flag decides; without one, `root` decides on `trace_id`, and a
+/// root trace it keeps also needs a token from `cap` (when there is one).
+fn edge_keeps(
+    root: &Sampler,
+    cap: Option<&governor::DefaultDirectRateLimiter>,
+    parent_sampled: Option<bool>,
+    trace_id: &str,
+) -> bool {
     match parent_sampled {
         Some(sampled) => sampled,
-        None => TraceId::from_hex(trace_id).is_ok_and(|id| {
-            root.should_sample(None, id, "http", &SpanKind::Server, &[], &[])
-                .decision
-                == SamplingDecision::RecordAndSample
-        }),
+        None => {
+            TraceId::from_hex(trace_id).is_ok_and(|id| {
+                root.should_sample(None, id, "http", &SpanKind::Server, &[], &[])
+                    .decision
+                    == SamplingDecision::RecordAndSample
+            }) && cap.is_none_or(|cap| cap.check().is_ok())
+        }
     }
+}
+
+/// The cap on root traces per second for crane's default sampler, from
+/// `CRANE_TRACES_MAX_PER_SECOND` (`value`): unset means [`DEFAULT_MAX_TRACES_PER_SECOND`], `0`
+/// no cap. Anything else is an error saying what to write.
+fn traces_cap(value: Option<&str>) -> Result<Option<NonZeroU32>, String> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(NonZeroU32::new(DEFAULT_MAX_TRACES_PER_SECOND));
+    };
+    value.parse::<u32>().map(NonZeroU32::new).map_err(|_| {
+        format!(
+            "CRANE_TRACES_MAX_PER_SECOND={value:?} is not a whole number of traces per second (0 for no cap); using {DEFAULT_MAX_TRACES_PER_SECOND}"
+        )
+    })
 }
 
 /// The root sampler behind crane's default (parent-based) sampler. An HTTP request's server
@@ -319,7 +355,9 @@ pub fn exporting() -> bool {
     PROVIDER.get().is_some()
 }
 
-fn provider() -> Result<SdkTracerProvider, String> {
+/// Builds the tracer provider. `cap`: the cap on root traces per second for crane's default
+/// sampler.
+fn provider(cap: Option<NonZeroU32>) -> Result<SdkTracerProvider, String> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .build()
@@ -352,11 +390,20 @@ fn provider() -> Result<SdkTracerProvider, String> {
     // A parent-based sampler (crane's default, or one the operator chose) decides from the
     // caller's sampled flag, or for a root from the trace id: HTTP requests are then sampled
     // where they come in (request_sampling), so a dropped request costs no span at all.
+    // crane's default also caps the root traces kept per second.
+    let sampler = std::env::var("OTEL_TRACES_SAMPLER").ok();
+    let crane_default = sampler.as_deref().is_none_or(|s| s.trim().is_empty());
     if let Some(root) = parent_based_root(
-        std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+        sampler.as_deref(),
         std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
     ) {
-        let _ = EDGE_SAMPLER.set(root.clone());
+        let cap = cap.filter(|_| crane_default).map(|per_second| {
+            governor::RateLimiter::direct(governor::Quota::per_second(per_second))
+        });
+        let _ = EDGE_SAMPLER.set(EdgeSampling {
+            root: root.clone(),
+            cap,
+        });
         builder = builder.with_sampler(Sampler::ParentBased(Box::new(EdgeRoot(root))));
     }
     Ok(builder.build())
@@ -417,7 +464,12 @@ pub fn init(json_logs: bool, default_level: &str) {
         let _ = registry.try_init();
         return;
     }
-    match provider() {
+    let (cap, cap_error) =
+        match traces_cap(std::env::var("CRANE_TRACES_MAX_PER_SECOND").ok().as_deref()) {
+            Ok(cap) => (cap, None),
+            Err(error) => (NonZeroU32::new(DEFAULT_MAX_TRACES_PER_SECOND), Some(error)),
+        };
+    match provider(cap) {
         Ok(provider) => {
             opentelemetry::global::set_text_map_propagator(
                 opentelemetry_sdk::propagation::TraceContextPropagator::new(),
@@ -448,6 +500,9 @@ pub fn init(json_logs: bool, default_level: &str) {
                 tracing::dispatcher::get_default(|installed| {
                     let _ = dispatch.set(installed.downgrade());
                 });
+                if let Some(error) = cap_error {
+                    tracing::error!(%error, "invalid trace sampling setting");
+                }
             }
         }
         Err(error) => {
@@ -651,6 +706,36 @@ mod tests {
     }
 
     #[test]
+    fn the_default_sampler_caps_root_traces_per_second() {
+        // Every root trace passes the ratio; the cap keeps the first 5 of a burst. (Tokens come
+        // back at 5 per second: the loop takes far less than the 200 ms one token needs.)
+        let cap =
+            governor::RateLimiter::direct(governor::Quota::per_second(NonZeroU32::new(5).unwrap()));
+        let kept = (0..50)
+            .filter(|_| {
+                edge_keeps(
+                    &Sampler::AlwaysOn,
+                    Some(&cap),
+                    None,
+                    &format!("{:032x}", rand::random::<u128>() | 1),
+                )
+            })
+            .count();
+        assert_eq!(kept, 5);
+        // A caller's sampled flag is not capped (its trace is already being recorded).
+        assert!(edge_keeps(&Sampler::AlwaysOn, Some(&cap), Some(true), "x"));
+
+        assert_eq!(
+            traces_cap(None),
+            Ok(NonZeroU32::new(DEFAULT_MAX_TRACES_PER_SECOND))
+        );
+        assert_eq!(traces_cap(Some(" 250 ")), Ok(NonZeroU32::new(250)));
+        assert_eq!(traces_cap(Some("0")), Ok(None));
+        let error = traces_cap(Some("lots")).unwrap_err();
+        assert!(error.contains("CRANE_TRACES_MAX_PER_SECOND") && error.contains("whole number"));
+    }
+
+    #[test]
     fn parent_based_samplers_are_decided_by_crane() {
         let ratio = |s: Option<Sampler>| match s {
             Some(Sampler::TraceIdRatioBased(r)) => Some(r),
@@ -703,21 +788,28 @@ mod tests {
         // The ratio sampler reads the id's low 8 bytes: low values are kept.
         let low = "ffffffffffffffff0000000000000001";
         let high = "0000000000000000ffffffffffffffff";
-        assert!(edge_keeps(&root, None, low));
-        assert!(!edge_keeps(&root, None, high));
+        assert!(edge_keeps(&root, None, None, low));
+        assert!(!edge_keeps(&root, None, None, high));
         assert!(
-            edge_keeps(&root, Some(true), high),
+            edge_keeps(&root, None, Some(true), high),
             "a caller's sampled flag wins"
         );
         assert!(
-            !edge_keeps(&root, Some(false), low),
+            !edge_keeps(&root, None, Some(false), low),
             "so does its unsampled flag"
         );
-        assert!(!edge_keeps(&root, None, "not hex"));
+        assert!(!edge_keeps(&root, None, None, "not hex"));
 
         // About DEFAULT_SAMPLE_RATIO of fresh ids are kept.
         let kept = (0..10_000)
-            .filter(|_| edge_keeps(&root, None, &format!("{:032x}", rand::random::<u128>())))
+            .filter(|_| {
+                edge_keeps(
+                    &root,
+                    None,
+                    None,
+                    &format!("{:032x}", rand::random::<u128>()),
+                )
+            })
             .count();
         assert!((800..1200).contains(&kept), "{kept} of 10 000 kept");
 
