@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Plan, Timestamp};
+use super::{LayerFailure, Plan, Timestamp, TokenUsage};
 
 /// The run status machine: pending → running → completed | failed | cancelled
 /// (pending may also go straight to failed or cancelled; a failed run may be retried,
@@ -96,6 +96,22 @@ pub struct StepRecord {
     pub duration_ms: Option<f64>,
 }
 
+/// Why planning failed and what the failed attempts cost: set on a run that failed because
+/// every layer of the planner chain failed (no plan). The same shapes as `plan.planner`'s
+/// `attempts`, `usage` and `cost_usd`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PlanFailure {
+    /// Every layer (or variant) that did not produce a plan, in order.
+    #[serde(default)]
+    pub attempts: Vec<LayerFailure>,
+    /// Tokens billed by the LLM calls of the failed attempts (repair rounds included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TokenUsage>,
+    /// Their cost in USD, from the configured pricing table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
 /// Full run state (field names fixed by DESIGN.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
@@ -116,6 +132,9 @@ pub struct Run {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planner: Option<String>,
     pub plan: Option<Plan>,
+    /// Set when no plan could be made: the failed attempts and what they cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_failure: Option<PlanFailure>,
     pub execution_log: Vec<StepRecord>,
     pub result: Option<Value>,
     pub error: Option<String>,
@@ -140,6 +159,7 @@ impl Run {
             trace_id: None,
             planner: None,
             plan: None,
+            plan_failure: None,
             execution_log: Vec::new(),
             result: None,
             error: None,
@@ -150,11 +170,99 @@ impl Run {
         }
     }
 
+    /// Tokens planning was billed for: the plan's `usage` plus that of failed planning
+    /// (`plan_failure`); `None` when neither reports any.
+    pub fn planning_usage(&self) -> Option<TokenUsage> {
+        let planned = self.plan.as_ref().and_then(|p| p.planner.usage);
+        let failed = self.plan_failure.as_ref().and_then(|f| f.usage);
+        match (planned, failed) {
+            (None, None) => None,
+            (a, b) => {
+                let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
+                Some(TokenUsage {
+                    input_tokens: a.input_tokens + b.input_tokens,
+                    output_tokens: a.output_tokens + b.output_tokens,
+                })
+            }
+        }
+    }
+
+    /// What planning cost in USD: the plan's `cost_usd` plus that of failed planning
+    /// (`plan_failure`); `None` when neither is priced.
+    pub fn planning_cost_usd(&self) -> Option<f64> {
+        let planned = self.plan.as_ref().and_then(|p| p.planner.cost_usd);
+        let failed = self.plan_failure.as_ref().and_then(|f| f.cost_usd);
+        match (planned, failed) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        }
+    }
+
     /// The number of leading steps that completed; execution resumes after them.
     pub fn completed_steps(&self) -> usize {
         self.execution_log
             .iter()
             .take_while(|s| s.status == StepStatus::Completed)
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_failure_is_serialised_only_when_present_and_old_runs_load() {
+        let mut run = Run::new("paint the fence".into(), None, None);
+        let json = serde_json::to_value(&run).unwrap();
+        assert!(json.get("plan_failure").is_none(), "{json}");
+        // A run stored before the field existed.
+        let old: Run = serde_json::from_value(json).unwrap();
+        assert_eq!(old.plan_failure, None);
+
+        run.plan_failure = Some(PlanFailure {
+            attempts: vec![LayerFailure {
+                layer: "llm:primary".into(),
+                category: "invalid_plan".into(),
+                message: "invalid plan after one repair round".into(),
+            }],
+            usage: Some(TokenUsage {
+                input_tokens: 200,
+                output_tokens: 40,
+            }),
+            cost_usd: Some(0.00028),
+        });
+        let json = serde_json::to_value(&run).unwrap();
+        assert_eq!(
+            json["plan_failure"],
+            serde_json::json!({
+                "attempts": [{"layer": "llm:primary", "category": "invalid_plan",
+                              "message": "invalid plan after one repair round"}],
+                "usage": {"input_tokens": 200, "output_tokens": 40},
+                "cost_usd": 0.00028
+            })
+        );
+        let back: Run = serde_json::from_value(json).unwrap();
+        assert_eq!(back, run);
+        assert_eq!(
+            back.planning_usage(),
+            Some(TokenUsage {
+                input_tokens: 200,
+                output_tokens: 40
+            })
+        );
+        assert_eq!(back.planning_cost_usd(), Some(0.00028));
+
+        // Without a spend, only the attempts are written.
+        run.plan_failure = Some(PlanFailure {
+            usage: None,
+            cost_usd: None,
+            ..run.plan_failure.unwrap_or_default()
+        });
+        let json = serde_json::to_value(&run).unwrap();
+        assert!(json["plan_failure"].get("usage").is_none(), "{json}");
+        assert!(json["plan_failure"].get("cost_usd").is_none(), "{json}");
+        assert_eq!(run.planning_usage(), None);
+        assert_eq!(run.planning_cost_usd(), None);
     }
 }

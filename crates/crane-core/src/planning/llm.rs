@@ -51,7 +51,9 @@ pub struct PlanContext<'a> {
 /// What planning spent on LLM calls so far: every layer of the chain, repair rounds included.
 /// The chain owns it, so a plan made after an earlier layer's billed but unusable answers (or a
 /// rule fallback after them) still records what planning cost.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// A failed chain carries it in [`super::PlanError::Exhausted`], so a run that got no plan still
+/// records what its planning cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Spend {
     pub usage: TokenUsage,
     /// `None` until a priced call succeeded.
@@ -62,6 +64,25 @@ impl Spend {
     /// True when no call was billed.
     pub fn is_empty(&self) -> bool {
         self.usage == TokenUsage::default() && self.cost_usd.is_none()
+    }
+
+    /// Adds `other` (e.g. the spend of another planner variant of the same run).
+    pub fn add(&mut self, other: Spend) {
+        self.usage.input_tokens += other.usage.input_tokens;
+        self.usage.output_tokens += other.usage.output_tokens;
+        self.cost_usd = match (self.cost_usd, other.cost_usd) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        };
+    }
+
+    /// `(usage, cost_usd)` as plan and run records show them: no usage when nothing was billed.
+    pub fn record(&self) -> (Option<TokenUsage>, Option<f64>) {
+        if self.is_empty() {
+            (None, None)
+        } else {
+            (Some(self.usage), self.cost_usd)
+        }
     }
 }
 

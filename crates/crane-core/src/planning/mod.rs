@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::domain::{LayerFailure, Plan, PlanSource, PlanStep, PlannerInfo};
+use crate::domain::{LayerFailure, Plan, PlanFailure, PlanSource, PlanStep, PlannerInfo};
 use crate::tools::ToolRegistry;
 pub use llm::{LlmLayer, LlmLayerConfig, PlanContext, Spend};
 pub use validate::{PlanViolation, validate_plan};
@@ -43,9 +43,13 @@ pub enum PlanError {
     /// The plan failed validation.
     #[error("the plan is invalid: {}", violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; "))]
     Invalid { violations: Vec<PlanViolation> },
-    /// Every layer of the chain failed.
+    /// Every layer of the chain failed. `spend`: what the LLM calls of the failed layers (and
+    /// planner variants) were billed, repair rounds included.
     #[error("no planner could plan this prompt: {}", describe(failures))]
-    Exhausted { failures: Vec<LayerFailure> },
+    Exhausted {
+        failures: Vec<LayerFailure>,
+        spend: Spend,
+    },
     /// The run asked for a planner variant or alias that is not registered.
     #[error("unknown planner '{name}'; known variants: {known}; aliases: {aliases}")]
     UnknownPlanner {
@@ -56,6 +60,32 @@ pub enum PlanError {
     /// A provider rejected crane's credentials or configuration: fix the config.
     #[error("LLM provider misconfigured ({}): {}; fix the provider's API key, URL or model in the configuration", failure.category, failure.message)]
     Misconfigured { failure: LayerFailure },
+}
+
+impl PlanError {
+    /// What the failed planning spent on LLM calls (nothing unless [`PlanError::Exhausted`]).
+    pub fn spend(&self) -> Spend {
+        match self {
+            Self::Exhausted { spend, .. } => *spend,
+            _ => Spend::default(),
+        }
+    }
+
+    /// The run's record of a failed chain (`Run::plan_failure`): every failed layer and what
+    /// they cost. `None` for errors that are not a chain running out of layers.
+    pub fn failure_record(&self) -> Option<PlanFailure> {
+        match self {
+            Self::Exhausted { failures, spend } => {
+                let (usage, cost_usd) = spend.record();
+                Some(PlanFailure {
+                    attempts: failures.clone(),
+                    usage,
+                    cost_usd,
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 fn describe(failures: &[LayerFailure]) -> String {
@@ -364,10 +394,7 @@ impl Planning {
                 Ok((steps, mut info)) => {
                     info.attempts = failures;
                     // Billed answers that were unusable still cost this run.
-                    if !spend.is_empty() {
-                        info.usage = Some(spend.usage);
-                        info.cost_usd = spend.cost_usd;
-                    }
+                    (info.usage, info.cost_usd) = spend.record();
                     return Ok((steps, info));
                 }
                 Err(e) => failures.push(LayerFailure {
@@ -380,7 +407,7 @@ impl Planning {
                 }),
             }
         }
-        Err(PlanError::Exhausted { failures })
+        Err(PlanError::Exhausted { failures, spend })
     }
 
     /// Validates a plan supplied by the caller.
@@ -412,4 +439,271 @@ pub(crate) fn number_steps(
             reasoning,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crane_llm::{Pricing, Provider, ProviderConfig, ProviderKind, StructuredMode};
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::domain::TokenUsage;
+
+    const MODEL: &str = "test-model";
+    /// A prompt the rule planner rejects.
+    const NONSENSE: &str = "paint the fence blue";
+    /// One answer of [`mock_openai`] (100 input + 20 output tokens) at 1 / 2 USD per million.
+    const ONE_CALL_USD: f64 = 100.0 * 1.0 / 1e6 + 20.0 * 2.0 / 1e6;
+
+    /// An OpenAI-compatible server answering every chat call with a plan that names an unknown
+    /// tool (invalid, also after the repair round), billed 100 input and 20 output tokens.
+    /// Returns its base URL and how many requests it answered. crane-core has no HTTP server
+    /// dependency: this is HTTP/1.1 by hand (keep-alive, Content-Length bodies only).
+    async fn mock_openai() -> (String, Arc<AtomicUsize>) {
+        let plan =
+            json!({"steps": [{"tool": "weather", "input": {"city": "Oslo"}, "reasoning": "r"}]});
+        let body = json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": MODEL,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": plan.to_string()}}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+        })
+        .to_string();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answered = Arc::new(AtomicUsize::new(0));
+        let count = answered.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (response, count) = (response.clone(), count.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        // One request: headers, then Content-Length bytes of body.
+                        let request_len = loop {
+                            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                                let length = head
+                                    .lines()
+                                    .find_map(|l| l.strip_prefix("content-length:"))
+                                    .and_then(|v| v.trim().parse::<usize>().ok())
+                                    .unwrap_or(0);
+                                if buf.len() >= end + 4 + length {
+                                    break end + 4 + length;
+                                }
+                            }
+                            match socket.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        buf.drain(..request_len);
+                        count.fetch_add(1, Ordering::SeqCst);
+                        if socket.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (format!("http://{addr}/v1"), answered)
+    }
+
+    fn layer(name: &str, base_url: &str) -> LlmLayerConfig {
+        let mut config = ProviderConfig::new(name, ProviderKind::OpenAi, base_url, MODEL);
+        config.modes = vec![StructuredMode::JsonSchema];
+        config.retry.max_retries = 0;
+        config.pricing.insert(
+            MODEL.to_owned(),
+            Pricing {
+                input_per_million: 1.0,
+                output_per_million: 2.0,
+            },
+        );
+        LlmLayerConfig {
+            provider: Provider::new(config).unwrap(),
+            template: prompt::PromptTemplate::builtin(),
+            few_shot: false,
+            temperature: None,
+            max_tokens: None,
+            tiers: Vec::new(),
+        }
+    }
+
+    fn llm_planning(layers: Vec<LlmLayerConfig>, rule_fallback: bool) -> Planning {
+        Planning::with_config(
+            Arc::new(crate::tools::builtin_registry()),
+            PlanningConfig {
+                strategy: Strategy::LlmFirst,
+                layers,
+                cache_capacity: 0,
+                rule_fallback,
+                ..PlanningConfig::default()
+            },
+        )
+        .unwrap()
+    }
+
+    fn categories(failures: &[LayerFailure]) -> Vec<(&str, &str)> {
+        failures
+            .iter()
+            .map(|f| (f.layer.as_str(), f.category.as_str()))
+            .collect()
+    }
+
+    #[track_caller]
+    fn assert_spend(spend: Spend, calls: u64) {
+        assert_eq!(
+            spend.usage,
+            TokenUsage {
+                input_tokens: 100 * calls,
+                output_tokens: 20 * calls
+            }
+        );
+        let cost = spend.cost_usd.expect("priced calls have a cost");
+        assert!(
+            (cost - calls as f64 * ONE_CALL_USD).abs() < 1e-12,
+            "{cost} for {calls} calls"
+        );
+    }
+
+    #[tokio::test]
+    async fn exhausted_chain_carries_the_spend_of_every_failed_layer() {
+        let (url, answered) = mock_openai().await;
+        // Two layers, each answering invalid plans twice (first answer and repair), and a
+        // rule fallback that rejects the prompt.
+        let planning = llm_planning(vec![layer("primary", &url), layer("secondary", &url)], true);
+        let err = planning
+            .plan(NONSENSE)
+            .await
+            .expect_err("no layer can plan");
+        assert_eq!(answered.load(Ordering::SeqCst), 4);
+        let PlanError::Exhausted { failures, spend } = &err else {
+            panic!("expected Exhausted, got {err:?}");
+        };
+        assert_eq!(
+            categories(failures),
+            [
+                ("llm:primary", "invalid_plan"),
+                ("llm:secondary", "invalid_plan"),
+                ("rule", "rejected")
+            ]
+        );
+        assert_spend(*spend, 4);
+        assert_eq!(err.spend(), *spend);
+
+        // The run's record of it.
+        let record = err.failure_record().expect("a record");
+        assert_eq!(record.attempts, *failures);
+        assert_eq!(record.usage, Some(spend.usage));
+        assert_eq!(record.cost_usd, spend.cost_usd);
+    }
+
+    #[tokio::test]
+    async fn exhausted_without_rule_fallback_and_without_billed_calls() {
+        let (url, _) = mock_openai().await;
+        let planning = llm_planning(vec![layer("primary", &url)], false);
+        let err = planning.plan(NONSENSE).await.expect_err("invalid plans");
+        assert_eq!(
+            categories(match &err {
+                PlanError::Exhausted { failures, .. } => failures,
+                other => panic!("expected Exhausted, got {other:?}"),
+            }),
+            [("llm:primary", "invalid_plan")]
+        );
+        assert_spend(err.spend(), 2);
+
+        // Nothing billed (the rule planner alone): the record has attempts, no usage or cost.
+        let err = PlanError::Exhausted {
+            failures: Vec::new(),
+            spend: Spend::default(),
+        };
+        let record = err.failure_record().expect("a record");
+        assert_eq!((record.usage, record.cost_usd), (None, None));
+        let rejected = PlanError::Rejected {
+            message: "no".into(),
+        };
+        assert_eq!(rejected.failure_record(), None);
+        assert!(rejected.spend().is_empty());
+    }
+
+    fn llm_variant(name: &str, planning: Planning, fallback: &[&str]) -> Variant {
+        Variant::new(
+            VariantSpec {
+                name: name.into(),
+                kind: VariantKind::Llm,
+                version: "1.0.0".into(),
+                fallback: fallback.iter().map(|f| (*f).to_owned()).collect(),
+                builtin: false,
+                ..VariantSpec::rule()
+            },
+            planning,
+        )
+    }
+
+    #[tokio::test]
+    async fn variant_fallback_sums_the_spend_of_every_variant_tried() {
+        let (url, answered) = mock_openai().await;
+        let registry = Arc::new(crate::tools::builtin_registry());
+        let planners = Planners::new(
+            registry,
+            vec![
+                llm_variant(
+                    "a",
+                    llm_planning(vec![layer("primary", &url)], false),
+                    &["b"],
+                ),
+                llm_variant("b", llm_planning(vec![layer("primary", &url)], false), &[]),
+                llm_variant(
+                    "c",
+                    llm_planning(vec![layer("primary", &url)], false),
+                    &["rule"],
+                ),
+            ],
+            "a",
+        )
+        .unwrap();
+
+        // a then b: both exhausted, each after two billed answers.
+        let err = planners
+            .plan(Some("a"), NONSENSE, None)
+            .await
+            .expect_err("no variant can plan");
+        assert_eq!(answered.load(Ordering::SeqCst), 4);
+        let PlanError::Exhausted { failures, spend } = &err else {
+            panic!("expected Exhausted, got {err:?}");
+        };
+        assert_eq!(
+            categories(failures),
+            [("variant:a", "exhausted"), ("variant:b", "exhausted")]
+        );
+        assert_spend(*spend, 4);
+
+        // c fails (two billed answers), the rule variant plans: the plan records c's spend.
+        let plan = planners
+            .plan(Some("c"), "what is 7 times 6", None)
+            .await
+            .expect("the rule variant plans");
+        assert_eq!(plan.planner.source, PlanSource::Rule);
+        assert_eq!(
+            categories(&plan.planner.attempts),
+            [("variant:c", "exhausted")]
+        );
+        assert_spend(
+            Spend {
+                usage: plan.planner.usage.expect("usage"),
+                cost_usd: plan.planner.cost_usd,
+            },
+            2,
+        );
+    }
 }

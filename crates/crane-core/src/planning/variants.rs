@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 
 use super::stats::PlannerStats;
-use super::{PlanError, Planning, Strategy};
+use super::{PlanError, Planning, Spend, Strategy};
 use crate::domain::{LayerFailure, Plan, PromptRef, VariantRef};
 use crate::tools::ToolRegistry;
 
@@ -404,9 +404,19 @@ impl Planners {
                 .filter_map(|name| self.get(name)),
         );
         let mut failures: Vec<LayerFailure> = Vec::new();
+        // What the variants that failed were billed: it costs this run whoever plans it.
+        let mut spend = Spend::default();
         for (i, v) in chain.enumerate() {
             match v.planning.plan_traced(prompt, traceparent).await {
                 Ok(mut plan) => {
+                    if !spend.is_empty() {
+                        let planner = &mut plan.planner;
+                        spend.add(Spend {
+                            usage: planner.usage.unwrap_or_default(),
+                            cost_usd: planner.cost_usd,
+                        });
+                        (planner.usage, planner.cost_usd) = spend.record();
+                    }
                     plan.planner.variant = Some(VariantRef {
                         name: variant.spec.name.clone(),
                         version: variant.spec.version.clone(),
@@ -421,19 +431,22 @@ impl Planners {
                 }
                 Err(e @ PlanError::Misconfigured { .. }) => return Err(e),
                 Err(e) if variant.spec.fallback.is_empty() => return Err(e),
-                Err(e) => failures.push(LayerFailure {
-                    layer: format!("variant:{}", v.spec.name),
-                    category: match &e {
-                        PlanError::Rejected { .. } => "rejected",
-                        PlanError::Invalid { .. } => "invalid_plan",
-                        _ => "exhausted",
-                    }
-                    .to_owned(),
-                    message: e.to_string(),
-                }),
+                Err(e) => {
+                    spend.add(e.spend());
+                    failures.push(LayerFailure {
+                        layer: format!("variant:{}", v.spec.name),
+                        category: match &e {
+                            PlanError::Rejected { .. } => "rejected",
+                            PlanError::Invalid { .. } => "invalid_plan",
+                            _ => "exhausted",
+                        }
+                        .to_owned(),
+                        message: e.to_string(),
+                    });
+                }
             }
         }
-        Err(PlanError::Exhausted { failures })
+        Err(PlanError::Exhausted { failures, spend })
     }
 
     /// Validates a plan supplied by the caller.

@@ -528,6 +528,11 @@ async fn plan_and_execute(
                 }
             }
             Err(e) => {
+                // Every layer failed (Exhausted): record why, and what their LLM calls cost.
+                run.plan_failure = e.failure_record();
+                if let Some(cost) = run.plan_failure.as_ref().and_then(|f| f.cost_usd) {
+                    tracing::Span::current().record("crane.cost.usd", cost);
+                }
                 return executor::finish(inner, run, RunStatus::Failed, Some(e.to_string())).await;
             }
         }

@@ -186,7 +186,12 @@ impl TrialReport {
     /// The record of one scored trial.
     pub fn new(outcome: &Outcome, verdict: Verdict) -> Self {
         let plan = outcome.run.as_ref().and_then(|r| r.plan.as_ref());
-        let usage = plan.and_then(|p| p.planner.usage).unwrap_or_default();
+        // A run that got no plan still cost its failed planning (`plan_failure`).
+        let usage = outcome
+            .run
+            .as_ref()
+            .and_then(|r| r.planning_usage())
+            .unwrap_or_default();
         let failed = !verdict.pass;
         Self {
             pass: verdict.pass,
@@ -203,7 +208,7 @@ impl TrialReport {
             }),
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
-            cost_usd: plan.and_then(|p| p.planner.cost_usd),
+            cost_usd: outcome.run.as_ref().and_then(|r| r.planning_cost_usd()),
             scores: verdict.scores,
             failures: verdict.failures,
             steps: failed.then(|| outcome.steps()).flatten().map(|s| {
@@ -897,6 +902,54 @@ mod tests {
         assert_eq!(p.tags["calc"].runs, 6);
         assert_eq!(p.tags["todo"].passed_runs, 2);
         assert_eq!(worst(&p.cases)[0].id, "c");
+    }
+
+    #[test]
+    fn failed_planning_spend_counts_in_the_trial_and_the_totals() {
+        use crane_core::domain::{LayerFailure, PlanFailure, Run, RunStatus, TokenUsage};
+        let mut run = Run::new("paint the fence blue".into(), None, None);
+        run.status = RunStatus::Failed;
+        run.error = Some("no planner could plan this prompt".into());
+        run.plan_failure = Some(PlanFailure {
+            attempts: vec![LayerFailure {
+                layer: "llm:primary".into(),
+                category: "invalid_plan".into(),
+                message: "invalid plan after one repair round".into(),
+            }],
+            usage: Some(TokenUsage {
+                input_tokens: 200,
+                output_tokens: 40,
+            }),
+            cost_usd: Some(0.00028),
+        });
+        let outcome = Outcome {
+            run: Some(run),
+            latency_ms: 3.0,
+            ..Outcome::default()
+        };
+        let verdict = Verdict {
+            pass: false,
+            scores: BTreeMap::new(),
+            failures: vec!["result: no plan".into()],
+        };
+        let t = TrialReport::new(&outcome, verdict);
+        assert_eq!((t.input_tokens, t.output_tokens), (200, 40));
+        assert_eq!(t.cost_usd, Some(0.00028));
+        assert_eq!(t.planned_by, None);
+        let p = PlannerReport::new(
+            "llm",
+            1.0,
+            vec![
+                case_report("failed", &[], vec![t]),
+                case_report("planned", &[], vec![trial(true, 1.0)]),
+            ],
+        );
+        assert_eq!((p.summary.input_tokens, p.summary.output_tokens), (210, 45));
+        assert!(
+            (p.summary.cost_usd - 0.00128).abs() < 1e-12,
+            "{:?}",
+            p.summary
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! Built in: `plan_valid`, `tool_sequence`, `arguments` (exact or normalized), `result`
 //! (subset match with numeric tolerance), `expected_failure`, `rejection`, `latency` (a check
 //! only with `max_latency_ms`), `tokens` and `cost` (from the plan's `planner.usage` /
-//! `planner.cost_usd`). Custom scorers implement [`Scorer`] and are added with
+//! `planner.cost_usd`, plus the run's `plan_failure` when planning failed). Custom scorers
+//! implement [`Scorer`] and are added with
 //! [`Scorers::register`].
 
 use std::collections::BTreeMap;
@@ -415,7 +416,7 @@ impl Scorer for Latency {
     }
 }
 
-/// Planning tokens (input + output), when the planner reports usage.
+/// Planning tokens (input + output), when the planner (or failed planning) reports usage.
 struct Tokens;
 
 impl Scorer for Tokens {
@@ -423,14 +424,14 @@ impl Scorer for Tokens {
         "tokens"
     }
     fn score(&self, _case: &Case, outcome: &Outcome) -> Option<Score> {
-        let usage = outcome.run.as_ref()?.plan.as_ref()?.planner.usage?;
+        let usage = outcome.run.as_ref()?.planning_usage()?;
         Some(Score::metric(
             (usage.input_tokens + usage.output_tokens) as f64,
         ))
     }
 }
 
-/// Planning cost in USD, when the planner reports it.
+/// Planning cost in USD, when the planner (or failed planning) reports it.
 struct Cost;
 
 impl Scorer for Cost {
@@ -438,7 +439,7 @@ impl Scorer for Cost {
         "cost"
     }
     fn score(&self, _case: &Case, outcome: &Outcome) -> Option<Score> {
-        let cost = outcome.run.as_ref()?.plan.as_ref()?.planner.cost_usd?;
+        let cost = outcome.run.as_ref()?.planning_cost_usd()?;
         Some(Score::metric(cost))
     }
 }
@@ -799,6 +800,28 @@ mod tests {
         assert_eq!(v.scores["cost"], Score::metric(0.002));
         assert_eq!(v.scores["latency"].pass, Some(false));
         assert!(!v.pass);
+    }
+
+    #[test]
+    fn tokens_and_cost_count_failed_planning() {
+        let mut out = run(
+            RunStatus::Failed,
+            None,
+            None,
+            Some("no planner could plan this prompt"),
+        );
+        let failed = out.run.as_mut().unwrap();
+        failed.plan_failure = Some(crane_core::domain::PlanFailure {
+            attempts: Vec::new(),
+            usage: Some(TokenUsage {
+                input_tokens: 200,
+                output_tokens: 40,
+            }),
+            cost_usd: Some(0.00028),
+        });
+        let v = Scorers::builtin(None).judge(&case(json!({})), &out);
+        assert_eq!(v.scores["tokens"], Score::metric(240.0));
+        assert_eq!(v.scores["cost"], Score::metric(0.00028));
     }
 
     struct TitleIsLowercase;

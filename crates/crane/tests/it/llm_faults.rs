@@ -1,7 +1,8 @@
 //! LLM planning under faults, end to end: the real `crane serve` binary plans through
 //! OpenAI-compatible (and Anthropic) mock upstreams (wiremock) that fail in every way a model
 //! server does. Each test asserts what the run records (`plan.planner.source`, `attempts`,
-//! `usage`, `cost_usd`, `repaired`), what the mock received, and that nothing hangs.
+//! `usage`, `cost_usd`, `repaired`, or `plan_failure` when no plan was made), what the mock
+//! received, and that nothing hangs.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -1033,6 +1034,180 @@ async fn plan_after_an_unusable_primary_records_the_whole_spend() {
     let stats = crane.get_json("/metrics/planner").await;
     let total = stats["cost_usd"].as_f64().expect("cost");
     assert!((total - 3.0 * ONE_CALL_USD).abs() < 1e-12, "{stats}");
+}
+
+/// An answer naming a tool crane does not have: invalid, and the same again after repair.
+fn invalid_plan_answer() -> ResponseTemplate {
+    chat_ok(
+        &json!({"steps": [{"tool": "weather", "input": {"city": "Oslo"}, "reasoning": "r"}]})
+            .to_string(),
+    )
+}
+
+/// `(layer, category)` of each attempt in a failed run's `plan_failure`.
+fn failure_attempts(run: &Value) -> Vec<(String, String)> {
+    run["plan_failure"]["attempts"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|a| {
+                    (
+                        a["layer"].as_str().unwrap_or_default().to_owned(),
+                        a["category"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sum of the Prometheus samples of `name` whose labels contain `label`.
+fn metric_sum(metrics: &str, name: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn failed_planning_records_what_the_invalid_answers_cost() {
+    // The model answers an invalid plan twice (first answer and repair); the rule fallback
+    // rejects the prompt: the run fails with no plan, and still records what it was billed.
+    let mock = mock_always(invalid_plan_answer()).await;
+    let crane = crane_for(&mock, Some(PRICING)).await;
+    let run = crane.run(NONSENSE).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(run["plan"].is_null(), "{run}");
+    assert_eq!(received(&mock).await.len(), 2, "first answer and repair");
+    assert_eq!(
+        failure_attempts(&run),
+        pairs(&[("llm:primary", "invalid_plan"), ("rule", "rejected")]),
+        "{run}"
+    );
+    let message = run["plan_failure"]["attempts"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("repair"), "{message}");
+    assert_eq!(
+        run["plan_failure"]["usage"],
+        json!({"input_tokens": 200, "output_tokens": 40}),
+        "{run}"
+    );
+    let cost = run["plan_failure"]["cost_usd"].as_f64().expect("cost_usd");
+    assert!((cost - 2.0 * ONE_CALL_USD).abs() < 1e-12, "{cost}");
+    let error = run["error"].as_str().unwrap_or_default();
+    assert!(error.contains("llm:primary (invalid_plan)"), "{error}");
+
+    // Stored with the run.
+    let id = run["run_id"].as_str().expect("run_id");
+    let stored = crane.get_json(&format!("/runs/{id}")).await;
+    assert_eq!(stored["plan_failure"], run["plan_failure"], "{stored}");
+
+    // The aggregates count each billed call once (at the LLM layer), not again for the run.
+    let stats = crane.get_json("/metrics/planner").await;
+    assert_eq!(
+        stats["tokens"],
+        json!({"input": 200, "output": 40}),
+        "{stats}"
+    );
+    let total = stats["cost_usd"].as_f64().expect("cost_usd");
+    assert!((total - 2.0 * ONE_CALL_USD).abs() < 1e-12, "{stats}");
+    let metrics = crane.get_text("/metrics").await;
+    assert_eq!(
+        metric_sum(&metrics, "crane_llm_tokens_total", "direction=\"input\""),
+        200.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sum(&metrics, "crane_llm_tokens_total", "direction=\"output\""),
+        40.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "crane_llm_cost_microdollars_total",
+            "provider=\"primary\""
+        ),
+        (2.0 * ONE_CALL_USD * 1e6).round(),
+        "{metrics}"
+    );
+
+    // A run that planned records no plan_failure.
+    let ok = mock_always(plan_ok()).await;
+    let crane = crane_for(&ok, Some(PRICING)).await;
+    let run = crane.run(CALC).await;
+    assert_calc_run(&run, "llm");
+    assert!(run.get("plan_failure").is_none(), "{run}");
+}
+
+#[tokio::test]
+async fn eval_totals_count_the_spend_of_runs_that_got_no_plan() {
+    let mock = mock_always(invalid_plan_answer()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dataset = dir.path().join("cases.jsonl");
+    std::fs::write(
+        &dataset,
+        format!(
+            "{}\n",
+            json!({"id": "fence", "prompt": NONSENSE, "expect": {"reject": true}})
+        ),
+    )
+    .expect("write dataset");
+    let config = dir.path().join("crane.toml");
+    std::fs::write(&config, PRICING).expect("write crane.toml");
+    let report = dir.path().join("report.json");
+    let mut cmd = crate::support::crane_command(dir.path());
+    cmd.env_remove("CRANE_PLANNER_STRATEGY");
+    for (name, value) in openai_env(&mock) {
+        cmd.env(name, value);
+    }
+    cmd.arg("eval")
+        .arg("--dataset")
+        .arg(&dataset)
+        .arg("--planner")
+        .arg("default")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--no-store")
+        .arg("--report")
+        .arg(&report)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(DEADLINE, cmd.output())
+        .await
+        .expect("crane eval finishes")
+        .expect("run crane eval");
+    let describe = format!(
+        "exit {:?}\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{describe}");
+    assert_eq!(received(&mock).await.len(), 2, "{describe}");
+    let text = std::fs::read_to_string(&report).expect("report");
+    let report: Value = serde_json::from_str(&text).expect("report JSON");
+    let planner = &report["planners"][0];
+    assert_eq!(planner["planner"], "default", "{planner}");
+    let trial = &planner["cases"][0]["trials"][0];
+    assert_eq!(trial["status"], "failed", "{trial}");
+    assert_eq!(
+        (&trial["input_tokens"], &trial["output_tokens"]),
+        (&json!(200), &json!(40)),
+        "{trial}"
+    );
+    let summary = &planner["summary"];
+    assert_eq!(
+        (&summary["input_tokens"], &summary["output_tokens"]),
+        (&json!(200), &json!(40)),
+        "{summary}"
+    );
+    let cost = summary["cost_usd"].as_f64().expect("cost_usd");
+    assert!((cost - 2.0 * ONE_CALL_USD).abs() < 1e-12, "{summary}");
+    assert_eq!(summary["scorers"]["tokens"]["mean"], 240.0, "{summary}");
 }
 
 #[tokio::test]
