@@ -112,6 +112,26 @@ pub struct PlanFailure {
     pub cost_usd: Option<f64>,
 }
 
+impl PlanFailure {
+    /// Adds the tokens and cost of an earlier failed planning of the same run.
+    pub fn add_spend(&mut self, earlier: &PlanFailure) {
+        self.usage = match (self.usage, earlier.usage) {
+            (None, None) => None,
+            (a, b) => {
+                let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
+                Some(TokenUsage {
+                    input_tokens: a.input_tokens + b.input_tokens,
+                    output_tokens: a.output_tokens + b.output_tokens,
+                })
+            }
+        };
+        self.cost_usd = match (self.cost_usd, earlier.cost_usd) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        };
+    }
+}
+
 /// Full run state (field names fixed by DESIGN.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
@@ -132,7 +152,9 @@ pub struct Run {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planner: Option<String>,
     pub plan: Option<Plan>,
-    /// Set when no plan could be made: the failed attempts and what they cost.
+    /// Set when no plan could be made: the failed attempts and what they cost. It stays after
+    /// a retry (which plans again), so the run's planning spend keeps the failed attempts;
+    /// the spend of every failed planning of the run adds up here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_failure: Option<PlanFailure>,
     pub execution_log: Vec<StepRecord>,
@@ -264,5 +286,27 @@ mod tests {
         assert!(json["plan_failure"].get("cost_usd").is_none(), "{json}");
         assert_eq!(run.planning_usage(), None);
         assert_eq!(run.planning_cost_usd(), None);
+    }
+
+    #[test]
+    fn failed_plannings_of_a_retried_run_add_up() {
+        let spend = |usage: Option<(u64, u64)>, cost: Option<f64>| PlanFailure {
+            attempts: Vec::new(),
+            usage: usage.map(|(input_tokens, output_tokens)| TokenUsage {
+                input_tokens,
+                output_tokens,
+            }),
+            cost_usd: cost,
+        };
+        let mut now = spend(Some((100, 20)), Some(0.5));
+        now.add_spend(&spend(Some((30, 4)), Some(0.25)));
+        assert_eq!(now, spend(Some((130, 24)), Some(0.75)));
+        // Unpriced or unbilled sides count as zero; two empty sides stay empty.
+        let mut now = spend(None, None);
+        now.add_spend(&spend(Some((30, 4)), None));
+        assert_eq!(now, spend(Some((30, 4)), None));
+        let mut now = spend(None, None);
+        now.add_spend(&spend(None, None));
+        assert_eq!(now, spend(None, None));
     }
 }

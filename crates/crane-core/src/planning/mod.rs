@@ -57,16 +57,22 @@ pub enum PlanError {
         known: String,
         aliases: String,
     },
-    /// A provider rejected crane's credentials or configuration: fix the config.
+    /// A provider rejected crane's credentials or configuration: fix the config. `earlier`:
+    /// the layers (or variants) that failed before it; `spend`: what their LLM calls were billed.
     #[error("LLM provider misconfigured ({}): {}; fix the provider's API key, URL or model in the configuration", failure.category, failure.message)]
-    Misconfigured { failure: LayerFailure },
+    Misconfigured {
+        failure: Box<LayerFailure>,
+        earlier: Vec<LayerFailure>,
+        spend: Spend,
+    },
 }
 
 impl PlanError {
-    /// What the failed planning spent on LLM calls (nothing unless [`PlanError::Exhausted`]).
+    /// What the failed planning spent on LLM calls (nothing unless a chain ran:
+    /// [`PlanError::Exhausted`] or [`PlanError::Misconfigured`]).
     pub fn spend(&self) -> Spend {
         match self {
-            Self::Exhausted { spend, .. } => *spend,
+            Self::Exhausted { spend, .. } | Self::Misconfigured { spend, .. } => *spend,
             _ => Spend::default(),
         }
     }
@@ -79,6 +85,20 @@ impl PlanError {
                 let (usage, cost_usd) = spend.record();
                 Some(PlanFailure {
                     attempts: failures.clone(),
+                    usage,
+                    cost_usd,
+                })
+            }
+            Self::Misconfigured {
+                failure,
+                earlier,
+                spend,
+            } => {
+                let (usage, cost_usd) = spend.record();
+                let mut attempts = earlier.clone();
+                attempts.push(LayerFailure::clone(failure));
+                Some(PlanFailure {
+                    attempts,
                     usage,
                     cost_usd,
                 })
@@ -378,7 +398,11 @@ impl Planning {
                     if misconfigured {
                         tracing::error!(layer = %failure.layer, category = %failure.category, error = %failure.message, "LLM provider misconfigured");
                         if !self.fallback_on_auth_error {
-                            return Err(PlanError::Misconfigured { failure });
+                            return Err(PlanError::Misconfigured {
+                                failure: Box::new(failure),
+                                earlier: failures,
+                                spend,
+                            });
                         }
                     } else {
                         tracing::warn!(layer = %failure.layer, category = %failure.category, error = %failure.message, "LLM layer failed; trying the next layer");
@@ -473,8 +497,13 @@ mod tests {
             "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
         })
         .to_string();
+        mock_server("200 OK", body).await
+    }
+
+    /// A server answering every request with `status` and the JSON `body`.
+    async fn mock_server(status: &str, body: String) -> (String, Arc<AtomicUsize>) {
         let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -634,6 +663,50 @@ mod tests {
         };
         assert_eq!(rejected.failure_record(), None);
         assert!(rejected.spend().is_empty());
+    }
+
+    #[tokio::test]
+    async fn misconfigured_layer_keeps_the_earlier_failures_and_their_spend() {
+        let (url, answered) = mock_openai().await;
+        let (denied, denials) = mock_server(
+            "401 Unauthorized",
+            json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
+                .to_string(),
+        )
+        .await;
+        // The primary answers invalid plans (billed twice), the secondary rejects the key:
+        // a loud error, not a fallback, that still records the primary's failure and cost.
+        let planning = llm_planning(
+            vec![layer("primary", &url), layer("secondary", &denied)],
+            true,
+        );
+        let err = planning.plan(NONSENSE).await.expect_err("misconfigured");
+        assert_eq!(answered.load(Ordering::SeqCst), 2);
+        assert_eq!(denials.load(Ordering::SeqCst), 1);
+        let PlanError::Misconfigured {
+            failure,
+            earlier,
+            spend,
+        } = &err
+        else {
+            panic!("expected Misconfigured, got {err:?}");
+        };
+        assert_eq!(failure.layer, "llm:secondary");
+        assert_eq!(categories(earlier), [("llm:primary", "invalid_plan")]);
+        assert_spend(*spend, 2);
+        let record = err.failure_record().expect("a record");
+        assert_eq!(
+            categories(&record.attempts),
+            [
+                ("llm:primary", "invalid_plan"),
+                ("llm:secondary", failure.category.as_str())
+            ]
+        );
+        assert_eq!(record.usage, Some(spend.usage));
+        assert!(
+            err.to_string().contains("fix the provider's API key"),
+            "{err}"
+        );
     }
 
     fn llm_variant(name: &str, planning: Planning, fallback: &[&str]) -> Variant {

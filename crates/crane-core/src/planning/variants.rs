@@ -429,7 +429,20 @@ impl Planners {
                     }
                     return Ok(plan);
                 }
-                Err(e @ PlanError::Misconfigured { .. }) => return Err(e),
+                Err(PlanError::Misconfigured {
+                    failure,
+                    earlier,
+                    spend: own,
+                }) => {
+                    // Loud, not degraded; the run still records what came before and its cost.
+                    spend.add(own);
+                    failures.extend(earlier);
+                    return Err(PlanError::Misconfigured {
+                        failure,
+                        earlier: failures,
+                        spend,
+                    });
+                }
                 Err(e) if variant.spec.fallback.is_empty() => return Err(e),
                 Err(e) => {
                     spend.add(e.spend());

@@ -529,7 +529,15 @@ async fn plan_and_execute(
             }
             Err(e) => {
                 // Every layer failed (Exhausted): record why, and what their LLM calls cost.
-                run.plan_failure = e.failure_record();
+                // A retried run keeps what its earlier failed planning was billed.
+                let earlier = run.plan_failure.take();
+                run.plan_failure = match (e.failure_record(), earlier) {
+                    (Some(mut now), Some(before)) => {
+                        now.add_spend(&before);
+                        Some(now)
+                    }
+                    (now, before) => now.or(before),
+                };
                 if let Some(cost) = run.plan_failure.as_ref().and_then(|f| f.cost_usd) {
                     tracing::Span::current().record("crane.cost.usd", cost);
                 }

@@ -72,7 +72,8 @@ impl RunRecord {
     pub fn from_run(run: &Run) -> Self {
         let plan = run.plan.as_ref();
         let planner = plan.map(|p| &p.planner);
-        let usage = planner.and_then(|p| p.usage).unwrap_or_default();
+        // Failed planning was billed too (`plan_failure`).
+        let usage = run.planning_usage().unwrap_or_default();
         Self {
             run_id: run.run_id.clone(),
             status: run.status,
@@ -109,7 +110,7 @@ impl RunRecord {
             planning_us: planner.map_or(0, |p| p.latency_us),
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
-            cost_usd: planner.and_then(|p| p.cost_usd),
+            cost_usd: run.planning_cost_usd(),
         }
     }
 
@@ -687,6 +688,33 @@ mod tests {
         let (start, end) = r.times_ms();
         assert_eq!(end - start, 12);
         assert_eq!(r.mlflow_status(), RunStatus::Finished);
+    }
+
+    #[test]
+    fn a_run_without_a_plan_exports_what_its_failed_planning_cost() {
+        let mut failed = run();
+        failed.status = CraneStatus::Failed;
+        failed.plan = None;
+        failed.plan_failure = Some(crane_core::domain::PlanFailure {
+            attempts: Vec::new(),
+            usage: Some(TokenUsage {
+                input_tokens: 200,
+                output_tokens: 40,
+            }),
+            cost_usd: Some(0.00028),
+        });
+        let r = RunRecord::from_run(&failed);
+        let metric = |k: &str| {
+            r.metrics()
+                .into_iter()
+                .find(|m| m.key == k)
+                .map(|m| m.value)
+        };
+        assert_eq!(metric("input_tokens"), Some(200.0));
+        assert_eq!(metric("output_tokens"), Some(40.0));
+        assert_eq!(metric("cost_usd"), Some(0.00028));
+        assert_eq!(metric("success"), Some(0.0));
+        assert_eq!(r.planned_steps, 0);
     }
 
     #[test]

@@ -1104,24 +1104,55 @@ async fn failed_planning_records_what_the_invalid_answers_cost() {
     let stored = crane.get_json(&format!("/runs/{id}")).await;
     assert_eq!(stored["plan_failure"], run["plan_failure"], "{stored}");
 
+    // A retry plans again and fails again: the run's record adds up both failed plannings.
+    let response = crane
+        .client
+        .post(crane.url(&format!("/runs/{id}/retry?wait=true")))
+        .send()
+        .await
+        .expect("POST retry");
+    assert_eq!(response.status(), StatusCode::OK);
+    let retried: Value = response.json().await.expect("run JSON");
+    assert_eq!(retried["status"], "failed", "{retried}");
+    assert_eq!(retried["retries"], 1, "{retried}");
+    assert_eq!(
+        received(&mock).await.len(),
+        4,
+        "two more calls for the retry"
+    );
+    assert_eq!(
+        retried["plan_failure"]["usage"],
+        json!({"input_tokens": 400, "output_tokens": 80}),
+        "{retried}"
+    );
+    let cost = retried["plan_failure"]["cost_usd"]
+        .as_f64()
+        .expect("cost_usd");
+    assert!((cost - 4.0 * ONE_CALL_USD).abs() < 1e-12, "{cost}");
+    assert_eq!(
+        failure_attempts(&retried),
+        pairs(&[("llm:primary", "invalid_plan"), ("rule", "rejected")]),
+        "the attempts are the latest planning's: {retried}"
+    );
+
     // The aggregates count each billed call once (at the LLM layer), not again for the run.
     let stats = crane.get_json("/metrics/planner").await;
     assert_eq!(
         stats["tokens"],
-        json!({"input": 200, "output": 40}),
+        json!({"input": 400, "output": 80}),
         "{stats}"
     );
     let total = stats["cost_usd"].as_f64().expect("cost_usd");
-    assert!((total - 2.0 * ONE_CALL_USD).abs() < 1e-12, "{stats}");
+    assert!((total - 4.0 * ONE_CALL_USD).abs() < 1e-12, "{stats}");
     let metrics = crane.get_text("/metrics").await;
     assert_eq!(
         metric_sum(&metrics, "crane_llm_tokens_total", "direction=\"input\""),
-        200.0,
+        400.0,
         "{metrics}"
     );
     assert_eq!(
         metric_sum(&metrics, "crane_llm_tokens_total", "direction=\"output\""),
-        40.0,
+        80.0,
         "{metrics}"
     );
     assert_eq!(
@@ -1130,7 +1161,7 @@ async fn failed_planning_records_what_the_invalid_answers_cost() {
             "crane_llm_cost_microdollars_total",
             "provider=\"primary\""
         ),
-        (2.0 * ONE_CALL_USD * 1e6).round(),
+        (4.0 * ONE_CALL_USD * 1e6).round(),
         "{metrics}"
     );
 
