@@ -5,6 +5,7 @@
 //! decoded answer with usage and cost.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -48,7 +49,9 @@ pub struct Provider {
     mode_index: AtomicUsize,
     /// Whether the mode at `mode_index` has produced an answer at least once.
     mode_confirmed: AtomicBool,
-    breaker: CircuitBreaker,
+    /// Shared by every [`Provider::with_model`] handle of the same server: a dead server opens
+    /// one breaker, whichever model (planner variant) found out.
+    breaker: Arc<CircuitBreaker>,
 }
 
 /// Whether a failed response means "the server does not support this structured mode".
@@ -149,7 +152,10 @@ impl Provider {
         };
         let url = reqwest::Url::parse(&endpoint)
             .map_err(|e| fail(format!("invalid endpoint {endpoint:?}: {e}")))?;
-        let breaker = CircuitBreaker::new(config.name.clone(), config.breaker.clone());
+        let breaker = Arc::new(CircuitBreaker::new(
+            config.name.clone(),
+            config.breaker.clone(),
+        ));
         Ok(Self {
             config,
             modes,
@@ -160,6 +166,34 @@ impl Provider {
             mode_index: AtomicUsize::new(0),
             mode_confirmed: AtomicBool::new(false),
             breaker,
+        })
+    }
+
+    /// A handle on the same server that sends `model` by default: it shares this provider's
+    /// connection pool and circuit breaker (availability is the server's, not the model's),
+    /// and remembers its own structured mode (support can differ per model). Planner variants
+    /// that name the same provider with different models use this, so a dead server opens one
+    /// breaker and `crane_llm_circuit_breaker_state{provider}` has one writer.
+    pub fn with_model(&self, model: &str) -> Result<Self, LlmError> {
+        if model.trim().is_empty() {
+            return Err(LlmError::new(
+                ErrorKind::Config,
+                self.config.name.clone(),
+                "model must not be empty".to_owned(),
+            ));
+        }
+        let mut config = self.config.clone();
+        config.model = model.to_owned();
+        Ok(Self {
+            config,
+            modes: self.modes.clone(),
+            endpoint: self.endpoint.clone(),
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            client: self.client.clone(),
+            mode_index: AtomicUsize::new(0),
+            mode_confirmed: AtomicBool::new(false),
+            breaker: self.breaker.clone(),
         })
     }
 

@@ -1,8 +1,9 @@
 //! `[[planners]]` and `[registry]` in crane.toml: declared planner variants and where prompt
 //! templates live. Builds the [`Planners`] set a runtime plans with: the built-in `rule`
 //! variant, the `default` chain (`[planner]` + `CRANE_LLM_*`) when an LLM is configured, and
-//! every declared variant with its own provider client, model or tier, prompt template,
-//! temperature, max tokens, few-shot setting and fallback list.
+//! every declared variant with its own model or tier, prompt template,
+//! temperature, max tokens, few-shot setting and fallback list. Variants naming the same
+//! provider share its connection pool and circuit breaker ([`Provider::with_model`]).
 //!
 //! ```toml
 //! [registry]
@@ -21,6 +22,7 @@
 //! fallback = ["rule"]            # the default for llm and rule-first kinds
 //! ```
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -205,6 +207,7 @@ fn chain(
     library: &PromptLibrary,
     registry: &Arc<ToolRegistry>,
     providers: &[crane_llm::ProviderConfig],
+    shared: &HashMap<String, Provider>,
     all_tiers: &[Tier],
 ) -> anyhow::Result<Planning> {
     if spec.kind == VariantKind::Rule {
@@ -262,8 +265,13 @@ fn chain(
         None => crane_core::planning::prompt::PromptTemplate::builtin(),
     };
     let provider_name = provider.name.clone();
-    let provider = Provider::new(provider)
-        .map_err(|e| anyhow::anyhow!("LLM provider {provider_name}: {e}"))?;
+    // The default chain's client for this provider, with the variant's model: one connection
+    // pool and one circuit breaker per provider, however many variants use it.
+    let provider = match shared.get(&provider_name) {
+        Some(base) => base.with_model(&provider.model),
+        None => Provider::new(provider),
+    }
+    .map_err(|e| anyhow::anyhow!("LLM provider {provider_name}: {e}"))?;
     let defaults = PlanningConfig::default();
     let planner = &settings.planner;
     let config = PlanningConfig {
@@ -300,6 +308,16 @@ pub fn build(
     let library = library(settings)?;
     let default_config = settings.planning()?;
     let has_llm = default_config.strategy != Strategy::Rule;
+    // Handles on the default chain's provider clients (every configured provider has a layer
+    // there, also in rule mode), for the variants to share.
+    let shared = default_config
+        .layers
+        .iter()
+        .map(|l| {
+            let p = &l.provider;
+            Ok((p.name().to_owned(), p.with_model(p.model())?))
+        })
+        .collect::<Result<HashMap<_, _>, crane_llm::LlmError>>()?;
     let default_planning = Planning::with_config(registry.clone(), default_config)?;
     let mut variants = Vec::new();
     let default_name = if has_llm {
@@ -327,8 +345,10 @@ pub fn build(
         for v in &settings.variants {
             let ctx = || format!("[[planners]] {}", v.name);
             let spec = spec(v, &library, settings).with_context(ctx)?;
-            let planning = chain(&spec, settings, &library, &registry, &providers, &all_tiers)
-                .with_context(ctx)?;
+            let planning = chain(
+                &spec, settings, &library, &registry, &providers, &shared, &all_tiers,
+            )
+            .with_context(ctx)?;
             variants.push(Variant::new(spec, planning));
         }
     }

@@ -193,3 +193,48 @@ async fn opens_on_failure_rate() {
     provider.chat(&request()).await.unwrap_err();
     assert_eq!(provider.breaker_state(), BreakerState::Open);
 }
+
+#[tokio::test]
+async fn handles_for_other_models_share_the_breaker() {
+    let server = MockServer::start().await;
+    mount_failures(&server, 503, 2).await;
+    mount_ok(&server).await;
+    let provider = provider(&server, 2, Duration::from_secs(60));
+    let other = provider.with_model("other-model").unwrap();
+    assert_eq!(other.model(), "other-model");
+    assert_eq!(other.name(), provider.name());
+
+    // One failure through each handle: two consecutive failures of the server open it.
+    for p in [&provider, &other] {
+        assert_eq!(
+            p.chat(&request()).await.unwrap_err().kind,
+            ErrorKind::Server
+        );
+    }
+    let models: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            body["model"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(models, [provider.model(), "other-model"]);
+    assert_eq!(provider.breaker_state(), BreakerState::Open);
+    assert_eq!(other.breaker_state(), BreakerState::Open);
+    for p in [&provider, &other] {
+        assert_eq!(
+            p.chat(&request()).await.unwrap_err().kind,
+            ErrorKind::CircuitOpen
+        );
+    }
+    assert_eq!(count(&server).await, 2, "no request while open");
+
+    // An empty model is a configuration error, not a handle.
+    assert_eq!(
+        provider.with_model(" ").unwrap_err().kind,
+        ErrorKind::Config
+    );
+}

@@ -717,6 +717,70 @@ async fn wrong_argument_types_are_repaired() {
 // Circuit breaker.
 
 #[tokio::test]
+async fn variants_on_one_provider_share_its_circuit_breaker() {
+    // Two planner variants send different models to the same provider. The server is down:
+    // the failures of one variant open the provider's breaker for the other one too.
+    let mock = mock_always(ResponseTemplate::new(503)).await;
+    let variant = |name: &str| {
+        format!(
+            "[[planners]]\nname = \"{name}\"\nkind = \"llm\"\nversion = \"1.0.0\"\n\
+             provider = \"primary\"\nmodel = \"{name}-model\"\n"
+        )
+    };
+    let config = format!(
+        "[[llm.providers]]\nname = \"primary\"\nbase_url = \"{}/v1\"\nmodel = \"{MODEL}\"\n\
+         max_retries = 0\nbreaker_failures = 2\nbreaker_cooldown_ms = 600000\n{}{}",
+        mock.uri(),
+        variant("small"),
+        variant("big")
+    );
+    let crane = LlmCrane::start(&[], Some(&config)).await;
+    let run_with = |variant_name: &'static str| {
+        let crane = &crane;
+        async move {
+            let response = crane
+                .client
+                .post(crane.url("/runs?wait=true"))
+                .json(&json!({"prompt": CALC, "planner": variant_name}))
+                .send()
+                .await
+                .expect("POST /runs");
+            assert_eq!(response.status(), StatusCode::CREATED);
+            let run: Value = response.json().await.expect("run JSON");
+            assert_calc_run(&run, "rule");
+            assert_eq!(planner(&run)["variant"]["name"], variant_name, "{run}");
+            assert_eq!(planner(&run)["variant"]["fallback"], "rule@1.0.0", "{run}");
+            let attempt = &planner(&run)["attempts"][0];
+            assert_eq!(attempt["layer"], format!("variant:{variant_name}"), "{run}");
+            attempt["message"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+
+    for _ in 0..2 {
+        let message = run_with("small").await;
+        assert!(message.contains("llm:primary (server)"), "{message}");
+    }
+    let models: Vec<Value> = bodies(&mock)
+        .await
+        .iter()
+        .map(|b| b["model"].clone())
+        .collect();
+    assert_eq!(models, [json!("small-model"), json!("small-model")]);
+    assert_eq!(
+        crane
+            .metric("crane_llm_circuit_breaker_state", "provider=\"primary\"")
+            .await,
+        Some(2.0),
+        "open"
+    );
+
+    // The other variant finds the breaker open: no request, an instant fallback.
+    let message = run_with("big").await;
+    assert!(message.contains("llm:primary (circuit_open)"), "{message}");
+    assert_eq!(received(&mock).await.len(), 2, "no request while open");
+}
+
+#[tokio::test]
 async fn circuit_breaker_opens_then_closes_after_cooldown() {
     let mock = mock_always(ResponseTemplate::new(503)).await;
     let config = format!(
