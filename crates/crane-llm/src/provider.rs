@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::anthropic;
 use crate::breaker::{BreakerState, CircuitBreaker, Outcome};
-use crate::config::{ProviderConfig, ProviderKind, StructuredMode};
+use crate::config::{ApiKey, ProviderConfig, ProviderKind, StructuredMode};
 use crate::error::{ErrorKind, LlmError, redact, snippet};
 use crate::openai;
 use crate::pricing::cost_usd;
@@ -25,6 +25,19 @@ use crate::types::{BadOutput, ChatRequest, ChatResponse, Parsed};
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Hosted APIs that answer every keyless request with 401: a provider pointing at one without
+/// a key is a configuration error at start-up, not a failure of every run.
+const HOSTED_APIS: [&str; 8] = [
+    "api.openai.com",
+    "api.anthropic.com",
+    "api.mistral.ai",
+    "api.groq.com",
+    "api.together.xyz",
+    "api.deepseek.com",
+    "api.fireworks.ai",
+    "openrouter.ai",
+];
 
 /// Words in a 500 body that mean "this structured mode is not supported" rather than a crash.
 const MODE_REJECTION_HINTS: [&str; 6] = [
@@ -68,6 +81,9 @@ struct AttemptFailure {
     error: LlmError,
     retry_after: Option<Duration>,
     mode_rejection: ModeRejection,
+    /// An availability failure a retry within this call cannot fix (the host name does not
+    /// resolve): counted by the breaker, not retried.
+    final_for_call: bool,
 }
 
 impl AttemptFailure {
@@ -76,6 +92,7 @@ impl AttemptFailure {
             error,
             retry_after: None,
             mode_rejection: ModeRejection::No,
+            final_for_call: false,
         }
     }
 }
@@ -111,6 +128,14 @@ impl Provider {
         let base_url = config.base_url.trim().trim_end_matches('/').to_owned();
         let url = reqwest::Url::parse(&base_url)
             .map_err(|e| fail(format!("invalid base_url {base_url:?}: {e}")))?;
+        let host = url.host_str().unwrap_or_default();
+        let keyless = config.api_key.as_ref().is_none_or(ApiKey::is_empty);
+        if keyless && HOSTED_APIS.contains(&host) {
+            return Err(fail(format!(
+                "{host} needs an API key and none is configured for this provider; set one \
+                 (for a local server without keys, point base_url at it instead)"
+            )));
+        }
         match url.scheme() {
             "http" => {}
             "https" if cfg!(feature = "tls") => {}
@@ -315,7 +340,10 @@ impl Provider {
             }
 
             let mut error = failure.error;
-            if !error.kind.is_retryable() || retries >= self.config.retry.max_retries {
+            if !error.kind.is_retryable()
+                || failure.final_for_call
+                || retries >= self.config.retry.max_retries
+            {
                 return Err(with_attempts(error, attempts));
             }
             let (delay, from_server) = match failure.retry_after {
@@ -488,6 +516,7 @@ impl Provider {
             error: self.error(kind, message).with_status(status),
             retry_after,
             mode_rejection,
+            final_for_call: false,
         }
     }
 
@@ -508,13 +537,25 @@ impl Provider {
                 format!("cannot build the request: {}", error_chain(error)),
             )
         } else if error.is_connect() {
+            let chain = error_chain(error);
+            // No such host (no network, or a typo in base_url): backing off for a few hundred
+            // ms will not make it resolve, and every run would pay that before falling back.
+            if chain.contains("dns error") {
+                return AttemptFailure {
+                    final_for_call: true,
+                    ..AttemptFailure::plain(self.error(
+                        ErrorKind::Network,
+                        format!(
+                            "could not resolve the host of {} (not retried; check base_url and \
+                             the network): {chain}",
+                            self.endpoint
+                        ),
+                    ))
+                };
+            }
             (
                 ErrorKind::Network,
-                format!(
-                    "could not connect to {}: {}",
-                    self.endpoint,
-                    error_chain(error)
-                ),
+                format!("could not connect to {}: {chain}", self.endpoint),
             )
         } else {
             (
@@ -784,6 +825,32 @@ mod tests {
         assert_eq!(p.config().modes, ProviderKind::OpenAi.default_modes());
         assert_eq!(p.endpoint(), "http://127.0.0.1:1/v1/chat/completions");
         assert_eq!(p.breaker_state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn hosted_apis_need_a_key() {
+        for (kind, base) in [
+            // http: this crate's tests build without TLS; the check is on the host.
+            (ProviderKind::OpenAi, "http://api.openai.com/v1"),
+            (ProviderKind::Anthropic, "http://api.anthropic.com"),
+        ] {
+            let mut c = config(kind, base);
+            c.api_key = None;
+            let err = Provider::new(c.clone()).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Config);
+            assert!(err.message.contains("needs an API key"), "{err}");
+            c.api_key = Some(ApiKey::new(""));
+            assert_eq!(
+                Provider::new(c.clone()).unwrap_err().kind,
+                ErrorKind::Config
+            );
+            c.api_key = Some(ApiKey::new("sk-1"));
+            assert!(Provider::new(c).is_ok());
+        }
+        // A local server needs none.
+        let mut c = config(ProviderKind::OpenAi, "http://127.0.0.1:8080/v1");
+        c.api_key = None;
+        assert!(Provider::new(c).is_ok());
     }
 
     #[test]

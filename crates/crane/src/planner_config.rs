@@ -206,6 +206,17 @@ pub fn build(
     chain(planner, providers, &tiers, strategy_flag)
 }
 
+/// A provider that cannot be built, said in crane's configuration terms.
+pub fn provider_error(name: &str, e: &crane_llm::LlmError) -> anyhow::Error {
+    let hint = if e.message.contains("needs an API key") {
+        " (CRANE_LLM_API_KEY for the environment's provider; api_key_env or api_key in \
+         [[llm.providers]])"
+    } else {
+        ""
+    };
+    anyhow::anyhow!("LLM provider {name}: {}{hint}", e.message)
+}
+
 /// Every configured provider: the `CRANE_LLM_*` one (`primary`) first, then
 /// `[[llm.providers]]` in order.
 pub fn provider_configs(llm: &LlmFile, env: &LlmEnv) -> anyhow::Result<Vec<ProviderConfig>> {
@@ -325,8 +336,7 @@ fn chain(
         .into_iter()
         .map(|config| {
             let name = config.name.clone();
-            let provider =
-                Provider::new(config).map_err(|e| anyhow::anyhow!("LLM provider {name}: {e}"))?;
+            let provider = Provider::new(config).map_err(|e| provider_error(&name, &e))?;
             Ok(LlmLayerConfig {
                 provider,
                 template: PromptTemplate::builtin(),

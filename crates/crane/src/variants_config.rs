@@ -271,7 +271,7 @@ fn chain(
         Some(base) => base.with_model(&provider.model),
         None => Provider::new(provider),
     }
-    .map_err(|e| anyhow::anyhow!("LLM provider {provider_name}: {e}"))?;
+    .map_err(|e| crate::planner_config::provider_error(&provider_name, &e))?;
     let defaults = PlanningConfig::default();
     let planner = &settings.planner;
     let config = PlanningConfig {

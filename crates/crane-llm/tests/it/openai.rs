@@ -171,6 +171,23 @@ async fn connection_refused_is_network() {
 }
 
 #[tokio::test]
+async fn a_host_that_does_not_resolve_is_not_retried() {
+    // `.invalid` never resolves (RFC 2606), with or without network.
+    let mut config = crate::common::config(
+        crane_llm::ProviderKind::OpenAi,
+        "http://llm.crane-test.invalid/v1".to_owned(),
+    );
+    config.modes = vec![StructuredMode::JsonObject];
+    let provider = Provider::new(config).unwrap();
+
+    let err = provider.chat(&request()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Network, "{err}");
+    assert!(err.message.contains("could not resolve the host"), "{err}");
+    assert!(err.message.contains("not retried"), "{err}");
+    assert!(!err.message.contains("attempts"), "one attempt only: {err}");
+}
+
+#[tokio::test]
 async fn slow_response_is_timeout() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))

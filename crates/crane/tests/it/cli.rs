@@ -247,3 +247,38 @@ async fn data_dir_from_the_environment() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(stdout_json(&out)["result"]["count"], 0);
 }
+
+#[tokio::test]
+async fn a_hosted_llm_without_a_key_is_refused_at_start() {
+    // CRANE_LLM_MODEL alone means api.openai.com, which answers nothing without a key: refuse
+    // to start, saying what to set, instead of failing (or retrying) in every run.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let model = [("CRANE_LLM_MODEL", Path::new("gpt-4o-mini"))];
+    for args in [
+        vec![
+            "run",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "what is 7 times 6",
+        ],
+        vec![
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    ] {
+        let out = crane(dir.path(), &args, &model).await;
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("api.openai.com needs an API key")
+                && stderr.contains("CRANE_LLM_API_KEY"),
+            "{}",
+            describe(&out)
+        );
+        assert!(out.stdout.is_empty(), "{}", describe(&out));
+    }
+}
