@@ -76,6 +76,25 @@ impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
     }
 }
 
+/// The request method as a bounded label (span attribute and metrics): the standard methods,
+/// anything else `_OTHER` (OpenTelemetry HTTP semantic conventions), so a client sending made-up
+/// methods cannot grow the metric series without bound.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
 /// Adds `X-Trace-ID`, opens the request's server span (joined to an incoming `traceparent`)
 /// unless the request's trace is dropped, and records HTTP metrics.
 pub async fn middleware(mut req: Request, next: Next) -> Response {
@@ -90,7 +109,7 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method()).to_owned();
     let (parent_sampled, mut trace_id) = match incoming {
         Some(incoming) => (Some(incoming.sampled), incoming.trace_id),
         None => (None, fresh_trace_id()),

@@ -684,6 +684,21 @@ async fn metrics_are_prometheus_text() {
     server.run_prompt("what is 5 plus 5").await;
     let (status, _, _) = server.get("/health").await;
     assert_eq!(status, StatusCode::OK);
+    // Made-up methods and paths do not become label values.
+    for method in ["FOOBAR1", "FOOBAR2"] {
+        for path in ["/runs", "/no/such/path/1"] {
+            let response = server
+                .client
+                .request(
+                    reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                    server.url(path),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_client_error(), "{method} {path}");
+        }
+    }
     let resp = server
         .client
         .get(server.url("/metrics"))
@@ -708,6 +723,17 @@ async fn metrics_are_prometheus_text() {
         "requests are labelled by route: {text}"
     );
     assert!(text.contains("crane_runs_total"), "{text}");
+    assert!(
+        !text.contains("FOOBAR") && !text.contains("/no/such"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("crane_http_requests_total{")
+                && l.contains("method=\"_OTHER\",route=\"unmatched\",status=\"404\"")
+                && l.ends_with(" 2")),
+        "{text}"
+    );
     // Every sample line is `name{labels} value` or `name value`.
     for line in text
         .lines()
