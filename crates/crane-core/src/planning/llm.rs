@@ -268,9 +268,13 @@ impl LlmLayer {
                 span.record("error.type", e.kind.as_str());
             }
         }
-        let (model_label, status) = match &result {
-            Ok(r) => (r.model.clone(), "ok"),
-            Err(e) => (requested.to_owned(), e.kind.as_str()),
+        // Metrics and aggregates are keyed by the model crane asked for (from its
+        // configuration, so bounded, and the same for successes and errors); the model the
+        // server reports (e.g. a dated snapshot) is on the span and the run's record.
+        let model_label = requested.clone();
+        let status = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind.as_str(),
         };
         metrics::counter!("crane_llm_requests_total", "provider" => self.provider.name().to_owned(), "model" => model_label.clone(), "status" => status).increment(1);
         metrics::histogram!("crane_llm_request_duration_seconds", "provider" => self.provider.name().to_owned(), "model" => model_label.clone())
@@ -288,7 +292,7 @@ impl LlmLayer {
                 metrics::counter!("crane_llm_tokens_total", "provider" => self.provider.name().to_owned(), "model" => model_label.clone(), "direction" => "output").increment(r.usage.output_tokens);
                 stats.llm_request(
                     self.provider.name(),
-                    &r.model,
+                    &requested,
                     TokenUsage {
                         input_tokens: r.usage.input_tokens,
                         output_tokens: r.usage.output_tokens,

@@ -713,6 +713,60 @@ async fn wrong_argument_types_are_repaired() {
     repair_case(bad, "input.title", false).await;
 }
 
+#[tokio::test]
+async fn metrics_count_the_requested_model_and_runs_record_the_reported_one() {
+    // Servers report dated snapshots (or anything else) as the answering model: per-model
+    // series and aggregates stay on the configured name, so they are bounded and successes
+    // and errors of one model share a series; the run records what actually answered.
+    let answer = json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "test-model-2026-01-01",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": calc_plan().to_string()}}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+    });
+    let mock = mock_first_then(
+        ResponseTemplate::new(503),
+        1,
+        ResponseTemplate::new(200).set_body_json(answer),
+    )
+    .await;
+    let config = format!(
+        "[[llm.providers]]\nname = \"primary\"\nbase_url = \"{}/v1\"\nmodel = \"{MODEL}\"\n\
+         max_retries = 0\n{PRICING}",
+        mock.uri()
+    );
+    let crane = LlmCrane::start(&[], Some(&config)).await;
+    assert_fallback(&crane.run(CALC).await, "server");
+    let run = crane.run(CALC).await;
+    assert_calc_run(&run, "llm");
+    assert_eq!(planner(&run)["model"], "test-model-2026-01-01", "{run}");
+
+    let labels =
+        |status: &str| format!("provider=\"primary\",model=\"{MODEL}\",status=\"{status}\"");
+    assert_eq!(
+        crane
+            .metric("crane_llm_requests_total", &labels("ok"))
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        crane
+            .metric("crane_llm_requests_total", &labels("server"))
+            .await,
+        Some(1.0)
+    );
+    let text = crane.get_text("/metrics").await;
+    assert!(!text.contains("2026-01-01"), "{text}");
+    let stats = crane.get_json("/metrics/planner").await;
+    assert_eq!(
+        stats["by_model"].as_array().map(Vec::len),
+        Some(1),
+        "{stats}"
+    );
+    assert_eq!(stats["by_model"][0]["model"], MODEL, "{stats}");
+    assert_eq!(stats["by_model"][0]["requests"], 1, "{stats}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Circuit breaker.
 
