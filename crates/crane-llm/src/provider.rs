@@ -26,8 +26,7 @@ use crate::types::{BadOutput, ChatRequest, ChatResponse, Parsed};
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Hosted APIs that answer every keyless request with 401: a provider pointing at one without
-/// a key is a configuration error at start-up, not a failure of every run.
+/// Hosted APIs that answer every keyless request with 401 (see [`Provider::missing_key_host`]).
 const HOSTED_APIS: [&str; 8] = [
     "api.openai.com",
     "api.anthropic.com",
@@ -81,8 +80,8 @@ struct AttemptFailure {
     error: LlmError,
     retry_after: Option<Duration>,
     mode_rejection: ModeRejection,
-    /// An availability failure a retry within this call cannot fix (the host name does not
-    /// resolve): counted by the breaker, not retried.
+    /// An availability failure a retry within this call is unlikely to fix (could not
+    /// connect): counted by the breaker, not retried.
     final_for_call: bool,
 }
 
@@ -128,14 +127,6 @@ impl Provider {
         let base_url = config.base_url.trim().trim_end_matches('/').to_owned();
         let url = reqwest::Url::parse(&base_url)
             .map_err(|e| fail(format!("invalid base_url {base_url:?}: {e}")))?;
-        let host = url.host_str().unwrap_or_default();
-        let keyless = config.api_key.as_ref().is_none_or(ApiKey::is_empty);
-        if keyless && HOSTED_APIS.contains(&host) {
-            return Err(fail(format!(
-                "{host} needs an API key and none is configured for this provider; set one \
-                 (for a local server without keys, point base_url at it instead)"
-            )));
-        }
         match url.scheme() {
             "http" => {}
             "https" if cfg!(feature = "tls") => {}
@@ -220,6 +211,16 @@ impl Provider {
             mode_confirmed: AtomicBool::new(false),
             breaker: self.breaker.clone(),
         })
+    }
+
+    /// The host of a known hosted API (api.openai.com, api.anthropic.com, ...) this provider
+    /// points at without an API key: its requests will be refused with 401 (an auth error).
+    /// Not an error here: without network the calls fail fast and fall back, and a caller
+    /// should say so loudly at start-up.
+    pub fn missing_key_host(&self) -> Option<&str> {
+        let host = self.url.host_str()?;
+        let keyless = self.config.api_key.as_ref().is_none_or(ApiKey::is_empty);
+        (keyless && HOSTED_APIS.contains(&host)).then_some(host)
     }
 
     /// The provider's configured name.
@@ -521,7 +522,37 @@ impl Provider {
     }
 
     /// Classifies a transport failure (no HTTP response).
+    ///
+    /// A failure to connect (refused, unreachable, a host that does not resolve, the connect
+    /// timeout) is final for the call: nothing reached the server, and backing off a few
+    /// hundred ms rarely brings it back, while every run would pay for the wait before falling
+    /// back. It still counts toward the breaker, which then makes a dead provider free.
     fn transport_failure(&self, error: reqwest::Error, timeout: Duration) -> AttemptFailure {
+        let connect_timeout = self.config.connect_timeout;
+        if error.is_connect() {
+            let timed_out = error.is_timeout();
+            let chain = error_chain(error);
+            let (kind, what) = if timed_out {
+                (
+                    ErrorKind::Timeout,
+                    format!("no connection within {connect_timeout:?}"),
+                )
+            } else if chain.contains("dns error") {
+                (ErrorKind::Network, "could not resolve the host".to_owned())
+            } else {
+                (ErrorKind::Network, "could not connect".to_owned())
+            };
+            return AttemptFailure {
+                final_for_call: true,
+                ..AttemptFailure::plain(self.error(
+                    kind,
+                    format!(
+                        "{what} to {} (not retried; check base_url and the network): {chain}",
+                        self.endpoint
+                    ),
+                ))
+            };
+        }
         let (kind, message) = if error.is_timeout() {
             (
                 ErrorKind::Timeout,
@@ -535,27 +566,6 @@ impl Provider {
             (
                 ErrorKind::Config,
                 format!("cannot build the request: {}", error_chain(error)),
-            )
-        } else if error.is_connect() {
-            let chain = error_chain(error);
-            // No such host (no network, or a typo in base_url): backing off for a few hundred
-            // ms will not make it resolve, and every run would pay that before falling back.
-            if chain.contains("dns error") {
-                return AttemptFailure {
-                    final_for_call: true,
-                    ..AttemptFailure::plain(self.error(
-                        ErrorKind::Network,
-                        format!(
-                            "could not resolve the host of {} (not retried; check base_url and \
-                             the network): {chain}",
-                            self.endpoint
-                        ),
-                    ))
-                };
-            }
-            (
-                ErrorKind::Network,
-                format!("could not connect to {}: {chain}", self.endpoint),
             )
         } else {
             (
@@ -828,29 +838,37 @@ mod tests {
     }
 
     #[test]
-    fn hosted_apis_need_a_key() {
-        for (kind, base) in [
+    fn hosted_apis_without_a_key_are_reported() {
+        for (kind, base, host) in [
             // http: this crate's tests build without TLS; the check is on the host.
-            (ProviderKind::OpenAi, "http://api.openai.com/v1"),
-            (ProviderKind::Anthropic, "http://api.anthropic.com"),
+            (
+                ProviderKind::OpenAi,
+                "http://api.openai.com/v1",
+                "api.openai.com",
+            ),
+            (
+                ProviderKind::Anthropic,
+                "http://api.anthropic.com",
+                "api.anthropic.com",
+            ),
         ] {
             let mut c = config(kind, base);
             c.api_key = None;
-            let err = Provider::new(c.clone()).unwrap_err();
-            assert_eq!(err.kind, ErrorKind::Config);
-            assert!(err.message.contains("needs an API key"), "{err}");
+            let p = Provider::new(c.clone()).unwrap();
+            assert_eq!(p.missing_key_host(), Some(host));
+            assert_eq!(p.with_model("m2").unwrap().missing_key_host(), Some(host));
             c.api_key = Some(ApiKey::new(""));
             assert_eq!(
-                Provider::new(c.clone()).unwrap_err().kind,
-                ErrorKind::Config
+                Provider::new(c.clone()).unwrap().missing_key_host(),
+                Some(host)
             );
             c.api_key = Some(ApiKey::new("sk-1"));
-            assert!(Provider::new(c).is_ok());
+            assert_eq!(Provider::new(c).unwrap().missing_key_host(), None);
         }
         // A local server needs none.
         let mut c = config(ProviderKind::OpenAi, "http://127.0.0.1:8080/v1");
         c.api_key = None;
-        assert!(Provider::new(c).is_ok());
+        assert_eq!(Provider::new(c).unwrap().missing_key_host(), None);
     }
 
     #[test]

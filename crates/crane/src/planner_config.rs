@@ -208,13 +208,7 @@ pub fn build(
 
 /// A provider that cannot be built, said in crane's configuration terms.
 pub fn provider_error(name: &str, e: &crane_llm::LlmError) -> anyhow::Error {
-    let hint = if e.message.contains("needs an API key") {
-        " (CRANE_LLM_API_KEY for the environment's provider; api_key_env or api_key in \
-         [[llm.providers]])"
-    } else {
-        ""
-    };
-    anyhow::anyhow!("LLM provider {name}: {}{hint}", e.message)
+    anyhow::anyhow!("LLM provider {name}: {}", e.message)
 }
 
 /// Every configured provider: the `CRANE_LLM_*` one (`primary`) first, then
@@ -337,6 +331,14 @@ fn chain(
         .map(|config| {
             let name = config.name.clone();
             let provider = Provider::new(config).map_err(|e| provider_error(&name, &e))?;
+            if let Some(host) = provider.missing_key_host() {
+                tracing::error!(
+                    provider = %name,
+                    "{host} needs an API key and none is configured: its LLM calls will be \
+                     refused (401) and fail the runs; set CRANE_LLM_API_KEY (the environment's \
+                     provider) or api_key_env / api_key in [[llm.providers]]"
+                );
+            }
             Ok(LlmLayerConfig {
                 provider,
                 template: PromptTemplate::builtin(),

@@ -559,6 +559,12 @@ async fn connection_refused_falls_back_fast() {
     let (run, elapsed) = crane.run_timed(CALC).await;
     assert_fallback(&run, "network");
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    // Nothing reached the server: one attempt, no backoff before the fallback.
+    let message = planner(&run)["attempts"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("not retried"), "{message}");
+    assert!(!message.contains("attempts"), "{message}");
 }
 
 #[tokio::test]
