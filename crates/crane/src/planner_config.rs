@@ -31,6 +31,27 @@ pub struct PlannerFile {
     pub max_tokens: Option<u32>,
     pub cache_capacity: Option<usize>,
     pub cache_ttl_secs: Option<u64>,
+    /// Planning budget per run: most input + output tokens of its LLM calls.
+    pub max_run_tokens: Option<u64>,
+    /// Planning budget per run: most USD of its LLM calls (priced models).
+    pub max_run_cost_usd: Option<f64>,
+}
+
+impl PlannerFile {
+    /// The planning budget, checked: a cost limit must be a finite number ≥ 0.
+    pub fn budget(&self) -> anyhow::Result<crane_core::planning::PlanningBudget> {
+        if let Some(usd) = self.max_run_cost_usd
+            && !(usd.is_finite() && usd >= 0.0)
+        {
+            bail!(
+                "[planner] max_run_cost_usd must be a number of USD ≥ 0, not {usd}; remove it for no limit"
+            );
+        }
+        Ok(crane_core::planning::PlanningBudget {
+            max_tokens: self.max_run_tokens,
+            max_cost_usd: self.max_run_cost_usd,
+        })
+    }
 }
 
 /// `[llm]`.
@@ -362,5 +383,6 @@ fn chain(
             .map_or(defaults.deadline, Duration::from_millis),
         fallback_on_auth_error: planner.fallback_on_auth_error.unwrap_or(false),
         rule_fallback: true,
+        budget: planner.budget()?,
     })
 }

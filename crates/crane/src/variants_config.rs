@@ -296,6 +296,7 @@ fn chain(
             .map_or(defaults.deadline, Duration::from_millis),
         fallback_on_auth_error: planner.fallback_on_auth_error.unwrap_or(false),
         rule_fallback: false,
+        budget: planner.budget()?,
     };
     Ok(Planning::with_config(registry.clone(), config)?)
 }

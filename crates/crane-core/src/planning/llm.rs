@@ -46,6 +46,8 @@ pub struct PlanContext<'a> {
     pub deadline: tokio::time::Instant,
     /// W3C traceparent to send on LLM calls.
     pub traceparent: Option<&'a str>,
+    /// Checked before every call against what the chain spent so far.
+    pub budget: super::PlanningBudget,
 }
 
 /// What planning spent on LLM calls so far: every layer of the chain, repair rounds included.
@@ -193,6 +195,16 @@ impl LlmLayer {
         cost: &mut Option<f64>,
         stats: &PlannerStats,
     ) -> Result<ChatResponse, LlmError> {
+        if let Some(reason) = ctx.budget.exhausted(*usage, *cost) {
+            // No request: nothing to trace or count as an LLM call.
+            stats.error("budget");
+            tracing::debug!(provider = %self.provider.name(), %reason, "planning budget spent");
+            return Err(LlmError::new(
+                crane_llm::ErrorKind::Budget,
+                self.provider.name(),
+                reason,
+            ));
+        }
         let request = ChatRequest {
             prompt: self.prompt.clone(),
             messages,

@@ -11,6 +11,7 @@
 //! runs. Auth/config errors from a provider fail the run loudly (unless configured to fall
 //! back) rather than silently degrading every run to the rule planner.
 
+pub mod budget;
 pub mod cache;
 pub mod llm;
 pub mod prompt;
@@ -30,6 +31,7 @@ use tracing::Instrument;
 
 use crate::domain::{LayerFailure, Plan, PlanFailure, PlanSource, PlanStep, PlannerInfo};
 use crate::tools::ToolRegistry;
+pub use budget::PlanningBudget;
 pub use llm::{LlmLayer, LlmLayerConfig, PlanContext, Spend};
 pub use validate::{PlanViolation, validate_plan};
 pub use variants::{Planners, Variant, VariantKind, VariantSpec};
@@ -142,6 +144,8 @@ pub struct PlanningConfig {
     /// `llm_first`: plan with the rule planner when every LLM layer failed. Off for
     /// registered variants, whose `fallback` list says what comes next.
     pub rule_fallback: bool,
+    /// Most tokens / USD one prompt's LLM calls may spend.
+    pub budget: PlanningBudget,
 }
 
 impl Default for PlanningConfig {
@@ -154,6 +158,7 @@ impl Default for PlanningConfig {
             deadline: Duration::from_secs(30),
             fallback_on_auth_error: false,
             rule_fallback: true,
+            budget: PlanningBudget::default(),
         }
     }
 }
@@ -168,6 +173,7 @@ pub struct Planning {
     deadline: Duration,
     fallback_on_auth_error: bool,
     rule_fallback: bool,
+    budget: PlanningBudget,
 }
 
 impl Planning {
@@ -182,6 +188,7 @@ impl Planning {
             deadline: Duration::from_secs(30),
             fallback_on_auth_error: false,
             rule_fallback: true,
+            budget: PlanningBudget::default(),
         }
     }
 
@@ -210,6 +217,7 @@ impl Planning {
             deadline: config.deadline,
             fallback_on_auth_error: config.fallback_on_auth_error,
             rule_fallback: config.rule_fallback,
+            budget: config.budget,
         })
     }
 
@@ -369,6 +377,7 @@ impl Planning {
         let ctx = PlanContext {
             deadline: tokio::time::Instant::now() + self.deadline,
             traceparent,
+            budget: self.budget,
         };
         let mut spend = llm::Spend::default();
         for layer in &self.layers {

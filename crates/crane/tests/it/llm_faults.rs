@@ -1557,3 +1557,79 @@ async fn api_key_appears_nowhere_crane_writes() {
     );
     assert_no_key("the server log", &logs);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Planning budget.
+
+#[tokio::test]
+async fn a_spent_token_budget_stops_the_repair_round_and_falls_back() {
+    // Each answer bills 120 tokens and names an unknown tool. With 100 tokens per run, the
+    // repair round is not sent: the rule planner plans, and the run records why and the spend.
+    let mock = mock_always(invalid_plan_answer()).await;
+    let config = format!("[planner]\nmax_run_tokens = 100\n\n{PRICING}");
+    let crane = crane_for(&mock, Some(&config)).await;
+    let run = crane.run(CALC).await;
+    assert_calc_run(&run, "fallback");
+    assert_eq!(received(&mock).await.len(), 1, "no repair call");
+    assert_eq!(attempts(&run), pairs(&[("llm:primary", "budget")]), "{run}");
+    let message = planner(&run)["attempts"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("budget of 100 tokens"), "{message}");
+    assert_eq!(
+        planner(&run)["usage"],
+        json!({"input_tokens": 100, "output_tokens": 20}),
+        "{run}"
+    );
+    let stats = crane.get_json("/metrics/planner").await;
+    assert_eq!(stats["errors_by_category"]["budget"], 1, "{stats}");
+    assert_eq!(
+        crane
+            .metric(
+                "crane_llm_requests_total",
+                &format!("provider=\"primary\",model=\"{MODEL}\",status=\"ok\"")
+            )
+            .await,
+        Some(1.0),
+        "only the billed call counts as a request"
+    );
+}
+
+#[tokio::test]
+async fn a_spent_cost_budget_skips_the_remaining_providers() {
+    // The primary's first answer costs more than the per-run budget: neither its repair round
+    // nor the secondary provider is asked.
+    let mock = mock_always(invalid_plan_answer()).await;
+    let config = format!(
+        "[planner]\nmax_run_cost_usd = {}\n\n\
+         [[llm.providers]]\nname = \"secondary\"\nbase_url = \"{}/v1\"\nmodel = \"{MODEL}\"\n\n{PRICING}",
+        ONE_CALL_USD / 2.0,
+        mock.uri()
+    );
+    let crane = crane_for(&mock, Some(&config)).await;
+    let run = crane.run(CALC).await;
+    assert_calc_run(&run, "fallback");
+    assert_eq!(received(&mock).await.len(), 1);
+    assert_eq!(
+        attempts(&run),
+        pairs(&[("llm:primary", "budget"), ("llm:secondary", "budget")]),
+        "{run}"
+    );
+    let cost = planner(&run)["cost_usd"].as_f64().expect("cost_usd");
+    assert!((cost - ONE_CALL_USD).abs() < 1e-12, "{cost}");
+
+    // A budget that is not a number of USD is refused at start.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("crane.toml");
+    std::fs::write(&file, "[planner]\nmax_run_cost_usd = -1.0\n").expect("write crane.toml");
+    let out = crate::support::crane_command(dir.path())
+        .args(["plan", "--config"])
+        .arg(&file)
+        .arg(CALC)
+        .output()
+        .await
+        .expect("crane plan");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("max_run_cost_usd must be"), "{stderr}");
+}
