@@ -420,11 +420,20 @@ impl Provider {
             .await
             .map_err(|e| self.transport_failure(e, timeout))?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
+        // `retry-after-ms` (OpenAI, Azure OpenAI) is the precise form; `Retry-After` the
+        // standard one (seconds or an HTTP date).
+        let headers = response.headers();
+        let retry_after = headers
+            .get("retry-after-ms")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok())
+            .or_else(|| {
+                headers
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now()))
+            });
         let text = response
             .text()
             .await

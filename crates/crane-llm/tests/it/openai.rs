@@ -129,6 +129,30 @@ async fn rate_limit_retry_after_is_honoured() {
 }
 
 #[tokio::test]
+async fn retry_after_ms_is_preferred_to_retry_after() {
+    // OpenAI and Azure send both; the precise one wins. Here it says 30 s, past the deadline,
+    // while `retry-after: 1` alone would have let the second attempt through.
+    let server = MockServer::start().await;
+    mount_first(
+        &server,
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "1")
+            .insert_header("retry-after-ms", "30000"),
+        1,
+    )
+    .await;
+    mount_ok(&server).await;
+    let provider = only(StructuredMode::JsonObject, &server);
+    let mut req = request();
+    req.deadline = Some(tokio::time::Instant::now() + Duration::from_secs(5));
+
+    let err = provider.chat(&req).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::RateLimit);
+    assert!(err.message.contains("Retry-After 30s"), "{err}");
+    assert_eq!(count(&server).await, 1);
+}
+
+#[tokio::test]
 async fn rate_limit_retry_after_beyond_deadline_fails_fast() {
     let server = MockServer::start().await;
     mount_first(
