@@ -46,8 +46,10 @@ pub struct PlanContext<'a> {
     pub deadline: tokio::time::Instant,
     /// W3C traceparent to send on LLM calls.
     pub traceparent: Option<&'a str>,
-    /// Checked before every call against what the chain spent so far.
+    /// Checked before every call against `earlier` plus what the chain spent so far.
     pub budget: super::PlanningBudget,
+    /// Spent on this prompt before the chain started (planner variants tried before).
+    pub earlier: Spend,
 }
 
 /// What planning spent on LLM calls so far: every layer of the chain, repair rounds included.
@@ -195,7 +197,12 @@ impl LlmLayer {
         cost: &mut Option<f64>,
         stats: &PlannerStats,
     ) -> Result<ChatResponse, LlmError> {
-        if let Some(reason) = ctx.budget.exhausted(*usage, *cost) {
+        let mut spent = ctx.earlier;
+        spent.add(Spend {
+            usage: *usage,
+            cost_usd: *cost,
+        });
+        if let Some(reason) = ctx.budget.exhausted(spent.usage, spent.cost_usd) {
             // No request: nothing to trace or count as an LLM call.
             stats.error("budget");
             tracing::debug!(provider = %self.provider.name(), %reason, "planning budget spent");

@@ -257,6 +257,18 @@ impl Planning {
         prompt: &str,
         traceparent: Option<&str>,
     ) -> Result<Plan, PlanError> {
+        self.plan_after(prompt, traceparent, Spend::default()).await
+    }
+
+    /// Like [`Planning::plan_traced`] after `earlier` was already spent on this prompt (by
+    /// planner variants tried before): the planning budget counts it. The plan and errors
+    /// report this chain's own spend only.
+    pub async fn plan_after(
+        &self,
+        prompt: &str,
+        traceparent: Option<&str>,
+        earlier: Spend,
+    ) -> Result<Plan, PlanError> {
         let started = Instant::now();
         let span = tracing::debug_span!(
             "plan",
@@ -266,7 +278,7 @@ impl Planning {
             error.type = tracing::field::Empty,
         );
         let result = self
-            .plan_inner(prompt, traceparent)
+            .plan_inner(prompt, traceparent, earlier)
             .instrument(span.clone())
             .await;
         match &result {
@@ -321,7 +333,12 @@ impl Planning {
         ))
     }
 
-    async fn plan_inner(&self, prompt: &str, traceparent: Option<&str>) -> Result<Plan, PlanError> {
+    async fn plan_inner(
+        &self,
+        prompt: &str,
+        traceparent: Option<&str>,
+        earlier: Spend,
+    ) -> Result<Plan, PlanError> {
         let started = Instant::now();
         let (steps, mut info) = match self.strategy {
             Strategy::Rule => self.rule_plan(prompt, PlanSource::Rule)?,
@@ -333,12 +350,12 @@ impl Planning {
                         category: "rejected".into(),
                         message: e.to_string(),
                     };
-                    self.llm_chain(prompt, traceparent, vec![first], false)
+                    self.llm_chain(prompt, traceparent, earlier, vec![first], false)
                         .await?
                 }
             },
             Strategy::LlmFirst => {
-                self.llm_chain(prompt, traceparent, Vec::new(), self.rule_fallback)
+                self.llm_chain(prompt, traceparent, earlier, Vec::new(), self.rule_fallback)
                     .await?
             }
         };
@@ -355,6 +372,7 @@ impl Planning {
         &self,
         prompt: &str,
         traceparent: Option<&str>,
+        earlier: Spend,
         mut failures: Vec<LayerFailure>,
         rule_fallback: bool,
     ) -> Result<(Vec<PlanStep>, PlannerInfo), PlanError> {
@@ -378,6 +396,7 @@ impl Planning {
             deadline: tokio::time::Instant::now() + self.deadline,
             traceparent,
             budget: self.budget,
+            earlier,
         };
         let mut spend = llm::Spend::default();
         for layer in &self.layers {
@@ -787,5 +806,64 @@ mod tests {
             },
             2,
         );
+    }
+
+    #[tokio::test]
+    async fn the_planning_budget_counts_the_spend_of_earlier_variants() {
+        let (url, answered) = mock_openai().await;
+        let registry = Arc::new(crate::tools::builtin_registry());
+        // 240 tokens per run: variant a spends it all (two answers of 120), so b may not call.
+        let budgeted = |url: &str| {
+            Planning::with_config(
+                registry.clone(),
+                PlanningConfig {
+                    strategy: Strategy::LlmFirst,
+                    layers: vec![layer("primary", url)],
+                    cache_capacity: 0,
+                    rule_fallback: false,
+                    budget: PlanningBudget {
+                        max_tokens: Some(240),
+                        max_cost_usd: None,
+                    },
+                    ..PlanningConfig::default()
+                },
+            )
+            .unwrap()
+        };
+        let planners = Planners::new(
+            registry.clone(),
+            vec![
+                llm_variant("a", budgeted(&url), &["b"]),
+                llm_variant("b", budgeted(&url), &[]),
+            ],
+            "a",
+        )
+        .unwrap();
+        let err = planners
+            .plan(Some("a"), NONSENSE, None)
+            .await
+            .expect_err("no variant can plan");
+        assert_eq!(answered.load(Ordering::SeqCst), 2, "b made no call");
+        let PlanError::Exhausted { failures, spend } = &err else {
+            panic!("expected Exhausted, got {err:?}");
+        };
+        assert_eq!(
+            categories(failures),
+            [("variant:a", "exhausted"), ("variant:b", "exhausted")]
+        );
+        assert!(
+            failures[1].message.contains("(budget)"),
+            "{}",
+            failures[1].message
+        );
+        assert_spend(*spend, 2);
+
+        // Alone, b has the whole budget: its answer and repair round.
+        let err = planners
+            .plan(Some("b"), NONSENSE, None)
+            .await
+            .expect_err("invalid");
+        assert_eq!(answered.load(Ordering::SeqCst), 4);
+        assert_spend(err.spend(), 2);
     }
 }

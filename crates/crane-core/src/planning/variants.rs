@@ -407,7 +407,8 @@ impl Planners {
         // What the variants that failed were billed: it costs this run whoever plans it.
         let mut spend = Spend::default();
         for (i, v) in chain.enumerate() {
-            match v.planning.plan_traced(prompt, traceparent).await {
+            // The planning budget is per run: earlier variants' spend counts.
+            match v.planning.plan_after(prompt, traceparent, spend).await {
                 Ok(mut plan) => {
                     if !spend.is_empty() {
                         let planner = &mut plan.planner;
