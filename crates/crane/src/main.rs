@@ -13,6 +13,7 @@ mod planner_config;
 mod prompts_cli;
 mod server;
 mod telemetry;
+mod trace_export;
 mod tracking;
 mod variants_config;
 

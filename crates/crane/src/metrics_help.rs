@@ -20,6 +20,10 @@ pub fn describe() {
         "Circuit breaker per LLM provider: 0 closed, 1 half-open, 2 open."
     );
     describe_counter!(
+        "crane_trace_export_spans_total",
+        "Spans handed to the OTLP exporter, by result (exported or failed)."
+    );
+    describe_counter!(
         "crane_http_requests_total",
         "HTTP requests by method, route template and status."
     );

@@ -384,6 +384,10 @@ fn provider(cap: Option<NonZeroU32>) -> Result<SdkTracerProvider, String> {
             service,
         ))
         .build();
+    let exporter = crate::trace_export::MonitoredExporter::new(
+        exporter,
+        crate::trace_export::header_secrets(),
+    );
     let mut builder = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource);

@@ -76,3 +76,54 @@ async fn check_run_logs(env: &[(&str, &str)], traceparent: Option<&str>) -> Valu
     }
     run
 }
+
+/// A collector that cannot be reached: the spans of a recorded run are counted as failed in
+/// `crane_trace_export_spans_total` and a warning says so (the SDK itself drops them silently).
+#[tokio::test]
+async fn failing_trace_export_is_counted_and_logged() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let server = Server::start_with_env(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Bearer%20otlp-secret-42",
+            ),
+            ("OTEL_TRACES_SAMPLER", "always_on"),
+            // Export each batch after 50 ms instead of 5 s.
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ],
+    )
+    .await;
+    let run = server.run_prompt("what is 6 times 7").await;
+    assert_eq!(run["status"], "completed", "{run}");
+
+    // The exporter's attempt shows in the metrics once the batch was tried: the http, run
+    // and step spans at least, none exported.
+    server
+        .wait_for_metric("crane_trace_export_spans_total{result=\"failed\"}", |v| {
+            v >= 3.0
+        })
+        .await;
+    let text = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        !text.contains("crane_trace_export_spans_total{result=\"exported\"}"),
+        "{text}"
+    );
+    let logs = server.logs();
+    assert!(logs.contains("trace export is failing"), "{logs}");
+    assert!(!logs.contains("otlp-secret-42"), "{logs}");
+}

@@ -183,6 +183,12 @@ async fn multi_step_run_is_traced_into_phoenix_with_genai_attributes() {
 
     // http, run, queue, plan, chat, execute_tool x2 (plus smaller spans).
     let spans = spans_of(&phoenix, project, trace_id, 7).await;
+    // crane counted them as exported.
+    server
+        .wait_for_metric("crane_trace_export_spans_total{result=\"exported\"}", |v| {
+            v >= 7.0
+        })
+        .await;
     let by_name: HashMap<&str, &Value> = spans
         .iter()
         .map(|s| (s["name"].as_str().unwrap_or(""), s))

@@ -265,6 +265,37 @@ impl Server {
         run
     }
 
+    /// Polls `GET /metrics` until the sample `series` (name and labels exactly as rendered,
+    /// e.g. `crane_x_total{result="ok"}`) exists and satisfies `pred`; returns its value. Fails
+    /// at the deadline with the last scrape and the server's logs.
+    pub async fn wait_for_metric(&self, series: &str, pred: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let text = self
+                .client
+                .get(self.url("/metrics"))
+                .send()
+                .await
+                .expect("GET /metrics")
+                .text()
+                .await
+                .expect("metrics text");
+            let value = text
+                .lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<f64>().ok());
+            if let Some(value) = value.filter(|v| pred(*v)) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{series} never matched (last {value:?}):\n{text}\nlogs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// Runs a prompt to completion (`?wait=true`); returns the finished run.
     pub async fn run_prompt(&self, prompt: &str) -> Value {
         let run = self
