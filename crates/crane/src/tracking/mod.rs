@@ -42,6 +42,8 @@ pub struct TrackingFile {
     pub runs_experiment: Option<String>,
     /// Export every finished agent run (`CRANE_MLFLOW_LOG_RUNS`).
     pub log_runs: Option<bool>,
+    /// Fraction of finished runs exported, 0.0–1.0 (`CRANE_MLFLOW_RUNS_SAMPLE_RATIO`).
+    pub runs_sample_ratio: Option<f64>,
     /// Runs waiting for export at most; more are dropped and counted
     /// (`CRANE_MLFLOW_QUEUE_CAPACITY`).
     pub queue_capacity: Option<usize>,
@@ -93,6 +95,8 @@ pub struct TrackingSettings {
     pub eval_experiment: String,
     pub runs_experiment: String,
     pub log_runs: bool,
+    /// Fraction of finished runs exported, chosen by trace id (see `run_export::sampled`).
+    pub runs_sample_ratio: f64,
     pub queue_capacity: usize,
     pub batch_size: usize,
     pub flush_interval: Duration,
@@ -107,6 +111,7 @@ impl Default for TrackingSettings {
             eval_experiment: DEFAULT_EVAL_EXPERIMENT.into(),
             runs_experiment: DEFAULT_RUNS_EXPERIMENT.into(),
             log_runs: false,
+            runs_sample_ratio: 1.0,
             queue_capacity: 10_000,
             batch_size: 100,
             flush_interval: Duration::from_millis(1000),
@@ -141,6 +146,17 @@ fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
             name,
             value: value.to_owned(),
             reason: "expected true or false",
+        }),
+    }
+}
+
+fn parse_ratio(name: &'static str, value: &str) -> Result<f64, ConfigError> {
+    match value.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(ConfigError::Invalid {
+            name,
+            value: value.to_owned(),
+            reason: "expected a fraction from 0.0 to 1.0",
         }),
     }
 }
@@ -204,6 +220,13 @@ impl TrackingSettings {
             Some(v) => parse_bool("CRANE_MLFLOW_LOG_RUNS", &v)?,
             None => file.log_runs.unwrap_or(false),
         };
+        let runs_sample_ratio = match env_or("CRANE_MLFLOW_RUNS_SAMPLE_RATIO") {
+            Some(v) => parse_ratio("CRANE_MLFLOW_RUNS_SAMPLE_RATIO", &v)?,
+            None => match file.runs_sample_ratio {
+                Some(r) => parse_ratio("[tracking] runs_sample_ratio", &r.to_string())?,
+                None => d.runs_sample_ratio,
+            },
+        };
         let usize_knob =
             |name: &'static str, file: Option<usize>, default: usize| match env_or(name) {
                 Some(v) => parse_positive::<usize>(name, &v),
@@ -219,6 +242,7 @@ impl TrackingSettings {
             eval_experiment,
             runs_experiment,
             log_runs,
+            runs_sample_ratio,
             queue_capacity: usize_knob(
                 "CRANE_MLFLOW_QUEUE_CAPACITY",
                 file.queue_capacity,
@@ -304,6 +328,38 @@ mod tests {
         assert_eq!(s.queue_capacity, 50);
         assert_eq!(s.batch_size, 7);
         assert_eq!(s.flush_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn the_runs_sample_ratio_is_a_fraction() {
+        let uri = ("MLFLOW_TRACKING_URI", "http://h:1");
+        let s = TrackingSettings::resolve(&TrackingFile::default(), env(&[uri])).unwrap();
+        assert_eq!(s.runs_sample_ratio, 1.0);
+        let file = TrackingFile {
+            runs_sample_ratio: Some(0.25),
+            ..TrackingFile::default()
+        };
+        let s = TrackingSettings::resolve(&file, env(&[uri])).unwrap();
+        assert_eq!(s.runs_sample_ratio, 0.25);
+        let s = TrackingSettings::resolve(
+            &file,
+            env(&[uri, ("CRANE_MLFLOW_RUNS_SAMPLE_RATIO", "0.1")]),
+        )
+        .unwrap();
+        assert_eq!(s.runs_sample_ratio, 0.1);
+        for bad in ["1.5", "-0.1", "NaN", "half"] {
+            let err = TrackingSettings::resolve(
+                &TrackingFile::default(),
+                env(&[uri, ("CRANE_MLFLOW_RUNS_SAMPLE_RATIO", bad)]),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("from 0.0 to 1.0"), "{err}");
+        }
+        let file = TrackingFile {
+            runs_sample_ratio: Some(2.0),
+            ..TrackingFile::default()
+        };
+        assert!(TrackingSettings::resolve(&file, env(&[uri])).is_err());
     }
 
     #[test]

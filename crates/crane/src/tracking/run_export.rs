@@ -215,14 +215,45 @@ fn counter(name: &'static str) -> metrics::Counter {
     metrics::counter!(name, "exporter" => EXPORTER)
 }
 
+/// Whether a run with this trace id (else run id) is exported at `ratio`: the rule of
+/// OpenTelemetry's `TraceIdRatioBased` sampler (the trace id's low 64 bits below
+/// `ratio` × 2⁶⁴), so with the same ratio the exported runs are those whose traces were kept,
+/// and a retried run gets the same answer. Runs without a trace id hash their run id.
+pub fn sampled(trace_id: Option<&str>, run_id: &str, ratio: f64) -> bool {
+    if ratio >= 1.0 {
+        return true;
+    }
+    if ratio <= 0.0 {
+        return false;
+    }
+    let low = trace_id
+        .filter(|t| t.len() == 32)
+        .and_then(|t| u64::from_str_radix(&t[16..], 16).ok())
+        .unwrap_or_else(|| {
+            // FNV-1a: stable across processes and versions, unlike std's hasher.
+            run_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+        });
+    // Compare in 63 bits, as the OpenTelemetry SDK does, so the product cannot overflow.
+    (low >> 1) < (ratio * (1u64 << 63) as f64) as u64
+}
+
 /// The observer handed to the runtime: a non-blocking hand-off into the exporter's queue.
 struct Observer {
     tx: mpsc::Sender<RunRecord>,
     dropped: metrics::Counter,
+    /// Fraction of runs exported ([`sampled`]).
+    ratio: f64,
+    sampled_out: metrics::Counter,
 }
 
 impl RunObserver for Observer {
     fn finished(&self, run: &Run) {
+        if !sampled(run.trace_id.as_deref(), &run.run_id, self.ratio) {
+            self.sampled_out.increment(1);
+            return;
+        }
         // A full queue costs no copy of the run.
         if self.tx.capacity() == 0 {
             self.dropped.increment(1);
@@ -237,6 +268,7 @@ impl RunObserver for Observer {
 /// The running exporter: its queue and background task.
 pub struct RunExporter {
     tx: mpsc::Sender<RunRecord>,
+    ratio: f64,
     shutdown: watch::Sender<Option<Instant>>,
     task: tokio::task::JoinHandle<()>,
     timeout: Duration,
@@ -284,6 +316,7 @@ impl RunExporter {
         for name in [
             "crane_tracking_exported_total",
             "crane_tracking_dropped_total",
+            "crane_tracking_sampled_out_total",
             "crane_tracking_failed_total",
             "crane_tracking_retries_total",
         ] {
@@ -293,6 +326,7 @@ impl RunExporter {
         tracing::info!(
             uri = %client.display_uri(),
             experiment = %settings.runs_experiment,
+            sample_ratio = settings.runs_sample_ratio,
             queue_capacity = settings.queue_capacity,
             batch_size = settings.batch_size,
             "exporting finished runs to MLflow"
@@ -311,6 +345,7 @@ impl RunExporter {
         let task = tokio::spawn(export_loop(client, config, rx, shutdown_rx));
         Some(Self {
             tx,
+            ratio: settings.runs_sample_ratio,
             shutdown,
             task,
             timeout: settings.shutdown_timeout,
@@ -322,6 +357,8 @@ impl RunExporter {
         Arc::new(Observer {
             tx: self.tx.clone(),
             dropped: counter("crane_tracking_dropped_total"),
+            ratio: self.ratio,
+            sampled_out: counter("crane_tracking_sampled_out_total"),
         })
     }
 
@@ -744,6 +781,8 @@ mod tests {
         let observer = Observer {
             tx,
             dropped: metrics::Counter::noop(),
+            ratio: 1.0,
+            sampled_out: metrics::Counter::noop(),
         };
         let r = run();
         for _ in 0..5 {
@@ -751,6 +790,52 @@ mod tests {
         }
         assert_eq!(rx.len(), 2);
         assert_eq!(rx.recv().await.map(|x| x.run_id), Some(r.run_id.clone()));
+    }
+
+    #[test]
+    fn sampling_follows_the_trace_id_like_the_otel_ratio_sampler() {
+        // Low 64 bits 0: always under the ratio; all ones: never (below 1.0).
+        let low = "4bf92f3577b34da60000000000000000";
+        let high = "4bf92f3577b34da6ffffffffffffffff";
+        assert!(sampled(Some(low), "r", 0.01));
+        assert!(!sampled(Some(high), "r", 0.99));
+        assert!(sampled(Some(high), "r", 1.0));
+        assert!(!sampled(Some(low), "r", 0.0));
+        // The same id gets the same answer; about `ratio` of many ids are kept.
+        let ids: Vec<String> = (0..10_000u64)
+            .map(|i| format!("{:016x}{:016x}", i, i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .collect();
+        let kept = ids.iter().filter(|t| sampled(Some(t), "r", 0.25)).count();
+        assert!((2_300..2_700).contains(&kept), "{kept}");
+        assert!(
+            ids.iter()
+                .all(|t| sampled(Some(t), "r", 0.25) == sampled(Some(t), "x", 0.25))
+        );
+        // Without a trace id, the run id decides, stably.
+        let by_run = (0..1_000)
+            .filter(|i| sampled(None, &format!("run-{i}"), 0.5))
+            .count();
+        assert!((400..600).contains(&by_run), "{by_run}");
+        assert_eq!(sampled(None, "run-1", 0.5), sampled(None, "run-1", 0.5));
+    }
+
+    #[tokio::test]
+    async fn observer_exports_only_sampled_runs() {
+        let (tx, mut rx) = mpsc::channel(10);
+        let observer = Observer {
+            tx,
+            dropped: metrics::Counter::noop(),
+            ratio: 0.5,
+            sampled_out: metrics::Counter::noop(),
+        };
+        let mut kept = run();
+        kept.trace_id = Some("4bf92f3577b34da60000000000000001".into());
+        let mut skipped = run();
+        skipped.trace_id = Some("4bf92f3577b34da6f000000000000001".into());
+        observer.finished(&skipped);
+        observer.finished(&kept);
+        assert_eq!(rx.len(), 1);
+        assert_eq!(rx.recv().await.map(|r| r.trace_id), Some(kept.trace_id));
     }
 
     fn settings(uri: &str, batch: usize) -> TrackingSettings {

@@ -601,6 +601,70 @@ async fn serve_exports_finished_runs_in_batches_and_flushes_at_shutdown() {
 }
 
 #[tokio::test]
+async fn serve_exports_the_sampled_share_of_runs_chosen_by_trace_id() {
+    let mlflow = start_mlflow().await;
+    let experiment = "crane-it-sampled";
+    let server = Server::start_with_env(
+        &[],
+        &[
+            ("MLFLOW_TRACKING_URI", &mlflow.base),
+            ("CRANE_MLFLOW_LOG_RUNS", "true"),
+            ("CRANE_MLFLOW_RUNS_EXPERIMENT", experiment),
+            ("CRANE_MLFLOW_RUNS_SAMPLE_RATIO", "0.5"),
+            ("CRANE_MLFLOW_BATCH_SIZE", "2"),
+            ("CRANE_MLFLOW_FLUSH_INTERVAL_MS", "600000"),
+        ],
+    )
+    .await;
+    // The trace id's low 64 bits decide, as OpenTelemetry's ratio sampler does: small ones
+    // are kept at 0.5, large ones are not.
+    let mut kept = Vec::new();
+    for (i, low) in [
+        "0000000000000001",
+        "f000000000000001",
+        "1000000000000002",
+        "ff00000000000003",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let req = server
+            .client
+            .post(server.url("/runs?wait=true"))
+            .header(
+                "traceparent",
+                format!("00-4bf92f3577b34da6{low}-00f067aa0ba902b7-01"),
+            )
+            .json(&json!({"prompt": format!("what is {i} plus 1")}));
+        let (status, _, run) = server.send(req).await;
+        assert_eq!(status, StatusCode::CREATED, "{run}");
+        if !low.starts_with('f') {
+            kept.push(run["run_id"].as_str().unwrap().to_owned());
+        }
+    }
+    let skipped = wait_metric(&server, "crane_tracking_sampled_out_total", "2", |v| {
+        v == 2.0
+    })
+    .await;
+    assert_eq!(skipped, 2.0);
+    let exported = mlflow.wait_runs(experiment, 2).await;
+    let mut names: Vec<String> = exported
+        .iter()
+        .map(|r| {
+            r["info"]["run_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    names.sort();
+    kept.sort();
+    assert_eq!(names, kept);
+    let dropped = exporter_metric(&metrics_text(&server).await, "crane_tracking_dropped_total");
+    assert_eq!(dropped, Some(0.0));
+}
+
+#[tokio::test]
 async fn eval_keeps_its_exit_code_when_mlflow_is_down() {
     let dir = tempfile::tempdir().unwrap();
     let golden = dataset("golden.jsonl");
