@@ -315,6 +315,28 @@ fn traces_cap(value: Option<&str>) -> Result<Option<NonZeroU32>, String> {
     })
 }
 
+/// What is wrong with the OTLP protocol the operator asked for, if anything: crane sends
+/// OTLP/HTTP with protobuf bodies only. `traces` is `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`,
+/// `general` `OTEL_EXPORTER_OTLP_PROTOCOL` (the first wins, as the specification says).
+fn protocol_problem(traces: Option<&str>, general: Option<&str>) -> Option<String> {
+    let (name, value) = [
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", traces),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", general),
+    ]
+    .into_iter()
+    .find_map(|(name, v)| Some((name, v.map(str::trim).filter(|v| !v.is_empty())?)))?;
+    match value {
+        "http/protobuf" => None,
+        "grpc" => Some(format!(
+            "{name}=grpc: crane exports OTLP over HTTP (http/protobuf) only; point the endpoint \
+             at the collector's HTTP port (usually 4318, not gRPC's 4317) and unset {name}"
+        )),
+        other => Some(format!(
+            "{name}={other:?}: crane exports OTLP as http/protobuf only; unset {name} or set it to http/protobuf"
+        )),
+    }
+}
+
 /// The root sampler behind crane's default (parent-based) sampler. An HTTP request's server
 /// span exists only when [`request_sampling`] already kept the request, so a server-kind root
 /// is always sampled; other roots (`crane run`, runs resumed at start) are sampled by trace id.
@@ -506,6 +528,13 @@ pub fn init(json_logs: bool, default_level: &str) {
                 });
                 if let Some(error) = cap_error {
                     tracing::error!(%error, "invalid trace sampling setting");
+                }
+                let env = |name| std::env::var(name).ok();
+                if let Some(problem) = protocol_problem(
+                    env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").as_deref(),
+                    env("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref(),
+                ) {
+                    tracing::error!(%problem, "unsupported OTLP protocol; sending http/protobuf anyway");
                 }
             }
         }
@@ -706,6 +735,23 @@ mod tests {
                 .all(|s| s.span_context.trace_id() == TraceId::from(1u128)),
             "only the sampled trace is exported: {:?}",
             exported.iter().map(|s| &s.name).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn only_http_protobuf_is_accepted_as_the_otlp_protocol() {
+        assert_eq!(protocol_problem(None, None), None);
+        assert_eq!(protocol_problem(Some(" "), Some("http/protobuf")), None);
+        assert_eq!(protocol_problem(Some("http/protobuf"), Some("grpc")), None);
+        let grpc = protocol_problem(None, Some("grpc")).expect("a problem");
+        assert!(
+            grpc.contains("OTEL_EXPORTER_OTLP_PROTOCOL=grpc") && grpc.contains("4318"),
+            "{grpc}"
+        );
+        let json = protocol_problem(Some("http/json"), None).expect("a problem");
+        assert!(
+            json.contains("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=\"http/json\""),
+            "{json}"
         );
     }
 
