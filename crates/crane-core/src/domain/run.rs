@@ -115,20 +115,30 @@ pub struct PlanFailure {
 impl PlanFailure {
     /// Adds the tokens and cost of an earlier failed planning of the same run.
     pub fn add_spend(&mut self, earlier: &PlanFailure) {
-        self.usage = match (self.usage, earlier.usage) {
-            (None, None) => None,
-            (a, b) => {
-                let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
-                Some(TokenUsage {
-                    input_tokens: a.input_tokens + b.input_tokens,
-                    output_tokens: a.output_tokens + b.output_tokens,
-                })
-            }
-        };
-        self.cost_usd = match (self.cost_usd, earlier.cost_usd) {
-            (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
-        };
+        self.usage = sum_usage(self.usage, earlier.usage);
+        self.cost_usd = sum_cost(self.cost_usd, earlier.cost_usd);
+    }
+}
+
+/// Two optional token counts added; `None` only when both are.
+fn sum_usage(a: Option<TokenUsage>, b: Option<TokenUsage>) -> Option<TokenUsage> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => {
+            let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
+            Some(TokenUsage {
+                input_tokens: a.input_tokens + b.input_tokens,
+                output_tokens: a.output_tokens + b.output_tokens,
+            })
+        }
+    }
+}
+
+/// Two optional costs added; `None` only when both are.
+fn sum_cost(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
     }
 }
 
@@ -195,29 +205,19 @@ impl Run {
     /// Tokens planning was billed for: the plan's `usage` plus that of failed planning
     /// (`plan_failure`); `None` when neither reports any.
     pub fn planning_usage(&self) -> Option<TokenUsage> {
-        let planned = self.plan.as_ref().and_then(|p| p.planner.usage);
-        let failed = self.plan_failure.as_ref().and_then(|f| f.usage);
-        match (planned, failed) {
-            (None, None) => None,
-            (a, b) => {
-                let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
-                Some(TokenUsage {
-                    input_tokens: a.input_tokens + b.input_tokens,
-                    output_tokens: a.output_tokens + b.output_tokens,
-                })
-            }
-        }
+        sum_usage(
+            self.plan.as_ref().and_then(|p| p.planner.usage),
+            self.plan_failure.as_ref().and_then(|f| f.usage),
+        )
     }
 
     /// What planning cost in USD: the plan's `cost_usd` plus that of failed planning
     /// (`plan_failure`); `None` when neither is priced.
     pub fn planning_cost_usd(&self) -> Option<f64> {
-        let planned = self.plan.as_ref().and_then(|p| p.planner.cost_usd);
-        let failed = self.plan_failure.as_ref().and_then(|f| f.cost_usd);
-        match (planned, failed) {
-            (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
-        }
+        sum_cost(
+            self.plan.as_ref().and_then(|p| p.planner.cost_usd),
+            self.plan_failure.as_ref().and_then(|f| f.cost_usd),
+        )
     }
 
     /// The number of leading steps that completed; execution resumes after them.

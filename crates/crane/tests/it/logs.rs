@@ -110,15 +110,7 @@ async fn failing_trace_export_is_counted_and_logged() {
             v >= 3.0
         })
         .await;
-    let text = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = server.metrics_text().await;
     assert!(
         !text.contains("crane_trace_export_spans_total{result=\"exported\"}"),
         "{text}"

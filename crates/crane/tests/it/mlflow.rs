@@ -446,14 +446,7 @@ fn exporter_metric(text: &str, name: &str) -> Option<f64> {
 }
 
 async fn metrics_text(server: &Server) -> String {
-    let r = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    r.text().await.unwrap()
+    server.metrics_text().await
 }
 
 /// Polls /metrics until `pred` holds for the exporter counter `name`.

@@ -265,21 +265,25 @@ impl Server {
         run
     }
 
+    /// `GET /metrics` as text, asserting 200.
+    pub async fn metrics_text(&self) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.expect("metrics text")
+    }
+
     /// Polls `GET /metrics` until the sample `series` (name and labels exactly as rendered,
     /// e.g. `crane_x_total{result="ok"}`) exists and satisfies `pred`; returns its value. Fails
     /// at the deadline with the last scrape and the server's logs.
     pub async fn wait_for_metric(&self, series: &str, pred: impl Fn(f64) -> bool) -> f64 {
         let deadline = Instant::now() + DEADLINE;
         loop {
-            let text = self
-                .client
-                .get(self.url("/metrics"))
-                .send()
-                .await
-                .expect("GET /metrics")
-                .text()
-                .await
-                .expect("metrics text");
+            let text = self.metrics_text().await;
             let value = text
                 .lines()
                 .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
