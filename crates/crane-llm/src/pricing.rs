@@ -25,12 +25,22 @@ impl Pricing {
         }
     }
 
-    /// `input * in_price / 1e6 + output * out_price / 1e6`.
+    /// `input * in_price / 1e6 + output * out_price / 1e6`, rounded by [`round_usd`].
     pub fn cost(&self, usage: &Usage) -> f64 {
         // u64 → f64 loses precision only above 2^53 tokens.
         let (input, output) = (usage.input_tokens as f64, usage.output_tokens as f64);
-        input * self.input_per_million / 1e6 + output * self.output_per_million / 1e6
+        round_usd(input * self.input_per_million / 1e6 + output * self.output_per_million / 1e6)
     }
+}
+
+/// `usd` rounded to 1e-12 USD (far below any price): binary float noise such as
+/// `0.00014000000000000001` for 100 tokens at 1 USD/M plus 20 at 2 USD/M becomes `0.00014`,
+/// in run records, aggregates and reports. Sums of costs go through it too.
+pub fn round_usd(usd: f64) -> f64 {
+    if !usd.is_finite() || usd.abs() >= 1e6 {
+        return usd;
+    }
+    (usd * 1e12).round() / 1e12
 }
 
 /// Cost of `usage` priced by `response_model` (what the server says it ran), then by
@@ -77,5 +87,24 @@ mod tests {
         );
         assert_eq!(cost_usd(&table, "unknown", "gpt-4o", &usage), Some(10.0));
         assert_eq!(cost_usd(&table, "unknown", "other", &usage), None);
+    }
+
+    #[test]
+    fn costs_carry_no_binary_float_noise() {
+        let p = Pricing::new(1.0, 2.0);
+        let usage = Usage {
+            input_tokens: 100,
+            output_tokens: 20,
+        };
+        assert_eq!(100.0 * 1.0 / 1e6 + 20.0 * 2.0 / 1e6, 0.00014000000000000001);
+        assert_eq!(p.cost(&usage), 0.00014);
+        assert_eq!(serde_json::to_string(&p.cost(&usage)).unwrap(), "0.00014");
+        // Sums too.
+        assert_eq!(0.1 + 0.2, 0.30000000000000004);
+        assert_eq!(round_usd(0.1 + 0.2), 0.3);
+        // Sub-picodollar amounts vanish; huge, infinite and NaN values pass through.
+        assert_eq!(round_usd(4e-13), 0.0);
+        assert_eq!(round_usd(2e6 + 0.1), 2e6 + 0.1);
+        assert!(round_usd(f64::NAN).is_nan());
     }
 }

@@ -138,7 +138,7 @@ fn sum_usage(a: Option<TokenUsage>, b: Option<TokenUsage>) -> Option<TokenUsage>
 fn sum_cost(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (None, None) => None,
-        (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        (a, b) => Some(crane_llm::round_usd(a.unwrap_or(0.0) + b.unwrap_or(0.0))),
     }
 }
 

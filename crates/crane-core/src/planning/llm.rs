@@ -76,7 +76,7 @@ impl Spend {
         self.usage.output_tokens += other.usage.output_tokens;
         self.cost_usd = match (self.cost_usd, other.cost_usd) {
             (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+            (a, b) => Some(crane_llm::round_usd(a.unwrap_or(0.0) + b.unwrap_or(0.0))),
         };
     }
 
@@ -303,7 +303,7 @@ impl LlmLayer {
                 usage.input_tokens += r.usage.input_tokens;
                 usage.output_tokens += r.usage.output_tokens;
                 if let Some(c) = r.cost_usd {
-                    *cost = Some(cost.unwrap_or(0.0) + c);
+                    *cost = Some(crane_llm::round_usd(cost.unwrap_or(0.0) + c));
                     metrics::counter!("crane_llm_cost_microdollars_total", "provider" => self.provider.name().to_owned(), "model" => model_label.clone())
                         .increment((c * 1e6).round() as u64);
                 }

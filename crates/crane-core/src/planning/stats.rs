@@ -120,7 +120,7 @@ impl PlannerStats {
             t.requests += 1;
             t.input_tokens += usage.input_tokens;
             t.output_tokens += usage.output_tokens;
-            t.cost_usd += cost_usd.unwrap_or(0.0);
+            t.cost_usd = crane_llm::round_usd(t.cost_usd + cost_usd.unwrap_or(0.0));
         });
     }
 
@@ -157,7 +157,7 @@ impl PlannerStats {
             .map(|((provider, model), t)| {
                 input += t.input_tokens;
                 output += t.output_tokens;
-                cost += t.cost_usd;
+                cost = crane_llm::round_usd(cost + t.cost_usd);
                 json!({"provider": provider, "model": model, "requests": t.requests,
                        "input_tokens": t.input_tokens, "output_tokens": t.output_tokens, "cost_usd": t.cost_usd})
             })

@@ -306,7 +306,7 @@ pub fn summarize<'a>(cases: impl IntoIterator<Item = &'a CaseReport>) -> Summary
             latencies.push(t.latency_ms);
             s.input_tokens += t.input_tokens;
             s.output_tokens += t.output_tokens;
-            s.cost_usd += t.cost_usd.unwrap_or(0.0);
+            s.cost_usd = crane_llm::round_usd(s.cost_usd + t.cost_usd.unwrap_or(0.0));
             for (name, score) in &t.scores {
                 let e = scorer_sums.entry(name.clone()).or_default();
                 e.0 += 1;
