@@ -22,7 +22,6 @@
 //! fallback = ["rule"]            # the default for llm and rule-first kinds
 //! ```
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +38,7 @@ use crane_llm::Provider;
 use serde::Deserialize;
 
 use crate::config::Settings;
-use crate::planner_config::{LlmEnv, provider_configs, tiers};
+use crate::planner_config::tiers;
 
 /// One `[[planners]]` entry.
 #[derive(Debug, Clone, Deserialize)]
@@ -206,8 +205,7 @@ fn chain(
     settings: &Settings,
     library: &PromptLibrary,
     registry: &Arc<ToolRegistry>,
-    providers: &[crane_llm::ProviderConfig],
-    shared: &HashMap<String, Provider>,
+    providers: &[&Provider],
     all_tiers: &[Tier],
 ) -> anyhow::Result<Planning> {
     if spec.kind == VariantKind::Rule {
@@ -216,31 +214,27 @@ fn chain(
     let names = || {
         providers
             .iter()
-            .map(|p| p.name.clone())
+            .map(|p| p.name())
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut provider = match &spec.provider {
+    let base = match &spec.provider {
         Some(name) => providers
             .iter()
-            .find(|p| &p.name == name)
-            .cloned()
+            .find(|p| p.name() == name)
             .with_context(|| {
                 format!(
                     "provider '{name}' is not configured (configured: {}); add it to [[llm.providers]] or set CRANE_LLM_* for 'primary'",
                     if providers.is_empty() { "none".to_owned() } else { names() }
                 )
             })?,
-        None => providers.first().cloned().with_context(|| {
+        None => providers.first().with_context(|| {
             "an LLM variant needs a provider: set CRANE_LLM_BASE_URL/CRANE_LLM_MODEL or add [[llm.providers]]".to_owned()
         })?,
     };
-    let tiers =
+    let (model, tiers) =
         match (&spec.model, &spec.tier) {
-            (Some(model), _) => {
-                provider.model = model.clone();
-                Vec::new()
-            }
+            (Some(model), _) => (model.clone(), Vec::new()),
             (None, Some(tier)) => {
                 let t = all_tiers.iter().find(|t| &t.name == tier).with_context(|| {
                 format!(
@@ -252,11 +246,15 @@ fn chain(
                         .join(", ")
                 )
             })?;
-                provider.model = t.model.clone();
-                Vec::new()
+                (t.model.clone(), Vec::new())
             }
-            (None, None) => all_tiers.to_vec(),
+            (None, None) => (base.model().to_owned(), all_tiers.to_vec()),
         };
+    // A handle on the default chain's client for this provider with the variant's model: one
+    // connection pool and one circuit breaker per provider, however many variants use it.
+    let provider = base
+        .with_model(&model)
+        .map_err(|e| crate::planner_config::provider_error(base.name(), &e))?;
     let template = match &spec.prompt {
         Some(p) => library
             .get(&format!("{}@{}", p.name, p.version))?
@@ -264,14 +262,6 @@ fn chain(
             .clone(),
         None => crane_core::planning::prompt::PromptTemplate::builtin(),
     };
-    let provider_name = provider.name.clone();
-    // The default chain's client for this provider, with the variant's model: one connection
-    // pool and one circuit breaker per provider, however many variants use it.
-    let provider = match shared.get(&provider_name) {
-        Some(base) => base.with_model(&provider.model),
-        None => Provider::new(provider),
-    }
-    .map_err(|e| crate::planner_config::provider_error(&provider_name, &e))?;
     let defaults = PlanningConfig::default();
     let planner = &settings.planner;
     let config = PlanningConfig {
@@ -309,16 +299,23 @@ pub fn build(
     let library = library(settings)?;
     let default_config = settings.planning()?;
     let has_llm = default_config.strategy != Strategy::Rule;
-    // Handles on the default chain's provider clients (every configured provider has a layer
-    // there, also in rule mode), for the variants to share.
-    let shared = default_config
-        .layers
-        .iter()
-        .map(|l| {
-            let p = &l.provider;
-            Ok((p.name().to_owned(), p.with_model(p.model())?))
-        })
-        .collect::<Result<HashMap<_, _>, crane_llm::LlmError>>()?;
+    // Declared variants use the default chain's provider clients (every configured provider
+    // has a layer there, also in rule mode), so they are built before that chain is.
+    let declared = {
+        let providers: Vec<&Provider> = default_config.layers.iter().map(|l| &l.provider).collect();
+        let all_tiers = tiers(&settings.llm);
+        settings
+            .variants
+            .iter()
+            .map(|v| {
+                let ctx = || format!("[[planners]] {}", v.name);
+                let spec = spec(v, &library, settings).with_context(ctx)?;
+                let planning = chain(&spec, settings, &library, &registry, &providers, &all_tiers)
+                    .with_context(ctx)?;
+                Ok(Variant::new(spec, planning))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
     let default_planning = Planning::with_config(registry.clone(), default_config)?;
     let mut variants = Vec::new();
     let default_name = if has_llm {
@@ -339,20 +336,7 @@ pub fn build(
     } else {
         RULE
     };
-    if !settings.variants.is_empty() {
-        let env = LlmEnv::from_env();
-        let providers = provider_configs(&settings.llm, &env)?;
-        let all_tiers = tiers(&settings.llm);
-        for v in &settings.variants {
-            let ctx = || format!("[[planners]] {}", v.name);
-            let spec = spec(v, &library, settings).with_context(ctx)?;
-            let planning = chain(
-                &spec, settings, &library, &registry, &providers, &shared, &all_tiers,
-            )
-            .with_context(ctx)?;
-            variants.push(Variant::new(spec, planning));
-        }
-    }
+    variants.extend(declared);
     let planners = Planners::new(registry, variants, default_name)?;
     Ok((planners, library))
 }
