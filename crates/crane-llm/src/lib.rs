@@ -28,7 +28,7 @@ pub use breaker::{BreakerConfig, BreakerState};
 pub use config::{ApiKey, ProviderConfig, ProviderKind, StructuredMode};
 pub use error::{ErrorKind, LlmError};
 pub use extract::extract_json;
-pub use pricing::{Pricing, cost_usd, round_usd};
+pub use pricing::{Pricing, add_usd, cost_usd, round_usd};
 pub use provider::Provider;
 pub use retry::RetryConfig;
 pub use types::{ChatPrompt, ChatRequest, ChatResponse, Message, Role, Usage, temperature_f64};

@@ -33,6 +33,15 @@ impl Pricing {
     }
 }
 
+/// `a + b` for optional costs (an unpriced side counts 0; `None` only when both are), rounded
+/// by [`round_usd`].
+pub fn add_usd(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(round_usd(a.unwrap_or(0.0) + b.unwrap_or(0.0))),
+    }
+}
+
 /// `usd` rounded to 1e-12 USD (far below any price): binary float noise such as
 /// `0.00014000000000000001` for 100 tokens at 1 USD/M plus 20 at 2 USD/M becomes `0.00014`,
 /// in run records, aggregates and reports. Sums of costs go through it too.

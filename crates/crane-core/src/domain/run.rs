@@ -116,7 +116,7 @@ impl PlanFailure {
     /// Adds the tokens and cost of an earlier failed planning of the same run.
     pub fn add_spend(&mut self, earlier: &PlanFailure) {
         self.usage = sum_usage(self.usage, earlier.usage);
-        self.cost_usd = sum_cost(self.cost_usd, earlier.cost_usd);
+        self.cost_usd = crane_llm::add_usd(self.cost_usd, earlier.cost_usd);
     }
 }
 
@@ -124,21 +124,7 @@ impl PlanFailure {
 fn sum_usage(a: Option<TokenUsage>, b: Option<TokenUsage>) -> Option<TokenUsage> {
     match (a, b) {
         (None, None) => None,
-        (a, b) => {
-            let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
-            Some(TokenUsage {
-                input_tokens: a.input_tokens + b.input_tokens,
-                output_tokens: a.output_tokens + b.output_tokens,
-            })
-        }
-    }
-}
-
-/// Two optional costs added; `None` only when both are.
-fn sum_cost(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (None, None) => None,
-        (a, b) => Some(crane_llm::round_usd(a.unwrap_or(0.0) + b.unwrap_or(0.0))),
+        (a, b) => Some(a.unwrap_or_default() + b.unwrap_or_default()),
     }
 }
 
@@ -214,7 +200,7 @@ impl Run {
     /// What planning cost in USD: the plan's `cost_usd` plus that of failed planning
     /// (`plan_failure`); `None` when neither is priced.
     pub fn planning_cost_usd(&self) -> Option<f64> {
-        sum_cost(
+        crane_llm::add_usd(
             self.plan.as_ref().and_then(|p| p.planner.cost_usd),
             self.plan_failure.as_ref().and_then(|f| f.cost_usd),
         )

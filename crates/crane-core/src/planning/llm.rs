@@ -72,12 +72,8 @@ impl Spend {
 
     /// Adds `other` (e.g. the spend of another planner variant of the same run).
     pub fn add(&mut self, other: Spend) {
-        self.usage.input_tokens += other.usage.input_tokens;
-        self.usage.output_tokens += other.usage.output_tokens;
-        self.cost_usd = match (self.cost_usd, other.cost_usd) {
-            (None, None) => None,
-            (a, b) => Some(crane_llm::round_usd(a.unwrap_or(0.0) + b.unwrap_or(0.0))),
-        };
+        self.usage = self.usage + other.usage;
+        self.cost_usd = crane_llm::add_usd(self.cost_usd, other.cost_usd);
     }
 
     /// `(usage, cost_usd)` as plan and run records show them: no usage when nothing was billed.
@@ -287,28 +283,27 @@ impl LlmLayer {
                 span.record("error.type", e.kind.as_str());
             }
         }
-        // Metrics and aggregates are keyed by the model crane asked for (from its
+        // Metrics and aggregates are keyed by the model crane asked for (`requested`: from its
         // configuration, so bounded, and the same for successes and errors); the model the
         // server reports (e.g. a dated snapshot) is on the span and the run's record.
-        let model_label = requested.clone();
         let status = match &result {
             Ok(_) => "ok",
             Err(e) => e.kind.as_str(),
         };
-        metrics::counter!("crane_llm_requests_total", "provider" => self.provider.name().to_owned(), "model" => model_label.clone(), "status" => status).increment(1);
-        metrics::histogram!("crane_llm_request_duration_seconds", "provider" => self.provider.name().to_owned(), "model" => model_label.clone())
+        metrics::counter!("crane_llm_requests_total", "provider" => self.provider.name().to_owned(), "model" => requested.clone(), "status" => status).increment(1);
+        metrics::histogram!("crane_llm_request_duration_seconds", "provider" => self.provider.name().to_owned(), "model" => requested.clone())
             .record(started.elapsed().as_secs_f64());
         match &result {
             Ok(r) => {
                 usage.input_tokens += r.usage.input_tokens;
                 usage.output_tokens += r.usage.output_tokens;
                 if let Some(c) = r.cost_usd {
-                    *cost = Some(crane_llm::round_usd(cost.unwrap_or(0.0) + c));
-                    metrics::counter!("crane_llm_cost_microdollars_total", "provider" => self.provider.name().to_owned(), "model" => model_label.clone())
+                    *cost = crane_llm::add_usd(*cost, Some(c));
+                    metrics::counter!("crane_llm_cost_microdollars_total", "provider" => self.provider.name().to_owned(), "model" => requested.clone())
                         .increment((c * 1e6).round() as u64);
                 }
-                metrics::counter!("crane_llm_tokens_total", "provider" => self.provider.name().to_owned(), "model" => model_label.clone(), "direction" => "input").increment(r.usage.input_tokens);
-                metrics::counter!("crane_llm_tokens_total", "provider" => self.provider.name().to_owned(), "model" => model_label.clone(), "direction" => "output").increment(r.usage.output_tokens);
+                metrics::counter!("crane_llm_tokens_total", "provider" => self.provider.name().to_owned(), "model" => requested.clone(), "direction" => "input").increment(r.usage.input_tokens);
+                metrics::counter!("crane_llm_tokens_total", "provider" => self.provider.name().to_owned(), "model" => requested.clone(), "direction" => "output").increment(r.usage.output_tokens);
                 stats.llm_request(
                     self.provider.name(),
                     &requested,

@@ -528,8 +528,8 @@ async fn plan_and_execute(
                 }
             }
             Err(e) => {
-                // Every layer failed (Exhausted): record why, and what their LLM calls cost.
-                // A retried run keeps what its earlier failed planning was billed.
+                // Every layer failed, or a provider is misconfigured: record why, and what the
+                // LLM calls cost. A retried run keeps what its earlier failed planning was billed.
                 let earlier = run.plan_failure.take();
                 run.plan_failure = match (e.failure_record(), earlier) {
                     (Some(mut now), Some(before)) => {

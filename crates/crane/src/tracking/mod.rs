@@ -150,9 +150,10 @@ fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
-fn parse_ratio(name: &'static str, value: &str) -> Result<f64, ConfigError> {
-    match value.trim().parse::<f64>() {
-        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+/// `value` (text from the environment, or a number from crane.toml) as a fraction in 0.0–1.0.
+fn ratio(name: &'static str, value: &str, parsed: Option<f64>) -> Result<f64, ConfigError> {
+    match parsed {
+        Some(r) if (0.0..=1.0).contains(&r) => Ok(r),
         _ => Err(ConfigError::Invalid {
             name,
             value: value.to_owned(),
@@ -220,12 +221,13 @@ impl TrackingSettings {
             Some(v) => parse_bool("CRANE_MLFLOW_LOG_RUNS", &v)?,
             None => file.log_runs.unwrap_or(false),
         };
-        let runs_sample_ratio = match env_or("CRANE_MLFLOW_RUNS_SAMPLE_RATIO") {
-            Some(v) => parse_ratio("CRANE_MLFLOW_RUNS_SAMPLE_RATIO", &v)?,
-            None => match file.runs_sample_ratio {
-                Some(r) => parse_ratio("[tracking] runs_sample_ratio", &r.to_string())?,
-                None => d.runs_sample_ratio,
-            },
+        let runs_sample_ratio = match (
+            env_or("CRANE_MLFLOW_RUNS_SAMPLE_RATIO"),
+            file.runs_sample_ratio,
+        ) {
+            (Some(v), _) => ratio("CRANE_MLFLOW_RUNS_SAMPLE_RATIO", &v, v.trim().parse().ok())?,
+            (None, Some(r)) => ratio("[tracking] runs_sample_ratio", &r.to_string(), Some(r))?,
+            (None, None) => d.runs_sample_ratio,
         };
         let usize_knob =
             |name: &'static str, file: Option<usize>, default: usize| match env_or(name) {
