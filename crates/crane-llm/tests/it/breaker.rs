@@ -25,6 +25,16 @@ fn provider(server: &MockServer, consecutive: u32, cooldown: Duration) -> Provid
     Provider::new(config).unwrap()
 }
 
+/// Waits (bounded) until the breaker's cooldown has passed and it lets a probe through. The
+/// cooldown is wall-clock time measured by the breaker itself, so this polls its state.
+async fn wait_half_open(provider: &Provider) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while provider.breaker_state() != BreakerState::HalfOpen {
+        assert!(Instant::now() < deadline, "the breaker never half-opened");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn mount_failures(server: &MockServer, status: u16, times: u64) {
     Mock::given(method("POST"))
         .and(path(CHAT))
@@ -73,10 +83,9 @@ async fn opens_fails_fast_then_half_opens_and_closes() {
     assert!(fastest < Duration::from_millis(1), "{fastest:?}");
     assert_eq!(count(&server).await, 3, "no request while open");
 
-    // The cooldown is wall-clock time measured by the breaker itself: waiting it out is the
-    // behaviour under test, not a guess at when something else finishes.
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    assert_eq!(provider.breaker_state(), BreakerState::HalfOpen);
+    // Open for the whole cooldown, then half-open.
+    assert_eq!(provider.breaker_state(), BreakerState::Open);
+    wait_half_open(&provider).await;
     let response = provider.chat(&request()).await.unwrap();
     assert_eq!(response.value, answer());
     assert_eq!(provider.breaker_state(), BreakerState::Closed);
@@ -94,8 +103,7 @@ async fn failed_probe_reopens() {
         ErrorKind::Server
     );
     assert_eq!(provider.breaker_state(), BreakerState::Open);
-    // Wait out the 50 ms cooldown (the behaviour under test).
-    tokio::time::sleep(Duration::from_millis(70)).await;
+    wait_half_open(&provider).await;
     // The probe goes through and fails: open again for another cooldown.
     assert_eq!(
         provider.chat(&request()).await.unwrap_err().kind,
@@ -125,11 +133,13 @@ async fn only_one_half_open_probe_at_a_time() {
     let provider = provider(&server, 1, Duration::from_millis(50));
 
     assert!(provider.chat(&request()).await.is_err());
-    // Wait out the 50 ms cooldown; the second call starts while the slow probe is in flight.
-    tokio::time::sleep(Duration::from_millis(70)).await;
+    wait_half_open(&provider).await;
+    // The second call starts once the slow probe has reached the server.
     let req = request();
     let (probe, other) = tokio::join!(provider.chat(&req), async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        while count(&server).await < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         provider.chat(&req).await
     });
     assert!(probe.is_ok());
