@@ -445,15 +445,11 @@ fn exporter_metric(text: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-async fn metrics_text(server: &Server) -> String {
-    server.metrics_text().await
-}
-
 /// Polls /metrics until `pred` holds for the exporter counter `name`.
 async fn wait_metric(server: &Server, name: &str, what: &str, pred: impl Fn(f64) -> bool) -> f64 {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let text = metrics_text(server).await;
+        let text = server.metrics_text().await;
         if let Some(v) = exporter_metric(&text, name)
             && pred(v)
         {
@@ -570,7 +566,7 @@ async fn serve_exports_finished_runs_in_batches_and_flushes_at_shutdown() {
             }
         }
     }
-    let metrics = metrics_text(&server).await;
+    let metrics = server.metrics_text().await;
     assert!(
         metrics.contains("# HELP crane_tracking_exported_total"),
         "{metrics}"
@@ -653,7 +649,7 @@ async fn serve_exports_the_sampled_share_of_runs_chosen_by_trace_id() {
     names.sort();
     kept.sort();
     assert_eq!(names, kept);
-    let dropped = exporter_metric(&metrics_text(&server).await, "crane_tracking_dropped_total");
+    let dropped = exporter_metric(&server.metrics_text().await, "crane_tracking_dropped_total");
     assert_eq!(dropped, Some(0.0));
 }
 
@@ -753,7 +749,7 @@ async fn serve_runs_complete_when_mlflow_is_down_and_counters_show_it() {
         v >= 1.0
     })
     .await;
-    let text = metrics_text(&server).await;
+    let text = server.metrics_text().await;
     assert_eq!(
         exporter_metric(&text, "crane_tracking_exported_total"),
         Some(0.0)
@@ -814,7 +810,7 @@ async fn serve_counts_runs_mlflow_rejects_as_failed() {
         assert_eq!(run["status"], "completed", "{run}");
     }
     wait_metric(&server, "crane_tracking_failed_total", "3", |v| v == 3.0).await;
-    let text = metrics_text(&server).await;
+    let text = server.metrics_text().await;
     assert_eq!(
         exporter_metric(&text, "crane_tracking_exported_total"),
         Some(0.0)
