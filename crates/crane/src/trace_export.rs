@@ -114,48 +114,34 @@ impl<E: SpanExporter> SpanExporter for MonitoredExporter<E> {
     }
 }
 
-/// The header values of `OTEL_EXPORTER_OTLP_HEADERS` / `..._TRACES_HEADERS`
-/// (`key=value,key=value`, values possibly percent-encoded).
+/// The header values of `OTEL_EXPORTER_OTLP_HEADERS` / `..._TRACES_HEADERS`.
 pub fn header_secrets() -> Vec<String> {
-    [
-        "OTEL_EXPORTER_OTLP_HEADERS",
-        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-    ]
-    .iter()
-    .filter_map(|name| std::env::var(name).ok())
-    .flat_map(|value| {
-        value
-            .split(',')
-            .filter_map(|pair| pair.split_once('=').map(|(_, v)| v.trim().to_owned()))
-            .collect::<Vec<_>>()
-    })
-    .flat_map(|v| {
-        let decoded = percent_decode(&v);
-        [v, decoded]
-    })
-    .collect()
+    secrets_of(
+        [
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        ]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok()),
+    )
 }
 
-/// `%XX` sequences decoded (header values in the OTLP variables may be percent-encoded);
-/// anything else kept as is.
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The values of `key=value,key=value` header lists, as written and percent-decoded (the OTLP
+/// variables may percent-encode them).
+fn secrets_of(lists: impl Iterator<Item = String>) -> Vec<String> {
+    lists
+        .flat_map(|list| {
+            list.split(',')
+                .filter_map(|pair| pair.split_once('=').map(|(_, v)| v.trim().to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .flat_map(|v| {
+            let decoded = percent_encoding::percent_decode_str(&v)
+                .decode_utf8_lossy()
+                .into_owned();
+            [v, decoded]
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -241,9 +227,12 @@ mod tests {
 
     #[test]
     fn header_values_are_secrets_also_percent_decoded() {
-        assert_eq!(percent_decode("Bearer%20abc%2Fd"), "Bearer abc/d");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
+        let secrets =
+            secrets_of(["authorization=Bearer%20abc%2Fd, x-team = 100%".to_owned()].into_iter());
+        assert_eq!(
+            secrets,
+            ["Bearer%20abc%2Fd", "Bearer abc/d", "100%", "100%"]
+        );
         let exporter = MonitoredExporter::new(Flaky::default(), vec!["ab".into(), "abcd".into()]);
         assert_eq!(exporter.secrets, ["abcd"], "too short to redact safely");
     }
