@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, then every test (unit, property,
-# golden set, end-to-end against the real binary). Installs what the tests need by itself.
-# Reuses a build cache outside the clone (~/.cache/crane/target) when one exists.
+# golden set, end-to-end against the real binary), then the eval gates. Installs what the tests
+# need by itself. Reuses caches outside the clone when they exist: the cargo build cache
+# (~/.cache/crane/target, or CARGO_TARGET_DIR) and the Python venvs and llama.cpp wheel
+# (~/.cache/crane, or CRANE_CACHE_DIR).
+#
+# The workspace is compiled once (debug, for the tests); the eval gates run that same binary.
+# The outside programs install in the background while cargo compiles. The time of each stage
+# is printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,18 +15,55 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crane/target}"
 mkdir -p "$CARGO_TARGET_DIR"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-echo "== cargo fmt --check"
-cargo fmt --all -- --check
+STAGES=()
+START=$SECONDS
+# Runs one stage (a name, then the command) and records how long it took.
+stage() {
+    local name="$1" t0=$SECONDS
+    shift
+    echo "== $name"
+    "$@"
+    STAGES+=("$(printf '%-46s %5ss' "$name" $((SECONDS - t0)))")
+}
+report() {
+    local rc=$?
+    echo
+    echo "== stage times"
+    for s in "${STAGES[@]}"; do echo "  $s"; done
+    printf '  %-46s %5ss (exit %s)\n' "total" $((SECONDS - START)) "$rc"
+}
+trap report EXIT
 
-echo "== cargo clippy --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+stage "cargo fmt --check" cargo fmt --all -- --check
 
-./scripts/install-test-deps.sh
-echo "== cargo test"
-cargo test --workspace --locked -- --test-threads 2
+# Outside programs (Prometheus, llama.cpp + model, Phoenix, MLflow) install while cargo works:
+# their downloads overlap the compile. Their log goes to a file, printed when they are awaited.
+DEPS_LOG="$(mktemp)"
+./scripts/install-test-deps.sh >"$DEPS_LOG" 2>&1 &
+DEPS_PID=$!
+DEPS_T0=$SECONDS
+
+stage "cargo clippy --all-targets -- -D warnings" \
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+stage "cargo test --no-run (build)" cargo test --workspace --locked --no-run
+
+wait_deps() {
+    local rc=0
+    wait "$DEPS_PID" || rc=$?
+    cat "$DEPS_LOG"
+    rm -f "$DEPS_LOG"
+    STAGES+=("$(printf '%-46s %5ss' "install-test-deps (in the background)" $((SECONDS - DEPS_T0)))")
+    return "$rc"
+}
+stage "wait for install-test-deps" wait_deps
+
+stage "cargo test" cargo test --workspace --locked -- --test-threads 2
 
 # The eval gates: the rule planner must pass every golden and adversarial case (exit 1 names
-# the failing cases). Results are stored in ./.crane (git-ignored).
-echo "== crane eval (golden, adversarial)"
-cargo run --release --locked -p crane -- eval --dataset data/golden.jsonl --planner rule --min-success-rate 1.0
-cargo run --release --locked -p crane -- eval --dataset data/adversarial.jsonl --planner rule --min-success-rate 1.0
+# the failing cases), run by the binary the tests just built. Results are stored in ./.crane
+# (git-ignored).
+CRANE="$CARGO_TARGET_DIR/debug/crane"
+stage "crane eval (golden)" \
+    "$CRANE" eval --dataset data/golden.jsonl --planner rule --min-success-rate 1.0
+stage "crane eval (adversarial)" \
+    "$CRANE" eval --dataset data/adversarial.jsonl --planner rule --min-success-rate 1.0

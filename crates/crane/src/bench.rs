@@ -59,6 +59,9 @@ const TODO: &[&str] = &[
     "add a todo to buy milk",
     "add a todo to water the plants and then mark it done",
     "remind me to call mom",
+    // The assignment's own example: every run adds a todo and lists them, so the list grows
+    // through the benchmark (todo_list pages at 100 by default).
+    "add a todo to buy milk, then show me all my tasks",
 ];
 
 fn rss_kib(pid: u32) -> Option<u64> {

@@ -226,8 +226,9 @@ where
     }
 }
 
-/// Share of root traces sampled when `OTEL_TRACES_SAMPLER` is unset.
-pub const DEFAULT_SAMPLE_RATIO: f64 = 0.1;
+/// crane's sampler when `OTEL_TRACES_SAMPLER` is unset: OpenTelemetry's own default,
+/// `parentbased_always_on` (every trace kept), with crane's cap on root traces per second.
+pub const DEFAULT_SAMPLER: &str = "parentbased_always_on";
 
 /// Most root traces crane's default sampler keeps per second, unless
 /// `CRANE_TRACES_MAX_PER_SECOND` says otherwise.
@@ -262,8 +263,8 @@ pub enum RequestSampling {
 }
 
 /// Samples an incoming request's trace before any span exists, as a parent-based sampler would
-/// decide for the request's span (crane's default: [`DEFAULT_SAMPLE_RATIO`] of root traces by
-/// trace id, at most [`DEFAULT_MAX_TRACES_PER_SECOND`] per second): `parent_sampled` is the
+/// decide for the request's span (crane's default: every root trace, at most
+/// [`DEFAULT_MAX_TRACES_PER_SECOND`] per second): `parent_sampled` is the
 /// sampled flag of a valid `traceparent`, `trace_id` the id the request's trace gets when it has
 /// none (32 lowercase hex digits).
 pub fn request_sampling(parent_sampled: Option<bool>, trace_id: &str) -> RequestSampling {
@@ -437,14 +438,14 @@ fn provider(cap: Option<NonZeroU32>) -> Result<SdkTracerProvider, String> {
 
 /// The root sampler of the parent-based sampler that `OTEL_TRACES_SAMPLER` (`sampler`) and
 /// `OTEL_TRACES_SAMPLER_ARG` (`arg`) name, or `None` for one that is not parent-based (the SDK
-/// then reads them itself). Unset: crane's default, [`DEFAULT_SAMPLE_RATIO`] of root traces
-/// (the specification's default, `parentbased_always_on`, would build and export every trace
-/// of a busy service). A ratio that is not a number in [0, 1] counts as 1, as the
-/// specification says.
+/// then reads them itself). Unset: crane's default, [`DEFAULT_SAMPLER`] (the specification's
+/// default: a user who sets only the endpoint sees every trace; the per-second cap of
+/// [`provider`] bounds what a busy service exports). A ratio that is not a number in [0, 1]
+/// counts as 1, as the specification says.
 fn parent_based_root(sampler: Option<&str>, arg: Option<&str>) -> Option<Sampler> {
     let sampler = sampler.map(str::trim).filter(|s| !s.is_empty());
     match sampler.map(str::to_ascii_lowercase).as_deref() {
-        None => Some(Sampler::TraceIdRatioBased(DEFAULT_SAMPLE_RATIO)),
+        None => Some(Sampler::AlwaysOn),
         Some("parentbased_always_on") => Some(Sampler::AlwaysOn),
         Some("parentbased_always_off") => Some(Sampler::AlwaysOff),
         Some("parentbased_traceidratio") => {
@@ -455,6 +456,35 @@ fn parent_based_root(sampler: Option<&str>, arg: Option<&str>) -> Option<Sampler
             Some(Sampler::TraceIdRatioBased(ratio))
         }
         Some(_) => None,
+    }
+}
+
+/// The one line logged at start when traces are exported: which sampler decides and what caps
+/// it, with the variables that change them.
+fn sampling_summary(sampler: Option<&str>, arg: Option<&str>, cap: Option<NonZeroU32>) -> String {
+    match sampler.map(str::trim).filter(|s| !s.is_empty()) {
+        None => match cap {
+            Some(cap) => format!(
+                "trace export on: sampler {DEFAULT_SAMPLER} (every trace a caller did not drop), \
+                 at most {cap} root traces per second (CRANE_TRACES_MAX_PER_SECOND; \
+                 OTEL_TRACES_SAMPLER to change the sampler)"
+            ),
+            None => format!(
+                "trace export on: sampler {DEFAULT_SAMPLER} (every trace a caller did not drop), \
+                 no cap on root traces per second (CRANE_TRACES_MAX_PER_SECOND=0)"
+            ),
+        },
+        Some(sampler) => {
+            let arg = arg
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(|a| format!(" (OTEL_TRACES_SAMPLER_ARG={a})"))
+                .unwrap_or_default();
+            format!(
+                "trace export on: sampler {sampler}{arg} from OTEL_TRACES_SAMPLER, no cap on \
+                 root traces per second (the cap applies to crane's default sampler only)"
+            )
+        }
     }
 }
 
@@ -529,6 +559,11 @@ pub fn init(json_logs: bool, default_level: &str) {
                 if let Some(error) = cap_error {
                     tracing::error!(%error, "invalid trace sampling setting");
                 }
+                tracing::info!("{}", sampling_summary(
+                    std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+                    std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
+                    cap,
+                ));
                 let env = |name| std::env::var(name).ok();
                 if let Some(problem) = protocol_problem(
                     env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").as_deref(),
@@ -786,6 +821,21 @@ mod tests {
     }
 
     #[test]
+    fn the_start_line_names_the_sampler_and_the_cap() {
+        let line = sampling_summary(None, None, NonZeroU32::new(100));
+        assert!(line.contains("parentbased_always_on"), "{line}");
+        assert!(line.contains("at most 100 root traces per second"), "{line}");
+        assert!(line.contains("CRANE_TRACES_MAX_PER_SECOND"), "{line}");
+        let line = sampling_summary(Some(""), None, None);
+        assert!(line.contains("no cap"), "{line}");
+        let line = sampling_summary(Some("parentbased_traceidratio"), Some("0.25"), None);
+        assert!(
+            line.contains("parentbased_traceidratio (OTEL_TRACES_SAMPLER_ARG=0.25)"),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn parent_based_samplers_are_decided_by_crane() {
         let ratio = |s: Option<Sampler>| match s {
             Some(Sampler::TraceIdRatioBased(r)) => Some(r),
@@ -793,14 +843,9 @@ mod tests {
             Some(Sampler::AlwaysOff) => Some(0.0),
             _ => None,
         };
-        assert_eq!(
-            ratio(parent_based_root(None, None)),
-            Some(DEFAULT_SAMPLE_RATIO)
-        );
-        assert_eq!(
-            ratio(parent_based_root(Some(" "), None)),
-            Some(DEFAULT_SAMPLE_RATIO)
-        );
+        // Unset: OpenTelemetry's default, every trace (crane's cap bounds the rate).
+        assert_eq!(ratio(parent_based_root(None, None)), Some(1.0));
+        assert_eq!(ratio(parent_based_root(Some(" "), None)), Some(1.0));
         assert_eq!(
             ratio(parent_based_root(Some("parentbased_always_on"), None)),
             Some(1.0)
@@ -833,8 +878,9 @@ mod tests {
     }
 
     #[test]
-    fn default_sampler_decides_at_the_edge_by_parent_flag_then_trace_id() {
-        let root = Sampler::TraceIdRatioBased(DEFAULT_SAMPLE_RATIO);
+    fn ratio_sampler_decides_at_the_edge_by_parent_flag_then_trace_id() {
+        // parentbased_traceidratio with OTEL_TRACES_SAMPLER_ARG=0.1.
+        let root = Sampler::TraceIdRatioBased(0.1);
         // The ratio sampler reads the id's low 8 bytes: low values are kept.
         let low = "ffffffffffffffff0000000000000001";
         let high = "0000000000000000ffffffffffffffff";
@@ -850,7 +896,7 @@ mod tests {
         );
         assert!(!edge_keeps(&root, None, None, "not hex"));
 
-        // About DEFAULT_SAMPLE_RATIO of fresh ids are kept.
+        // About 10% of fresh ids are kept.
         let kept = (0..10_000)
             .filter(|_| {
                 edge_keeps(

@@ -331,3 +331,45 @@ async fn multi_step_run_is_traced_into_phoenix_with_genai_attributes() {
         "no span of the unsampled request started a trace of its own"
     );
 }
+
+/// What a new user does: sets only `OTEL_EXPORTER_OTLP_ENDPOINT` (no sampler, no service name,
+/// no `traceparent`) and sends the assignment's own prompt. The first run's whole trace —
+/// request, run, plan and one `execute_tool` span per step — arrives at the receiver, and the
+/// server said at start which sampler and cap apply.
+#[tokio::test]
+async fn with_only_the_endpoint_set_the_first_run_is_traced() {
+    let phoenix = start_phoenix().await;
+    let server = Server::start_with_env(
+        &[],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", phoenix.base.as_str())],
+    )
+    .await;
+    let req = server
+        .client
+        .post(server.url("/runs?wait=true"))
+        .json(&json!({"prompt": "Add a todo to buy milk, then show me all my tasks"}));
+    let (status, headers, run) = server.send(req).await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["status"], "completed", "{run}");
+    let trace_id = crate::support::trace_id(&headers);
+    assert_eq!(run["trace_id"], trace_id.as_str());
+
+    // Default service name "crane" is the Phoenix project.
+    let spans = spans_of(&phoenix, "crane", &trace_id, 5).await;
+    let names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
+    for name in [
+        "POST /runs",
+        "run",
+        "plan",
+        "execute_tool todo_add",
+        "execute_tool todo_list",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    let logs = server.logs();
+    assert!(
+        logs.contains("sampler parentbased_always_on")
+            && logs.contains("at most 100 root traces per second"),
+        "the start line names the sampler and the cap: {logs}"
+    );
+}

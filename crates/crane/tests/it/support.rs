@@ -49,10 +49,12 @@ pub fn crane_command(cwd: &Path) -> Command {
     for var in CRANE_ENV {
         cmd.env_remove(var);
     }
-    // A developer's MLflow must not receive the tests' evals and runs.
+    // A developer's MLflow or trace collector must not receive the tests' evals, runs and
+    // spans; tests set what they need.
     for (var, _) in std::env::vars_os() {
         if var.to_string_lossy().starts_with("MLFLOW_")
             || var.to_string_lossy().starts_with("CRANE_MLFLOW_")
+            || var.to_string_lossy().starts_with("OTEL_")
         {
             cmd.env_remove(var);
         }
