@@ -162,6 +162,102 @@ impl CalcError {
     }
 }
 
+/// The functions every "unknown function/name" message lists.
+const FUNCTIONS: &str = "sqrt, abs, round, floor, ceil, min, max";
+
+impl CalcError {
+    /// The error as a message like its `Display` text, but with every position written by
+    /// `place` instead of "position N" — and written for every variant that has a position,
+    /// including those whose `Display` omits it (`division by zero at …`).
+    ///
+    /// For callers that hand the calculator text derived from something larger (a prompt, a
+    /// form field) and want to point at the user's own column:
+    ///
+    /// ```
+    /// let error = crane_calc::evaluate("(2 + 3").unwrap_err();
+    /// let at = |p: usize| format!("column {} of the prompt", p + 10);
+    /// assert_eq!(
+    ///     error.describe_with(at),
+    ///     "unclosed parenthesis opened at column 11 of the prompt"
+    /// );
+    /// ```
+    pub fn describe_with(&self, place: impl Fn(usize) -> String) -> String {
+        match self {
+            Self::Empty | Self::TooLong { .. } => self.to_string(),
+            Self::TooDeep { limit, position } => {
+                format!(
+                    "expression nested too deeply (limit {limit}) at {}",
+                    place(*position)
+                )
+            }
+            Self::Unexpected { found, position } => {
+                format!("unexpected '{found}' at {}", place(*position))
+            }
+            Self::UnexpectedEnd { position } => {
+                format!("unexpected end of expression at {}", place(*position))
+            }
+            Self::UnclosedParen { position } => {
+                format!("unclosed parenthesis opened at {}", place(*position))
+            }
+            Self::UnmatchedParen { position } => {
+                format!("unmatched ')' at {}", place(*position))
+            }
+            Self::UnknownFunction { name, position } => format!(
+                "unknown function '{name}' at {} (available functions: {FUNCTIONS})",
+                place(*position)
+            ),
+            Self::UnknownName { name, position } => format!(
+                "unknown name '{name}' at {} (available constants: pi, e; functions: {FUNCTIONS})",
+                place(*position)
+            ),
+            Self::MissingParens { name, position } => format!(
+                "function '{name}' at {} needs parentheses, e.g. {name}(2)",
+                place(*position)
+            ),
+            Self::WrongArgumentCount {
+                function,
+                expected,
+                found,
+                position,
+            } => format!(
+                "{function} at {} expects {expected} (got {found})",
+                place(*position)
+            ),
+            Self::InvalidArgument {
+                function,
+                reason,
+                position,
+            } => format!(
+                "invalid argument to {function} at {}: {reason}",
+                place(*position)
+            ),
+            Self::DivisionByZero { position } => {
+                format!("division by zero at {}", place(*position))
+            }
+            Self::SqrtOfNegative { position } => {
+                format!("sqrt of a negative number at {}", place(*position))
+            }
+            Self::NotReal { position } => {
+                format!("result is not a real number at {}", place(*position))
+            }
+            Self::TooLarge { position } => format!("result too large at {}", place(*position)),
+        }
+    }
+
+    /// True for failures of a well-formed expression's arithmetic (division by zero, the
+    /// square root of a negative number, a power that is not real, a value beyond the
+    /// magnitude limit), as opposed to input the calculator cannot read.
+    pub fn is_arithmetic(&self) -> bool {
+        matches!(
+            self,
+            Self::DivisionByZero { .. }
+                | Self::SqrtOfNegative { .. }
+                | Self::NotReal { .. }
+                | Self::TooLarge { .. }
+        )
+    }
+}
+
 /// Shortens text quoted in an error message to at most `MAX` characters.
 pub(crate) fn excerpt(text: &str) -> String {
     const MAX: usize = 24;
@@ -185,6 +281,105 @@ mod tests {
         let short = excerpt(&long);
         assert_eq!(short.chars().count(), 24);
         assert!(short.ends_with('…'));
+    }
+
+    /// One error of every variant.
+    fn every_variant() -> Vec<CalcError> {
+        vec![
+            CalcError::Empty,
+            CalcError::TooLong {
+                length: 5,
+                limit: 4,
+            },
+            CalcError::TooDeep {
+                limit: 64,
+                position: 3,
+            },
+            CalcError::Unexpected {
+                found: "$".into(),
+                position: 3,
+            },
+            CalcError::UnexpectedEnd { position: 3 },
+            CalcError::UnclosedParen { position: 3 },
+            CalcError::UnmatchedParen { position: 3 },
+            CalcError::UnknownFunction {
+                name: "foo".into(),
+                position: 3,
+            },
+            CalcError::UnknownName {
+                name: "x".into(),
+                position: 3,
+            },
+            CalcError::MissingParens {
+                name: "sqrt",
+                position: 3,
+            },
+            CalcError::WrongArgumentCount {
+                function: "sqrt",
+                expected: "exactly 1 argument",
+                found: 2,
+                position: 3,
+            },
+            CalcError::InvalidArgument {
+                function: "round",
+                reason: "bad".into(),
+                position: 3,
+            },
+            CalcError::DivisionByZero { position: 3 },
+            CalcError::SqrtOfNegative { position: 3 },
+            CalcError::NotReal { position: 3 },
+            CalcError::TooLarge { position: 3 },
+        ]
+    }
+
+    #[test]
+    fn describe_with_places_every_position() {
+        let place = |p: usize| format!("column {}", p + 10);
+        let described: Vec<String> = every_variant()
+            .iter()
+            .map(|e| e.describe_with(place))
+            .collect();
+        let f = FUNCTIONS;
+        assert_eq!(
+            described,
+            [
+                "empty expression".to_owned(),
+                "expression too long (5 characters, limit 4)".to_owned(),
+                "expression nested too deeply (limit 64) at column 13".to_owned(),
+                "unexpected '$' at column 13".to_owned(),
+                "unexpected end of expression at column 13".to_owned(),
+                "unclosed parenthesis opened at column 13".to_owned(),
+                "unmatched ')' at column 13".to_owned(),
+                format!("unknown function 'foo' at column 13 (available functions: {f})"),
+                format!(
+                    "unknown name 'x' at column 13 (available constants: pi, e; functions: {f})"
+                ),
+                "function 'sqrt' at column 13 needs parentheses, e.g. sqrt(2)".to_owned(),
+                "sqrt at column 13 expects exactly 1 argument (got 2)".to_owned(),
+                "invalid argument to round at column 13: bad".to_owned(),
+                "division by zero at column 13".to_owned(),
+                "sqrt of a negative number at column 13".to_owned(),
+                "result is not a real number at column 13".to_owned(),
+                "result too large at column 13".to_owned(),
+            ]
+        );
+        // Where `Display` names the position, `describe_with` words it the same way.
+        for e in every_variant() {
+            if e.to_string().contains("position") {
+                assert_eq!(e.describe_with(|p| format!("position {p}")), e.to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn arithmetic_failures_are_told_apart_from_unreadable_input() {
+        let arithmetic: Vec<bool> = every_variant()
+            .iter()
+            .map(CalcError::is_arithmetic)
+            .collect();
+        let n = arithmetic.len();
+        assert_eq!(arithmetic[n - 4..], [true; 4]);
+        assert!(arithmetic[..n - 4].iter().all(|a| !a));
     }
 
     #[test]

@@ -67,7 +67,7 @@ const QUESTION_PREFIXES: &[&[&str]] = &[
     &["do", "the", "math", "on"],
 ];
 
-const QUESTION_SUFFIXES: &[&[&str]] = &[
+pub(crate) const QUESTION_SUFFIXES: &[&[&str]] = &[
     &["="],
     &["equal"],
     &["equals"],

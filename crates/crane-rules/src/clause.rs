@@ -26,8 +26,29 @@ pub(crate) enum Command {
 pub(crate) struct Parsed {
     pub(crate) cmd: Command,
     /// Whether the clause is unambiguous enough to start a new step after a plain "and" or
-    /// comma (weak clauses only split after "then", ";", a sentence end or a line break).
+    /// comma (weak clauses only split after "then", ";", a sentence end or a line break, and
+    /// never out of an open title: see `split`).
     pub(crate) strong: bool,
+    /// An add clause whose (last) title runs to the clause's end (see `todo::Titles::open`).
+    pub(crate) open_title: bool,
+}
+
+impl Parsed {
+    fn new(cmd: Command, strong: bool) -> Self {
+        Parsed {
+            cmd,
+            strong,
+            open_title: false,
+        }
+    }
+
+    fn add(titles: todo::Titles) -> Self {
+        Parsed {
+            cmd: Command::Add(titles.list),
+            strong: true,
+            open_title: titles.open,
+        }
+    }
 }
 
 /// A hint added to a "could not understand" message.
@@ -202,18 +223,10 @@ pub(crate) fn parse_clause(src: &str, toks: &[Tok]) -> Result<Parsed, Hint> {
         return Err(None);
     }
     if let Some(filter) = todo::parse_list(t) {
-        return Ok(Parsed {
-            cmd: Command::List(filter),
-            strong: true,
-        });
+        return Ok(Parsed::new(Command::List(filter), true));
     }
     match todo::parse_add(src, t) {
-        Some(AddParse::Titles(titles)) => {
-            return Ok(Parsed {
-                cmd: Command::Add(titles),
-                strong: true,
-            });
-        }
+        Some(AddParse::Titles(titles)) => return Ok(Parsed::add(titles)),
         Some(AddParse::NoTitle) => {
             return Err(Some(
                 " The todo needs a title, e.g. \"add a todo to buy milk\".",
@@ -222,28 +235,16 @@ pub(crate) fn parse_clause(src: &str, toks: &[Tok]) -> Result<Parsed, Hint> {
         None => {}
     }
     if let Some((target, strong)) = target::parse_complete(src, t) {
-        return Ok(Parsed {
-            cmd: Command::Complete(target),
-            strong,
-        });
+        return Ok(Parsed::new(Command::Complete(target), strong));
     }
     if let Some((target, strong)) = target::parse_delete(src, t) {
-        return Ok(Parsed {
-            cmd: Command::Delete(target),
-            strong,
-        });
+        return Ok(Parsed::new(Command::Delete(target), strong));
     }
     if let Some(a) = arithmetic::parse(t) {
-        return Ok(Parsed {
-            cmd: Command::Calc(a.expr),
-            strong: a.strong,
-        });
+        return Ok(Parsed::new(Command::Calc(a.expr), a.strong));
     }
     if let Some(titles) = todo::parse_add_bare(src, t) {
-        return Ok(Parsed {
-            cmd: Command::Add(titles),
-            strong: true,
-        });
+        return Ok(Parsed::add(titles));
     }
     Err(hint_for(t))
 }

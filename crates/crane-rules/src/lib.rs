@@ -21,17 +21,26 @@
 //! Pipeline: `text` tokenizes (keeping byte spans so titles are cut verbatim); `split` finds
 //! clause boundaries; `clause` normalises each clause and tries the phrase families in
 //! `todo` (add, list), `target` (complete, delete) and `arithmetic` (with the operator
-//! `grammar`, `numbers` and the `expr` printer); `reference` builds the steps and their
-//! `${steps.N...}` references.
+//! `grammar`, `numbers` and the `expr` printer), and `diagnose` checks calculations with the
+//! calculator; `reference` builds the steps and their `${steps.N...}` references.
 //!
 //! Splitting on "and"/commas only happens where the next part is a recognised command, so a
-//! title like "buy bread and butter" or a list like "sum of 1, 2 and 3" stays whole; a bare
-//! "delete X"/"complete X" after a plain "and" inside an add clause stays in the title (write
-//! "then", or "delete the todo X", to make it a separate step).
+//! title like "buy bread and butter" or a list like "sum of 1, 2 and 3" stays whole. Titles are
+//! data: a bare "delete X"/"complete X"/"drop X" after "and" or punctuation inside an add
+//! clause stays in the title (write "then", or "delete the todo X", to make it a separate
+//! step), so `add a todo to Robert'); DROP TABLE todos;--` adds exactly that title; `${` in a
+//! title is escaped (`$${`) so it is stored literally, never read as a reference; a title over
+//! [`MAX_TITLE_CHARS`] is refused, never shortened. A clause that is clearly a calculation but
+//! cannot be read ("calculate (2 + 3") is refused with the calculator's own error and the
+//! column in the prompt (`diagnose`). Positions in a list ("the last one", "the 150th") are
+//! planned for `todo_list`'s pages (`reference`).
+//!
+//! Nothing is ever half planned: a prompt is planned whole or rejected whole.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod arithmetic;
 mod clause;
+mod diagnose;
 mod expr;
 mod grammar;
 mod numbers;
@@ -66,9 +75,12 @@ pub struct Rejection {
 /// The planner's name, recorded with every plan.
 pub const PLANNER_NAME: &str = "rule";
 /// The planner's version; bumped whenever planning behaviour changes.
-pub const PLANNER_VERSION: &str = "1.0.0";
+pub const PLANNER_VERSION: &str = "1.1.0";
 /// Most steps one prompt may plan.
 pub const MAX_STEPS: usize = 50;
+/// Longest todo title planned, in characters (the `todo_add` tool's limit). A longer title
+/// is refused, never shortened.
+pub const MAX_TITLE_CHARS: usize = 500;
 
 /// What crane can do, appended to "could not understand" messages.
 pub(crate) const CAPABILITIES: &str = "crane can do arithmetic (e.g. \"what is 7 times 6\") and manage todos (add, list, complete, delete).";

@@ -9,16 +9,29 @@
 //! 1, 2 and 3" one sum.
 //!
 //! Boundaries are decided right to left: a boundary is taken when the text from it to the
-//! next taken boundary (or the end) parses as a whole command. A clause that still does not
-//! parse is then cut left to right at its first boundary whose left part parses, so "list my
-//! todos and book a flight" is rejected naming exactly "book a flight". Each decision parses
-//! one segment and parsers stop at the first token that cannot fit, so the total work stays
-//! near-linear in practice.
+//! next taken boundary (or the end) parses as a whole command — or is clearly a calculation
+//! ("what is (2 + 3"), which is then rejected with the calculator's own error. A clause that
+//! still does not parse is then cut left to right at its first boundary whose left part
+//! parses, so "list my todos and book a flight" is rejected naming exactly "book a flight".
+//!
+//! Titles are data. After an add clause whose title runs to the clause's end ("add a todo to
+//! X", "remind me to X"), punctuation (`,` `;` `&` `.` `!` `?`, alone or with "and") starts a
+//! new step only before a *strong* command; a weak one ("drop X", "delete X", "complete X",
+//! "3 * 4") stays part of the title, and so do separators at the very end of the prompt ("buy
+//! milk and and and"). So `add a todo to Robert'); DROP TABLE todos;--` is one todo with
+//! exactly that title. Only "then", "after that", "afterwards" and a line break also start a
+//! weak command there. The failure this avoids is the dangerous one: a split that should not
+//! happen can delete or complete the wrong todo, a merge that should not happen only adds a
+//! longer title.
+//!
+//! Each decision parses one segment and parsers stop at the first token that cannot fit, so
+//! the total work stays near-linear in practice.
 
 use std::ops::Range;
 
 use crate::Rejection;
 use crate::clause::{self, Command, Parsed, display};
+use crate::diagnose;
 use crate::expr::Expr;
 use crate::text::{Kind, Tok};
 
@@ -138,6 +151,13 @@ pub(crate) struct Clause {
     pub(crate) text: String,
 }
 
+/// An understood clause: its tokens `range` and what it parsed to.
+#[derive(Debug)]
+struct Piece {
+    range: Range<usize>,
+    parsed: Parsed,
+}
+
 /// Splits the prompt into understood clauses, or rejects naming the first clause that is
 /// not understood.
 pub(crate) fn clauses(src: &str, toks: &[Tok]) -> Result<Vec<Clause>, Rejection> {
@@ -170,32 +190,102 @@ pub(crate) fn clauses(src: &str, toks: &[Tok]) -> Result<Vec<Clause>, Rejection>
         if !b.strong && !target_run && !clause::may_be_strong(&toks[range.clone()]) {
             continue;
         }
-        if let Ok(p) = clause::parse_clause(src, &toks[range.clone()]) {
-            let target_cmd = matches!(p.cmd, Command::Complete(_) | Command::Delete(_));
-            if p.strong || b.strong || (target_run && target_cmd) {
-                segments.push((range, Some(p)));
+        match clause::parse_clause(src, &toks[range.clone()]) {
+            Ok(p) => {
+                let target_cmd = matches!(p.cmd, Command::Complete(_) | Command::Delete(_));
+                if p.strong || b.strong || (target_run && target_cmd) {
+                    segments.push((range, Some(p)));
+                    seg_end = b.start;
+                }
+            }
+            // "..., then what is (2 + 3": a calculation of its own, to be rejected with the
+            // calculator's error rather than swallowed by the clause before it.
+            Err(_) if diagnose::is_calc_request(&toks[range.clone()]) => {
+                segments.push((range, None));
                 seg_end = b.start;
             }
+            Err(_) => {}
         }
     }
     segments.push((0..seg_end, None));
     segments.reverse();
 
-    let mut out = Vec::new();
+    let mut pieces = Vec::new();
     for (range, parsed) in segments {
         if range.is_empty() || (parsed.is_none() && clause::is_filler(&toks[range.clone()])) {
             continue;
         }
         match parsed {
-            Some(p) => out.push(Clause {
-                cmd: p.cmd,
-                text: display(src, &toks[range]).to_owned(),
-            }),
-            None => resolve_segment(src, toks, &bounds, range, &mut out)?,
+            Some(parsed) => pieces.push(Piece { range, parsed }),
+            None => resolve_segment(src, toks, &bounds, range, &mut pieces)?,
         }
     }
-    if out.is_empty() {
+    if pieces.is_empty() {
         return Err(crate::not_understood(src.trim(), None));
+    }
+    let mut out = Vec::with_capacity(pieces.len());
+    for piece in keep_titles_whole(src, toks, pieces)? {
+        let clause = &toks[piece.range];
+        if let Command::Calc(expr) = &piece.parsed.cmd {
+            diagnose::check_planned(src, clause, expr)?;
+        }
+        out.push(Clause {
+            cmd: piece.parsed.cmd,
+            text: display(src, clause).to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+/// True when the separators `gap` between an open title and what follows may belong to the
+/// title: punctuation and "and" only (no line break, no "then"/"after that"/"afterwards", no
+/// other words).
+fn title_gap(gap: &[Tok]) -> bool {
+    gap.iter().all(|t| match t.kind {
+        Kind::Sym(_) => true,
+        Kind::Word => t.lower == "and",
+        Kind::Number | Kind::Newline => false,
+    })
+}
+
+/// Extends every add clause whose title runs to its end over the weak clauses that follow it
+/// after punctuation only, and over the separators that end the prompt unless a line break is
+/// among them (see the module docs); the extended clause is parsed again, once.
+fn keep_titles_whole(src: &str, toks: &[Tok], pieces: Vec<Piece>) -> Result<Vec<Piece>, Rejection> {
+    let mut out = Vec::with_capacity(pieces.len());
+    let mut rest = pieces.into_iter().peekable();
+    while let Some(piece) = rest.next() {
+        if !piece.parsed.open_title {
+            out.push(piece);
+            continue;
+        }
+        let mut end = piece.range.end;
+        while let Some(next) = rest.peek() {
+            let gap = toks.get(end..next.range.start).unwrap_or_default();
+            if next.parsed.strong || !title_gap(gap) {
+                break;
+            }
+            end = next.range.end;
+            rest.next();
+        }
+        // Nothing follows but separators ("buy milk and and and"): they are the title's.
+        let tail = toks.get(end..).unwrap_or_default();
+        if rest.peek().is_none() && tail.iter().all(|t| t.kind != Kind::Newline) {
+            end = toks.len();
+        }
+        if end == piece.range.end {
+            out.push(piece);
+            continue;
+        }
+        let range = piece.range.start..end;
+        let whole = &toks[range.clone()];
+        match clause::parse_clause(src, whole) {
+            Ok(parsed) if matches!(parsed.cmd, Command::Add(_)) => {
+                out.push(Piece { range, parsed })
+            }
+            // Not expected; never guess which part to run.
+            _ => return Err(crate::not_understood(display(src, whole), None)),
+        }
     }
     Ok(out)
 }
@@ -216,7 +306,7 @@ fn resolve_segment(
     toks: &[Tok],
     bounds: &[Boundary],
     range: Range<usize>,
-    out: &mut Vec<Clause>,
+    out: &mut Vec<Piece>,
 ) -> Result<(), Rejection> {
     let mut cur = range.start;
     // Boundaries strictly inside the segment, in order.
@@ -232,10 +322,10 @@ fn resolve_segment(
         let hint = match clause::parse_clause(src, whole) {
             // A lone number cut off by the fallback ("what is 2 + 2 and 3") is not a request.
             Ok(p) if cur > range.start && is_trivial(&p) => None,
-            Ok(p) => {
-                out.push(Clause {
-                    cmd: p.cmd,
-                    text: display(src, whole).to_owned(),
+            Ok(parsed) => {
+                out.push(Piece {
+                    range: cur..range.end,
+                    parsed,
                 });
                 return Ok(());
             }
@@ -253,12 +343,12 @@ fn resolve_segment(
                 break;
             }
             let left = &toks[cur..b.start];
-            if let Ok(p) = clause::parse_clause(src, left)
-                && !is_trivial(&p)
+            if let Ok(parsed) = clause::parse_clause(src, left)
+                && !is_trivial(&parsed)
             {
-                out.push(Clause {
-                    cmd: p.cmd,
-                    text: display(src, left).to_owned(),
+                out.push(Piece {
+                    range: cur..b.start,
+                    parsed,
                 });
                 cur = b.end;
                 advanced = true;
@@ -270,7 +360,8 @@ fn resolve_segment(
                 // Only politeness left ("..., thanks"): nothing more was asked.
                 return Ok(());
             }
-            return Err(crate::not_understood(display(src, whole), hint));
+            return Err(diagnose::reject_unreadable(src, whole)
+                .unwrap_or_else(|| crate::not_understood(display(src, whole), hint)));
         }
     }
     Ok(())

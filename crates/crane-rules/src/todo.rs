@@ -2,18 +2,31 @@
 //! todos: a, b and c") and list ("show my completed todos", "what's on my list"), plus the todo
 //! vocabulary and title helpers shared with `target` (complete and delete phrases).
 //!
-//! Titles are cut from the prompt by byte span, so they keep the user's exact text.
+//! Titles are cut from the prompt by byte span, so they keep the user's exact text. A title
+//! that runs to the end of its clause (not quoted, not followed by "to my list") is *open*:
+//! the splitter may extend it over punctuation that does not start a clear command (see
+//! `split`).
 
 use crate::text::{
-    Kind, Tok, clean_title, ends_with, in_set, is_exactly, strip_any_prefix, strip_prefix,
-    trim_trailing_punct,
+    Kind, Tok, clean_title, ends_with, in_set, is_exactly, quoted_whole, strip_any_prefix,
+    strip_prefix, trim_trailing_punct,
 };
+
+/// The titles of an add phrase.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Titles {
+    /// One title, or several for `add "a" and "b"` / "add todos: a, b and c".
+    pub(crate) list: Vec<String>,
+    /// The last title runs to the end of the clause: not quoted and not followed by a "to my
+    /// list" phrase, so text after the clause could still belong to it.
+    pub(crate) open: bool,
+}
 
 /// The result of trying the explicit add forms.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum AddParse {
-    /// One title, or several for `add "a" and "b"` / "add todos: a, b and c".
-    Titles(Vec<String>),
+    /// The phrase's titles.
+    Titles(Titles),
     /// The phrase is an add command but has no title ("add a todo").
     NoTitle,
 }
@@ -100,30 +113,42 @@ const ADD_LOCATION_PREPS: &[&str] = &["to", "on", "onto", "in", "into"];
 /// Titles from `toks` with a trailing "to my list" removed; `None` if empty. Several quoted
 /// titles joined by commas/"and" are separate todos; so are comma/"and" separated titles
 /// after a plural keyword ("add todos: a, b and c").
-fn add_titles(src: &str, toks: &[Tok], plural: bool) -> Option<Vec<String>> {
+fn add_titles(src: &str, toks: &[Tok], plural: bool) -> Option<Titles> {
     let toks = trim_trailing_punct(toks);
-    let toks = match location_start(toks, &["to", "on", "onto"]) {
-        Some(j) if j > 0 => &toks[..j],
-        _ => toks,
-    };
-    titles(src, toks, plural)
+    match location_start(toks, &["to", "on", "onto"]) {
+        Some(j) if j > 0 => titles(src, &toks[..j], plural).map(closed),
+        _ => titles(src, toks, plural),
+    }
+}
+
+/// `t`, marked as not open (a "to my list" phrase ends it).
+fn closed(t: Titles) -> Titles {
+    Titles { open: false, ..t }
 }
 
 /// One or more titles (see [`add_titles`]) from `toks`.
-fn titles(src: &str, toks: &[Tok], plural: bool) -> Option<Vec<String>> {
+fn titles(src: &str, toks: &[Tok], plural: bool) -> Option<Titles> {
     if let Some(list) = quoted_list(src, toks) {
-        return Some(list);
+        return Some(Titles { list, open: false });
     }
     if plural {
-        let items: Vec<String> = split_items(toks)
+        let items = split_items(toks);
+        let open = items
+            .last()
+            .is_some_and(|last| !quoted_whole(trim_trailing_punct(last)));
+        let list: Vec<String> = items
             .into_iter()
             .filter_map(|item| clean_title(src, item))
             .collect();
-        if !items.is_empty() {
-            return Some(items);
+        if !list.is_empty() {
+            return Some(Titles { list, open });
         }
     }
-    clean_title(src, toks).map(|t| vec![t])
+    let open = !quoted_whole(trim_trailing_punct(toks));
+    clean_title(src, toks).map(|t| Titles {
+        list: vec![t],
+        open,
+    })
 }
 
 /// Splits `toks` at unquoted commas and "and"/"&" (", and" counts once).
@@ -193,7 +218,7 @@ pub(crate) fn quoted_list(src: &str, toks: &[Tok]) -> Option<Vec<String>> {
     (items.len() >= 2).then_some(items)
 }
 
-fn to_add(titles: Option<Vec<String>>) -> AddParse {
+fn to_add(titles: Option<Titles>) -> AddParse {
     titles.map_or(AddParse::NoTitle, AddParse::Titles)
 }
 
@@ -249,7 +274,7 @@ pub(crate) fn parse_add(src: &str, toks: &[Tok]) -> Option<AddParse> {
         && let Some(j) = location_start(toks, ADD_LOCATION_PREPS)
         && j > 1
     {
-        return titles(src, &toks[1..j], false).map(AddParse::Titles);
+        return titles(src, &toks[1..j], false).map(|t| AddParse::Titles(closed(t)));
     }
     None
 }
@@ -375,7 +400,7 @@ fn keyword_add(src: &str, toks: &[Tok], verb: bool) -> Option<AddParse> {
 
 /// The bare form "add X" (tried after arithmetic, so "add 2 and 3" is a sum). Rejects "add
 /// X to my calendar" and pronouns.
-pub(crate) fn parse_add_bare(src: &str, toks: &[Tok]) -> Option<Vec<String>> {
+pub(crate) fn parse_add_bare(src: &str, toks: &[Tok]) -> Option<Titles> {
     let rest = strip_prefix(toks, &["add"])?;
     let rest = trim_trailing_punct(rest);
     let n = rest.len();
@@ -632,7 +657,7 @@ mod tests {
 
     fn title(s: &str) -> Option<String> {
         match add(s) {
-            Some(AddParse::Titles(t)) if t.len() == 1 => t.into_iter().next(),
+            Some(AddParse::Titles(t)) if t.list.len() == 1 => t.list.into_iter().next(),
             _ => None,
         }
     }
@@ -670,9 +695,27 @@ mod tests {
     }
 
     #[test]
+    fn open_titles_run_to_the_end_of_the_clause() {
+        let open = |s: &str| match add(s) {
+            Some(AddParse::Titles(t)) => t.open,
+            other => panic!("{s:?}: {other:?}"),
+        };
+        assert!(open("add a todo to buy milk"));
+        assert!(open("remind me to call mom"));
+        assert!(open("add todos: milk, eggs and bread"));
+        assert!(!open("add a todo \"buy milk\""));
+        assert!(!open("add a todo to buy milk to my list"));
+        assert!(!open("add buy milk to my list"));
+        assert!(!open("add todos \"a\" and \"b\""));
+        assert!(!open("add todos: milk and \"eggs\""));
+    }
+
+    #[test]
     fn bare_add() {
         let s = "add eggs and milk";
-        assert_eq!(parse_add_bare(s, &tokenize(s)).unwrap(), ["eggs and milk"]);
+        let bare = parse_add_bare(s, &tokenize(s)).unwrap();
+        assert_eq!(bare.list, ["eggs and milk"]);
+        assert!(bare.open);
         let s = "add a flight to my calendar";
         assert_eq!(parse_add_bare(s, &tokenize(s)), None);
         let s = "add it";

@@ -1,9 +1,9 @@
 //! The golden set (`data/golden.jsonl`) against the planner: every case's steps (tool and
 //! input, exactly) or rejection (with its `error_contains` substrings). Each case's expected
 //! result is also checked against a small model of the runtime (calculator in `f64`, an
-//! in-memory todo store, `${steps.N...}` references), so a golden line whose `result` does not
-//! follow from its steps is caught here; the runtime's own golden test is the authority on real
-//! execution. All mismatches are listed in one failure.
+//! in-memory todo store with `todo_list`'s pages, `${steps.N...}` references), so a golden line
+//! whose `result` does not follow from its steps is caught here; the runtime's own golden test
+//! is the authority on real execution. All mismatches are listed in one failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
@@ -372,14 +372,36 @@ fn execute(setup: &[String], steps: &[Value]) -> Result<Value, String> {
             }
             "todo_add" => json!({"todo": todo_json(&store.add(input["title"].as_str().unwrap()))}),
             "todo_list" => {
+                // One page: `limit` todos (default 100), oldest first unless newest_first;
+                // `count` is all that match.
+                for key in input.keys() {
+                    if !["done", "limit", "order", "cursor"].contains(&key.as_str()) {
+                        return Err(format!("todo_list has no input {key:?}"));
+                    }
+                }
                 let done = input.get("done").and_then(Value::as_bool);
-                let todos: Vec<Value> = store
+                let mut todos: Vec<Value> = store
                     .todos
                     .iter()
                     .filter(|t| done.is_none_or(|d| t.done == d))
                     .map(todo_json)
                     .collect();
-                json!({"count": todos.len(), "todos": todos})
+                let count = todos.len();
+                match input.get("order").and_then(Value::as_str) {
+                    None | Some("oldest_first") => {}
+                    Some("newest_first") => todos.reverse(),
+                    Some(other) => return Err(format!("unknown order {other:?}")),
+                }
+                let limit = match input.get("limit") {
+                    None => 100,
+                    Some(l) => match l.as_u64() {
+                        Some(l @ 1..=1000) => l as usize,
+                        _ => return Err(format!("limit {l} is not 1..1000")),
+                    },
+                };
+                let next_cursor = (todos.len() > limit).then_some("next");
+                todos.truncate(limit);
+                json!({"count": count, "todos": todos, "next_cursor": next_cursor})
             }
             "todo_complete" => {
                 let i = store.select(&input)?;

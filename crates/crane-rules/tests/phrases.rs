@@ -76,7 +76,7 @@ fn check_all(cases: &[(&str, &str)], f: fn(&str) -> String) {
 #[test]
 fn planner_identity() {
     assert_eq!(PLANNER_NAME, "rule");
-    assert_eq!(PLANNER_VERSION, "1.0.0");
+    assert_eq!(PLANNER_VERSION, "1.1.0");
 }
 
 #[test]
@@ -217,16 +217,40 @@ fn arithmetic_precedence_is_preserved() {
 
 #[test]
 fn arithmetic_never_passes_raw_words() {
+    // Clearly calculations: the calculator's own error, at a column of the prompt.
+    for (prompt, error) in [
+        (
+            "what is 5 by 3",
+            "unexpected 'by' at column 11 of the prompt.",
+        ),
+        (
+            "what is 2 + 2 apples",
+            "unexpected 'apples' at column 15 of the prompt.",
+        ),
+        (
+            "what is 200 + 10%",
+            "unexpected end of expression at column 18 of the prompt (% is the remainder operator; for a percentage say e.g. \"10% of 200\").",
+        ),
+        ("what is 5!", "unexpected '!' at column 10 of the prompt."),
+        ("what is 2(3)", "unexpected '(' at column 10 of the prompt."),
+        (
+            "what is ((1)",
+            "unclosed parenthesis opened at column 9 of the prompt.",
+        ),
+    ] {
+        let r = rejected(prompt);
+        assert_eq!(
+            r.message,
+            format!("I could not calculate \"{prompt}\": {error}"),
+            "{prompt:?}"
+        );
+        assert_eq!(r.clause.as_deref(), Some(prompt));
+    }
+    // Not clearly calculations (or phrases the calculator has no words for): not understood.
     for prompt in [
-        "what is 5 by 3",
-        "what is 2 + 2 apples",
         "solve x + 2 = 5",
-        "what is 200 + 10%",
-        "what is 5!",
         "sum of 5",
-        "what is 2(3)",
         "add 2",
-        "what is ((1)",
         "multiply 5",
         "divide 5 by",
     ] {
@@ -434,33 +458,56 @@ fn references_to_earlier_steps() {
             json!({"id": "${steps.1.todos.0.id}"})
         )
     );
+    // Counted from the end: the list is newest first, "the last" is its first item.
     let s = steps("list my todos and delete the last one");
     assert_eq!(
-        s[1],
-        (
-            "todo_delete".into(),
-            json!({"id": "${steps.1.todos.-1.id}"})
-        )
+        s,
+        [
+            ("todo_list".into(), json!({"order": "newest_first"})),
+            ("todo_delete".into(), json!({"id": "${steps.1.todos.0.id}"}))
+        ]
     );
+    // From both ends: a second list, newest first, for the second-to-last.
     let s = steps("show my todos, then complete the 2nd one and delete the second to last");
-    assert_eq!(s[1].1, json!({"id": "${steps.1.todos.1.id}"}));
-    assert_eq!(s[2].1, json!({"id": "${steps.1.todos.-2.id}"}));
+    assert_eq!(
+        s,
+        [
+            ("todo_list".into(), json!({})),
+            (
+                "todo_complete".into(),
+                json!({"id": "${steps.1.todos.1.id}"})
+            ),
+            ("todo_list".into(), json!({"order": "newest_first"})),
+            ("todo_delete".into(), json!({"id": "${steps.3.todos.1.id}"}))
+        ]
+    );
     let s = steps("complete todo number 3");
     assert_eq!(s[0], ("todo_list".into(), json!({})));
     assert_eq!(s[1].1, json!({"id": "${steps.1.todos.2.id}"}));
 
     // No list earlier: one is inserted, with the filter the phrase asks for.
     let s = steps("delete the last one");
-    assert_eq!(s[0], ("todo_list".into(), json!({})));
+    assert_eq!(s[0], ("todo_list".into(), json!({"order": "newest_first"})));
     assert_eq!(
         s[1],
-        (
-            "todo_delete".into(),
-            json!({"id": "${steps.1.todos.-1.id}"})
-        )
+        ("todo_delete".into(), json!({"id": "${steps.1.todos.0.id}"}))
     );
     let s = steps("complete the first open todo");
     assert_eq!(s[0], ("todo_list".into(), json!({"done": false})));
+    let s = steps("complete the third-to-last open todo");
+    assert_eq!(
+        s,
+        [
+            (
+                "todo_list".into(),
+                json!({"done": false, "order": "newest_first"})
+            ),
+            (
+                "todo_complete".into(),
+                json!({"id": "${steps.1.todos.2.id}"})
+            )
+        ]
+    );
     let s = steps("show my open todos and complete the first one");
     assert_eq!(s.len(), 2);
     let s = steps("show all my todos and delete the first completed one");
@@ -646,14 +693,25 @@ fn several_todos_in_one_phrase() {
     let s = steps("complete \"buy milk\" and \"walk the dog\"");
     assert_eq!(s[0].1, json!({"title": "buy milk"}));
     assert_eq!(s[1].1, json!({"title": "walk the dog"}));
+    // The last one comes from a second list, newest first.
     let s = steps("mark the first, second and last ones as done");
-    let ids: Vec<&Value> = s[1..].iter().map(|x| &x.1["id"]).collect();
     assert_eq!(
-        ids,
+        s,
         [
-            &json!("${steps.1.todos.0.id}"),
-            &json!("${steps.1.todos.1.id}"),
-            &json!("${steps.1.todos.-1.id}")
+            ("todo_list".into(), json!({})),
+            (
+                "todo_complete".into(),
+                json!({"id": "${steps.1.todos.0.id}"})
+            ),
+            (
+                "todo_complete".into(),
+                json!({"id": "${steps.1.todos.1.id}"})
+            ),
+            ("todo_list".into(), json!({"order": "newest_first"})),
+            (
+                "todo_complete".into(),
+                json!({"id": "${steps.4.todos.0.id}"})
+            ),
         ]
     );
 }

@@ -16,6 +16,36 @@ const TOOLS: &[&str] = &[
     "todo_delete",
 ];
 
+/// Every `${steps.N.todos.K.` in `s` points into list step N's page: K is not negative (a
+/// negative index would count from the end of the page, not of the list) and below the page's
+/// limit.
+fn positions_are_in_the_page(s: &str, steps: &[PlannedStep]) -> bool {
+    let mut rest = s;
+    while let Some(pos) = rest.find("${steps.") {
+        let tail = &rest[pos + 8..];
+        let step: String = tail.chars().take_while(char::is_ascii_digit).collect();
+        if let Some(after) = tail[step.len()..].strip_prefix(".todos.") {
+            let index: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '-')
+                .collect();
+            let list = step
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| steps.get(n.wrapping_sub(1)));
+            let limit = list
+                .and_then(|l| l.input.get("limit"))
+                .map_or(Some(100), Value::as_i64);
+            match (index.parse::<i64>(), list, limit) {
+                (Ok(k), Some(l), Some(limit)) if l.tool == "todo_list" && k >= 0 && k < limit => {}
+                _ => return false,
+            }
+        }
+        rest = tail;
+    }
+    true
+}
+
 /// Every `${steps.N.` in `s` refers to a step before `step` (1-based).
 fn references_are_earlier(s: &str, step: usize) -> bool {
     let mut rest = s;
@@ -56,12 +86,30 @@ fn well_formed(prompt: &str) -> Result<Vec<PlannedStep>, String> {
                             references_are_earlier(text, i + 1),
                             "bad reference in {s:?}"
                         );
+                        assert!(
+                            positions_are_in_the_page(text, &steps),
+                            "position outside its list's page in {s:?}"
+                        );
                     }
                 }
                 match s.tool.as_str() {
                     "calculator" => assert!(obj["expression"].is_string()),
-                    "todo_add" => assert!(obj["title"].is_string() && obj.len() == 1),
-                    "todo_list" => assert!(obj.is_empty() || obj["done"].is_boolean()),
+                    "todo_add" => {
+                        let title = obj["title"].as_str().expect("a title");
+                        assert!(obj.len() == 1 && title.chars().count() <= 500);
+                    }
+                    "todo_list" => {
+                        for (key, value) in obj {
+                            match key.as_str() {
+                                "done" => assert!(value.is_boolean()),
+                                "order" => assert_eq!(value, "newest_first"),
+                                "limit" => assert!(
+                                    value.as_i64().is_some_and(|l| (101..=1000).contains(&l))
+                                ),
+                                other => panic!("todo_list input {other:?} in {s:?}"),
+                            }
+                        }
+                    }
                     _ => assert!(
                         obj.len() == 1 && (obj.contains_key("id") || obj.contains_key("title"))
                     ),
@@ -189,8 +237,9 @@ proptest! {
             "東京", "🥛", "mom's", "bread,", "Dr.", "(maybe)", "and", "butter", "50%", "a@b.c"][..]),
         1..8,
     )) {
-        // A dangling "and" at either end is a conjunction, not part of the title.
-        prop_assume!(words.first() != Some(&"and") && words.last() != Some(&"and"));
+        // Every word is the title's, a dangling "and" at either end too; only "and" alone
+        // ("add a todo to and") is a conjunction with no title after it.
+        prop_assume!(words.iter().any(|w| *w != "and"));
         let title = words.join(" ");
         let steps = well_formed(&format!("add a todo to {title}")).unwrap();
         prop_assert_eq!(steps.len(), 1);
