@@ -48,6 +48,24 @@ pub struct Common {
     pub retry_max_attempts: Option<u32>,
 }
 
+impl Common {
+    /// The settings these flags (and their `CRANE_*` variables) override.
+    pub fn overrides(&self) -> crane_settings::Overrides {
+        crane_settings::Overrides {
+            data_dir: self.data_dir.clone(),
+            config: self.config.clone(),
+            addr: self.addr.clone(),
+            log_format: self.log_format.clone(),
+            max_prompt_chars: self.max_prompt_chars,
+            workers: self.workers,
+            step_timeout_ms: self.step_timeout_ms,
+            planner_strategy: self.planner_strategy.clone(),
+            debug_tools: self.debug_tools,
+            retry_max_attempts: self.retry_max_attempts,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the HTTP server.
@@ -79,7 +97,7 @@ pub enum Command {
         prompt: String,
     },
     /// Planner variants, prompt templates and aliases: list, show, diff, promote, rollback.
-    Prompts(crate::prompts_cli::PromptsArgs),
+    Prompts(crate::commands::prompts::PromptsArgs),
     /// List tools with their JSON input schemas.
     Tools {
         #[command(flatten)]
@@ -88,8 +106,8 @@ pub enum Command {
     /// Benchmark: start a server, drive POST /runs?wait=true at a concurrency, print figures.
     Bench(crate::bench::BenchArgs),
     /// Benchmark the LLM planning path's overhead against a local mock upstream.
-    BenchPlanning(crate::bench_planning::BenchPlanningArgs),
+    BenchPlanning(crate::bench::planning::BenchPlanningArgs),
     /// Evaluate planners on a JSONL golden dataset; exit 1 when a gate is violated.
     /// `crane eval compare BASE.json NEW.json` lists regressions between two reports.
-    Eval(Box<crate::eval::EvalArgs>),
+    Eval(Box<crate::commands::eval::EvalArgs>),
 }

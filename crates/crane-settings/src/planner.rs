@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use crate::error::Context;
 use crane_core::planning::prompt::PromptTemplate;
 use crane_core::planning::routing::Tier;
 use crane_core::planning::{LlmLayerConfig, PlanningConfig, Strategy};
@@ -39,11 +39,11 @@ pub struct PlannerFile {
 
 impl PlannerFile {
     /// The planning budget, checked: a cost limit must be a finite number ≥ 0.
-    pub fn budget(&self) -> anyhow::Result<crane_core::planning::PlanningBudget> {
+    pub fn budget(&self) -> crate::Result<crane_core::planning::PlanningBudget> {
         if let Some(usd) = self.max_run_cost_usd
             && !(usd.is_finite() && usd >= 0.0)
         {
-            bail!(
+            crate::settings_bail!(
                 "[planner] max_run_cost_usd must be a number of USD ≥ 0, not {usd}; remove it for no limit"
             );
         }
@@ -140,11 +140,13 @@ impl LlmEnv {
     }
 }
 
-fn parse_kind(kind: &str) -> anyhow::Result<ProviderKind> {
+fn parse_kind(kind: &str) -> crate::Result<ProviderKind> {
     match kind {
         "openai" => Ok(ProviderKind::OpenAi),
         "anthropic" => Ok(ProviderKind::Anthropic),
-        other => bail!("unknown LLM provider kind '{other}' (use openai or anthropic)"),
+        other => {
+            crate::settings_bail!("unknown LLM provider kind '{other}' (use openai or anthropic)")
+        }
     }
 }
 
@@ -155,12 +157,14 @@ fn default_base_url(kind: ProviderKind) -> &'static str {
     }
 }
 
-fn parse_strategy(s: &str) -> anyhow::Result<Strategy> {
+fn parse_strategy(s: &str) -> crate::Result<Strategy> {
     match s {
         "rule" => Ok(Strategy::Rule),
         "llm_first" | "llm-first" => Ok(Strategy::LlmFirst),
         "rule_first" | "rule-first" => Ok(Strategy::RuleFirst),
-        other => bail!("unknown planner strategy '{other}' (use rule, llm_first or rule_first)"),
+        other => crate::settings_bail!(
+            "unknown planner strategy '{other}' (use rule, llm_first or rule_first)"
+        ),
     }
 }
 
@@ -168,7 +172,7 @@ fn parse_strategy(s: &str) -> anyhow::Result<Strategy> {
 const ENV_PROVIDER: &str = "primary";
 
 /// The API key of a `[[llm.providers]]` entry: `api_key`, else the variable `api_key_env` names.
-fn file_key(p: &ProviderFile) -> anyhow::Result<Option<String>> {
+fn file_key(p: &ProviderFile) -> crate::Result<Option<String>> {
     Ok(match (&p.api_key, &p.api_key_env) {
         (Some(k), _) => Some(k.expose().to_owned()),
         (None, Some(var)) => Some(std::env::var(var).with_context(|| {
@@ -182,16 +186,16 @@ fn file_key(p: &ProviderFile) -> anyhow::Result<Option<String>> {
 }
 
 /// Modes, timeouts, retries and breaker of a `[[llm.providers]]` entry.
-fn apply_settings(config: &mut ProviderConfig, p: &ProviderFile) -> anyhow::Result<()> {
+fn apply_settings(config: &mut ProviderConfig, p: &ProviderFile) -> crate::Result<()> {
     if let Some(modes) = &p.modes {
         config.modes = modes
             .iter()
             .map(|m| {
                 m.parse::<StructuredMode>().map_err(|_| {
-                    anyhow::anyhow!("provider {}: unknown mode '{m}' (use json_schema, json_object, tools or prompt)", p.name)
+                    crate::settings_err!("provider {}: unknown mode '{m}' (use json_schema, json_object, tools or prompt)", p.name)
                 })
             })
-            .collect::<anyhow::Result<_>>()?;
+            .collect::<crate::Result<_>>()?;
     }
     if let Some(ms) = p.timeout_ms {
         config.request_timeout = Duration::from_millis(ms);
@@ -221,20 +225,20 @@ pub fn build(
     llm: &LlmFile,
     env: &LlmEnv,
     strategy_flag: Option<&str>,
-) -> anyhow::Result<PlanningConfig> {
+) -> crate::Result<PlanningConfig> {
     let providers = provider_configs(llm, env)?;
     let tiers = tiers(llm);
     chain(planner, providers, &tiers, strategy_flag)
 }
 
 /// A provider that cannot be built, said in crane's configuration terms.
-pub fn provider_error(name: &str, e: &crane_llm::LlmError) -> anyhow::Error {
-    anyhow::anyhow!("LLM provider {name}: {}", e.message)
+pub fn provider_error(name: &str, e: &crane_llm::LlmError) -> crate::SettingsError {
+    crate::settings_err!("LLM provider {name}: {}", e.message)
 }
 
 /// Every configured provider: the `CRANE_LLM_*` one (`primary`) first, then
 /// `[[llm.providers]]` in order.
-pub fn provider_configs(llm: &LlmFile, env: &LlmEnv) -> anyhow::Result<Vec<ProviderConfig>> {
+pub fn provider_configs(llm: &LlmFile, env: &LlmEnv) -> crate::Result<Vec<ProviderConfig>> {
     let pricing: HashMap<String, Pricing> = llm
         .pricing
         .iter()
@@ -250,7 +254,7 @@ pub fn provider_configs(llm: &LlmFile, env: &LlmEnv) -> anyhow::Result<Vec<Provi
         .collect();
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = llm.providers.iter().find(|p| !seen.insert(p.name.as_str())) {
-        bail!(
+        crate::settings_bail!(
             "[[llm.providers]]: the name \"{}\" is used more than once; provider names must be unique \
              (they name the layer in plan records, metrics and circuit breakers)",
             dup.name
@@ -276,7 +280,7 @@ pub fn provider_configs(llm: &LlmFile, env: &LlmEnv) -> anyhow::Result<Vec<Provi
             .clone()
             .or_else(|| env_entry.and_then(|e| e.model.clone()))
         else {
-            bail!(
+            crate::settings_bail!(
                 "CRANE_LLM_MODEL is not set: name the model to plan with (e.g. gpt-4o-mini, or the alias your local server serves)"
             );
         };
@@ -308,7 +312,7 @@ pub fn provider_configs(llm: &LlmFile, env: &LlmEnv) -> anyhow::Result<Vec<Provi
             .clone()
             .unwrap_or_else(|| default_base_url(kind).to_owned());
         let Some(model) = p.model.clone() else {
-            bail!("[[llm.providers]] {}: model is not set", p.name);
+            crate::settings_bail!("[[llm.providers]] {}: model is not set", p.name);
         };
         let mut config = ProviderConfig::new(p.name.clone(), kind, base_url, model);
         config.api_key = file_key(p)?.map(ApiKey::new);
@@ -336,14 +340,14 @@ fn chain(
     providers: Vec<ProviderConfig>,
     tiers: &[Tier],
     strategy_flag: Option<&str>,
-) -> anyhow::Result<PlanningConfig> {
+) -> crate::Result<PlanningConfig> {
     let strategy = match strategy_flag.or(planner.strategy.as_deref()) {
         Some(s) => parse_strategy(s)?,
         None if providers.is_empty() => Strategy::Rule,
         None => Strategy::LlmFirst,
     };
     if strategy != Strategy::Rule && providers.is_empty() {
-        bail!(
+        crate::settings_bail!(
             "planner strategy needs an LLM: set CRANE_LLM_BASE_URL/CRANE_LLM_MODEL or add [[llm.providers]] to crane.toml"
         );
     }
@@ -369,7 +373,7 @@ fn chain(
                 tiers: tiers.to_vec(),
             })
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<crate::Result<Vec<_>>>()?;
     let defaults = PlanningConfig::default();
     Ok(PlanningConfig {
         strategy,

@@ -239,10 +239,10 @@ impl Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::dataset::Case;
-    use crate::eval::gates::GateOutcome;
-    use crate::eval::report::{CaseReport, DatasetInfo, TrialReport};
-    use crate::eval::scorers::Score;
+    use crate::dataset::Case;
+    use crate::gates::GateOutcome;
+    use crate::report::{CaseReport, DatasetInfo, TrialReport};
+    use crate::scorers::Score;
 
     fn trial(pass: bool, ms: f64) -> TrialReport {
         TrialReport {

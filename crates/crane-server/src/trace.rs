@@ -12,7 +12,7 @@ use axum::response::Response;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::telemetry::RequestSampling;
+use crane_telemetry::RequestSampling;
 
 /// The trace id of the current request, available to handlers as an extension.
 #[derive(Debug, Clone)]
@@ -114,7 +114,7 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         Some(incoming) => (Some(incoming.sampled), incoming.trace_id),
         None => (None, fresh_trace_id()),
     };
-    let sampling = crate::telemetry::request_sampling(parent_sampled, &trace_id);
+    let sampling = crane_telemetry::request_sampling(parent_sampled, &trace_id);
     let mut response = if sampling == RequestSampling::Drop {
         // Not recorded: no span, and runs started here are marked so that none of theirs is
         // built either. The trace id still answers X-Trace-ID and goes on the run.

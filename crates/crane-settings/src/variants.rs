@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use crate::error::Context;
 use crane_core::planning::prompt_library::PromptLibrary;
 use crane_core::planning::routing::Tier;
 use crane_core::planning::variants::{DEFAULT, RULE};
@@ -37,8 +37,8 @@ use crane_core::tools::ToolRegistry;
 use crane_llm::Provider;
 use serde::Deserialize;
 
-use crate::config::Settings;
-use crate::planner_config::tiers;
+use crate::Settings;
+use crate::planner::tiers;
 
 /// One `[[planners]]` entry.
 #[derive(Debug, Clone, Deserialize)]
@@ -82,11 +82,11 @@ impl RegistryFile {
 
 /// The prompt templates: the built-in one plus the prompts directory (`[registry]
 /// prompts_dir`, else `./prompts` when it exists).
-pub fn library(settings: &Settings) -> anyhow::Result<PromptLibrary> {
+pub fn library(settings: &Settings) -> crate::Result<PromptLibrary> {
     let dir = match &settings.registry.prompts_dir {
         Some(dir) => {
             if !dir.is_dir() {
-                bail!(
+                crate::settings_bail!(
                     "the prompts directory {} does not exist; create it or fix [registry] prompts_dir / CRANE_PROMPTS_DIR",
                     dir.display()
                 );
@@ -101,14 +101,14 @@ pub fn library(settings: &Settings) -> anyhow::Result<PromptLibrary> {
     })
 }
 
-fn check_name(name: &str) -> anyhow::Result<()> {
+fn check_name(name: &str) -> crate::Result<()> {
     if !crane_core::runtime::registry::is_valid_name(name) {
-        bail!(
+        crate::settings_bail!(
             "invalid planner variant name '{name}': use 1 to 64 letters, digits, '-', '_' or '.', starting with a letter"
         );
     }
     if name == RULE || name == DEFAULT {
-        bail!(
+        crate::settings_bail!(
             "the planner variant name '{name}' is built in ({RULE}: the rule planner; {DEFAULT}: the [planner] chain); pick another name"
         );
     }
@@ -120,11 +120,14 @@ fn spec(
     v: &VariantFile,
     library: &PromptLibrary,
     settings: &Settings,
-) -> anyhow::Result<VariantSpec> {
+) -> crate::Result<VariantSpec> {
     check_name(&v.name)?;
-    let kind: VariantKind = v.kind.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let kind: VariantKind = v
+        .kind
+        .parse()
+        .map_err(|e: String| crate::SettingsError::new(e))?;
     semver::Version::parse(&v.version).map_err(|e| {
-        anyhow::anyhow!(
+        crate::settings_err!(
             "version '{}' is not a semantic version ({e}); use MAJOR.MINOR.PATCH, e.g. 1.0.0",
             v.version
         )
@@ -132,13 +135,13 @@ fn spec(
     if let Some(t) = v.temperature
         && !(0.0..=2.0).contains(&t)
     {
-        bail!("temperature {t} is out of range; use 0.0 to 2.0");
+        crate::settings_bail!("temperature {t} is out of range; use 0.0 to 2.0");
     }
     if v.max_tokens == Some(0) {
-        bail!("max_tokens must be at least 1");
+        crate::settings_bail!("max_tokens must be at least 1");
     }
     if v.model.is_some() && v.tier.is_some() {
-        bail!("set model or tier, not both");
+        crate::settings_bail!("set model or tier, not both");
     }
     let llm_settings = [
         ("provider", v.provider.is_some()),
@@ -152,7 +155,7 @@ fn spec(
     if kind == VariantKind::Rule
         && let Some((key, _)) = llm_settings.iter().find(|(_, set)| *set)
     {
-        bail!(
+        crate::settings_bail!(
             "kind = \"rule\" takes no {key} (the rule planner calls no model); remove it or use kind = \"llm\""
         );
     }
@@ -207,7 +210,7 @@ fn chain(
     registry: &Arc<ToolRegistry>,
     providers: &[&Provider],
     all_tiers: &[Tier],
-) -> anyhow::Result<Planning> {
+) -> crate::Result<Planning> {
     if spec.kind == VariantKind::Rule {
         return Ok(Planning::new(registry.clone()));
     }
@@ -254,7 +257,7 @@ fn chain(
     // connection pool and one circuit breaker per provider, however many variants use it.
     let provider = base
         .with_model(&model)
-        .map_err(|e| crate::planner_config::provider_error(base.name(), &e))?;
+        .map_err(|e| crate::planner::provider_error(base.name(), &e))?;
     let template = match &spec.prompt {
         Some(p) => library
             .get(&format!("{}@{}", p.name, p.version))?
@@ -295,7 +298,7 @@ fn chain(
 pub fn build(
     settings: &Settings,
     registry: Arc<ToolRegistry>,
-) -> anyhow::Result<(Planners, PromptLibrary)> {
+) -> crate::Result<(Planners, PromptLibrary)> {
     let library = library(settings)?;
     let default_config = settings.planning()?;
     let has_llm = default_config.strategy != Strategy::Rule;
@@ -314,7 +317,7 @@ pub fn build(
                     .with_context(ctx)?;
                 Ok(Variant::new(spec, planning))
             })
-            .collect::<anyhow::Result<Vec<_>>>()?
+            .collect::<crate::Result<Vec<_>>>()?
     };
     let default_planning = Planning::with_config(registry.clone(), default_config)?;
     let mut variants = Vec::new();

@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use super::TrackingSettings;
 use super::mlflow::{Client, KeyValue, Metric, MlflowError, RetryBudget, RunStatus};
-use crate::eval::report::{PlannerReport, Report};
+use crane_eval::report::{PlannerReport, Report};
 
 /// Longest time the whole export may take before the eval gives up on it.
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -308,7 +308,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::eval::report::{DatasetInfo, Latency, ScorerStats, Summary, VariantSummary};
+    use crane_eval::report::{DatasetInfo, Latency, ScorerStats, Summary, VariantSummary};
 
     fn report() -> Report {
         let mut planner = PlannerReport::new("llm-v2", 1234.5, Vec::new());

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use super::dataset::Case;
 use super::report::{TrialReport, VariantSummary};
 use super::scorers::{Outcome, Scorers};
-use crate::config::Settings;
+use crane_settings::Settings;
 
 /// A planner variant `--planner NAME` selected: a registered variant, or an alias resolved
 /// to one (see `planning::variants`).

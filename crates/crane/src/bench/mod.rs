@@ -2,7 +2,9 @@
 //! with a fresh data dir, drives `POST /runs?wait=true` at a fixed concurrency for a fixed
 //! time with calculator and todo prompts, and prints completed runs/s, POST→completed latency
 //! percentiles and the server's RSS at start and end. Figures, not assertions: see
-//! docs/benchmarks.md.
+//! docs/benchmarks.md. `planning` is `crane bench-planning`.
+
+pub mod planning;
 
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};

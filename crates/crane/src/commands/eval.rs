@@ -1,18 +1,9 @@
-//! `crane eval`: the evaluation harness. Runs a JSONL golden dataset through one or more
-//! planner variants (in process, or against a live server with `--url`), scores every trial,
-//! prints a summary table, writes a JSON report and a Markdown summary, stores the result in
-//! the `evals` table, and exits 1 when a gate is violated (2 on bad usage).
-//! `crane eval compare BASE.json NEW.json` lists regressions between two reports.
-//!
-//! One concern per file: `dataset` (format and loading), `scorers`, `runner`, `report`,
-//! `gates`, `compare`. docs/eval.md is the user guide.
-
-mod compare;
-mod dataset;
-mod gates;
-pub(crate) mod report;
-mod runner;
-mod scorers;
+//! `crane eval`: runs a JSONL golden dataset through one or more planner variants (in process,
+//! or against a live server with `--url`) with the harness of the `crane-eval` crate, prints a
+//! summary table, writes a JSON report and a Markdown summary, logs it to MLflow when
+//! configured, stores the result in the `evals` table, and exits 1 when a gate is violated (2 on
+//! bad usage). `crane eval compare BASE.json NEW.json` lists regressions between two reports.
+//! docs/eval.md is the user guide.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,10 +14,12 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use crane_core::store::Store;
 
+use crane_eval::dataset::ArgMatch;
+use crane_eval::report::{self, CaseReport, DatasetInfo, PlannerReport, Report};
+use crane_eval::{compare, dataset, gates, runner, scorers};
+use crane_settings::Settings;
+
 use crate::cli::Common;
-use crate::config::Settings;
-use dataset::ArgMatch;
-use report::{CaseReport, DatasetInfo, PlannerReport, Report};
 
 /// Exit code for bad usage (as clap's).
 const USAGE: u8 = 2;
@@ -112,8 +105,8 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     if let Some(EvalCommand::Compare { base, new }) = &args.command {
         return compare_reports(base, new);
     }
-    let settings = Settings::load(&args.common)?;
-    crate::init_logging(&settings, "warn");
+    let settings = Settings::load(&args.common.overrides())?;
+    super::init_logging(&settings, "warn");
     let Some(path) = args.dataset.clone() else {
         return usage("--dataset FILE is required");
     };
@@ -262,7 +255,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         write(file, &report.markdown())?;
         out(&format!("markdown: {}\n", file.display()));
     }
-    crate::tracking::eval_export::export(&settings.tracking, &report, &json).await;
+    crane_tracking::eval_export::export(&settings.tracking, &report, &json).await;
     if !in_process {
         out("not stored: results of --url evals are stored only by in-process evals\n");
     } else if args.no_store != Some(true) {
@@ -300,8 +293,8 @@ async fn local_planners(
 ) -> anyhow::Result<(crane_core::planning::Planners, Option<Arc<Store>>)> {
     let mut settings = settings.clone();
     settings.planner.cache_capacity = Some(0);
-    let registry = crate::registry(&settings);
-    let (planners, library) = crate::variants_config::build(&settings, Arc::new(registry))?;
+    let registry = settings.tool_registry();
+    let (planners, library) = crane_settings::variants::build(&settings, Arc::new(registry))?;
     if !register {
         return Ok((planners, None));
     }

@@ -24,8 +24,9 @@ use crane_core::runtime::registry;
 use crane_core::store::{AliasMove, Store};
 use serde_json::{Value, json};
 
+use crane_settings::Settings;
+
 use crate::cli::Common;
-use crate::config::Settings;
 
 /// Exit code for bad usage.
 const USAGE: u8 = 2;
@@ -110,16 +111,16 @@ struct Registry {
 }
 
 fn open(common: &Common) -> anyhow::Result<Registry> {
-    let settings = Settings::load(common)?;
-    crate::init_logging(&settings, "warn");
+    let settings = Settings::load(&common.overrides())?;
+    super::init_logging(&settings, "warn");
     let store = Store::open(&settings.data_dir, &settings.store).with_context(|| {
         format!(
             "could not open the store in {}",
             settings.data_dir.display()
         )
     })?;
-    let registry = crate::registry(&settings);
-    let (planners, library) = crate::variants_config::build(&settings, Arc::new(registry))?;
+    let registry = settings.tool_registry();
+    let (planners, library) = crane_settings::variants::build(&settings, Arc::new(registry))?;
     Ok(Registry {
         store,
         planners,

@@ -1,19 +1,60 @@
-//! Configuration: defaults, then `crane.toml`, then `CRANE_*` environment variables and flags
-//! (clap merges the last two; a flag wins over its variable).
+//! crane's settings: defaults, then `crane.toml`, then `CRANE_*` environment variables and
+//! flags. [`Settings::load`] takes the flags (and their variables, which the CLI's parser merges)
+//! as plain [`Overrides`], so this crate knows nothing of argument parsing.
 //!
 //! The file is read from `--config` / `CRANE_CONFIG`, else `./crane.toml` when it exists. An
 //! unknown key is an error naming the key, so a typo never silently does nothing.
+//!
+//! - `planner`: `[planner]`, `[[llm.providers]]`, `[[llm.tiers]]` and `CRANE_LLM_*` → the
+//!   planner chain.
+//! - `variants`: `[[planners]]` and `[registry]` → the named planner variants.
+//! - `tracking`: `[tracking]` and MLflow's own variables → [`tracking::TrackingSettings`].
+//!
+//! Depends on the core runtime and the LLM clients' configuration types; never on the server,
+//! the evaluation harness or the CLI.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use crane_core::runtime::{RetryPolicy, RuntimeConfig};
 use crane_core::store::{StoreConfig, Synchronous};
 use serde::Deserialize;
 
-use crate::cli::Common;
+mod error;
+pub mod planner;
+pub mod tracking;
+pub mod variants;
+
+use error::Context;
+pub use error::{Result, SettingsError};
+
+/// What the command line (flags, and the `CRANE_*` variables behind them) sets; `None` leaves
+/// the file's value or the default.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--data-dir` / `CRANE_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--config` / `CRANE_CONFIG`.
+    pub config: Option<PathBuf>,
+    /// `--addr` / `CRANE_ADDR`.
+    pub addr: Option<String>,
+    /// `--log-format` / `CRANE_LOG_FORMAT`.
+    pub log_format: Option<String>,
+    /// `--max-prompt-chars` / `CRANE_MAX_PROMPT_CHARS`.
+    pub max_prompt_chars: Option<usize>,
+    /// `--workers` / `CRANE_WORKERS`.
+    pub workers: Option<usize>,
+    /// `--step-timeout-ms` / `CRANE_STEP_TIMEOUT_MS`.
+    pub step_timeout_ms: Option<u64>,
+    /// `--planner-strategy` / `CRANE_PLANNER_STRATEGY`.
+    pub planner_strategy: Option<String>,
+    /// `--debug-tools` / `CRANE_DEBUG_TOOLS`.
+    pub debug_tools: Option<bool>,
+    /// `--retry-max-attempts` / `CRANE_RETRY_MAX_ATTEMPTS`.
+    pub retry_max_attempts: Option<u32>,
+}
 
 /// `crane.toml`. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -34,15 +75,15 @@ pub struct FileConfig {
     #[serde(default)]
     pub store: StoreFile,
     #[serde(default)]
-    pub planner: crate::planner_config::PlannerFile,
+    pub planner: crate::planner::PlannerFile,
     #[serde(default)]
-    pub llm: crate::planner_config::LlmFile,
+    pub llm: crate::planner::LlmFile,
     /// `[[planners]]`: declared planner variants.
     #[serde(default)]
-    pub planners: Vec<crate::variants_config::VariantFile>,
+    pub planners: Vec<crate::variants::VariantFile>,
     /// `[registry]`: prompt-template directory and alias reload interval.
     #[serde(default)]
-    pub registry: crate::variants_config::RegistryFile,
+    pub registry: crate::variants::RegistryFile,
     /// `[tracking]`: MLflow export (docs/tracking.md).
     #[serde(default)]
     pub tracking: crate::tracking::TrackingFile,
@@ -94,36 +135,46 @@ pub struct Settings {
     pub store: StoreConfig,
     /// `[planner]` and `[llm]` from the file, and the strategy flag; turned into the planner
     /// chain by [`Settings::planning`].
-    pub planner: crate::planner_config::PlannerFile,
-    pub llm: crate::planner_config::LlmFile,
+    pub planner: crate::planner::PlannerFile,
+    pub llm: crate::planner::LlmFile,
     pub strategy: Option<String>,
     /// Declared planner variants and the registry settings.
-    pub variants: Vec<crate::variants_config::VariantFile>,
-    pub registry: crate::variants_config::RegistryFile,
+    pub variants: Vec<crate::variants::VariantFile>,
+    pub registry: crate::variants::RegistryFile,
     /// MLflow tracking: `[tracking]`, `MLFLOW_*` and `CRANE_MLFLOW_*`.
     pub tracking: crate::tracking::TrackingSettings,
 }
 
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+fn read_file(path: &Path) -> crate::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("could not read config file {}", path.display()))?;
     toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+        .map_err(|e| crate::settings_err!("invalid config file {}: {e}", path.display()))
 }
 
 impl Settings {
+    /// The tools runs may call: the built-in ones, plus the fault-injection tools with
+    /// `debug_tools`.
+    pub fn tool_registry(&self) -> crane_core::tools::ToolRegistry {
+        if self.debug_tools {
+            crane_core::tools::registry_with_debug_tools()
+        } else {
+            crane_core::tools::builtin_registry()
+        }
+    }
+
     /// The planner chain: the rule planner, or LLM layers when configured.
-    pub fn planning(&self) -> anyhow::Result<crane_core::planning::PlanningConfig> {
-        crate::planner_config::build(
+    pub fn planning(&self) -> crate::Result<crane_core::planning::PlanningConfig> {
+        crate::planner::build(
             &self.planner,
             &self.llm,
-            &crate::planner_config::LlmEnv::from_env(),
+            &crate::planner::LlmEnv::from_env(),
             self.strategy.as_deref(),
         )
     }
 
     /// Merges defaults, the config file and flags/environment.
-    pub fn load(common: &Common) -> anyhow::Result<Self> {
+    pub fn load(common: &Overrides) -> crate::Result<Self> {
         let file = match &common.config {
             Some(path) => read_file(path)?,
             None if Path::new("crane.toml").exists() => read_file(Path::new("crane.toml"))?,
@@ -135,7 +186,7 @@ impl Settings {
             .or(file.addr)
             .unwrap_or_else(|| "127.0.0.1:8000".into());
         let addr: SocketAddr = addr_text.parse().map_err(|e| {
-            anyhow::anyhow!(
+            crate::settings_err!(
                 "invalid address '{addr_text}': {e} (expected host:port, e.g. 127.0.0.1:8000)"
             )
         })?;
@@ -147,12 +198,14 @@ impl Settings {
         let json_logs = match log_format.as_str() {
             "json" => true,
             "text" => false,
-            other => anyhow::bail!("invalid log format '{other}' (expected text or json)"),
+            other => crate::settings_bail!("invalid log format '{other}' (expected text or json)"),
         };
         let synchronous = match file.store.synchronous.as_deref().unwrap_or("normal") {
             "normal" => Synchronous::Normal,
             "full" => Synchronous::Full,
-            other => anyhow::bail!("invalid store.synchronous '{other}' (expected normal or full)"),
+            other => crate::settings_bail!(
+                "invalid store.synchronous '{other}' (expected normal or full)"
+            ),
         };
         let defaults = RuntimeConfig::default();
         let retry_defaults = RetryPolicy::default();
@@ -214,7 +267,7 @@ impl Settings {
             llm: file.llm,
             strategy: common.planner_strategy.clone(),
             variants: file.planners,
-            registry: crate::variants_config::RegistryFile {
+            registry: crate::variants::RegistryFile {
                 prompts_dir: std::env::var_os("CRANE_PROMPTS_DIR")
                     .filter(|v| !v.is_empty())
                     .map(PathBuf::from)

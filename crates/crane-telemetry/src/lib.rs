@@ -6,9 +6,18 @@
 //!
 //! crane's own spans are at DEBUG level and enabled for the OpenTelemetry layer only (per-layer
 //! filters), so with export off and logs at info they are never created: the hot path stays
-//! cheap. With export on and a parent-based sampler (crane's default: 10% of root traces), an
-//! HTTP request is sampled where it comes in ([`request_sampling`]) and a dropped one builds no
-//! span at all; [`SampledTraces`] keeps the OpenTelemetry layer away from everything inside it.
+//! cheap. With export on and a parent-based sampler (crane's default: `parentbased_always_on`
+//! with a cap on root traces per second), an HTTP request is sampled where it comes in
+//! ([`request_sampling`]) and a dropped one builds no span at all; [`SampledTraces`] keeps the
+//! OpenTelemetry layer away from everything inside it.
+//!
+//! Also here: `trace_export` (the exporter wrapped so failures are counted and logged) and
+//! `metrics_help` (the `# HELP` text of every Prometheus metric). Depends on the core runtime's
+//! telemetry markers only; never on the server, the store or planning.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod metrics_help;
+mod trace_export;
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
@@ -559,11 +568,14 @@ pub fn init(json_logs: bool, default_level: &str) {
                 if let Some(error) = cap_error {
                     tracing::error!(%error, "invalid trace sampling setting");
                 }
-                tracing::info!("{}", sampling_summary(
-                    std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
-                    std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
-                    cap,
-                ));
+                tracing::info!(
+                    "{}",
+                    sampling_summary(
+                        std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+                        std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
+                        cap,
+                    )
+                );
                 let env = |name| std::env::var(name).ok();
                 if let Some(problem) = protocol_problem(
                     env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").as_deref(),
@@ -824,7 +836,10 @@ mod tests {
     fn the_start_line_names_the_sampler_and_the_cap() {
         let line = sampling_summary(None, None, NonZeroU32::new(100));
         assert!(line.contains("parentbased_always_on"), "{line}");
-        assert!(line.contains("at most 100 root traces per second"), "{line}");
+        assert!(
+            line.contains("at most 100 root traces per second"),
+            "{line}"
+        );
         assert!(line.contains("CRANE_TRACES_MAX_PER_SECOND"), "{line}");
         let line = sampling_summary(Some(""), None, None);
         assert!(line.contains("no cap"), "{line}");

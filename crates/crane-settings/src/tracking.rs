@@ -1,24 +1,9 @@
-//! Experiment tracking: crane's results in MLflow.
-//!
-//! - `eval_export`: every `crane eval` becomes one MLflow run per planner variant (params,
-//!   metrics, tags, the JSON report and Markdown summary as artifacts), when
-//!   `MLFLOW_TRACKING_URI` is set.
-//! - `run_export`: opt-in (`CRANE_MLFLOW_LOG_RUNS=true` / `[tracking] log_runs = true`), every
-//!   agent run `crane serve` finishes becomes an MLflow run, exported in batches by a background
-//!   task behind a bounded queue. The run's worker only does a `try_send`.
-//! - `mlflow`: the REST client both use.
-//!
-//! MLflow being down never fails or slows a run or an eval's verdict: eval exports retry
-//! within a bounded time and then print a warning; run exports queue (bounded, drops counted)
-//! and retry. Configuration comes from MLflow's own variables (`MLFLOW_TRACKING_URI`,
-//! `MLFLOW_EXPERIMENT_NAME`, `MLFLOW_TRACKING_TOKEN`, `MLFLOW_TRACKING_USERNAME` /
-//! `MLFLOW_TRACKING_PASSWORD`), `CRANE_MLFLOW_*` knobs and the `[tracking]` table of
-//! crane.toml; secrets come only from the environment and are never logged. docs/tracking.md
-//! is the user guide.
-
-pub mod eval_export;
-pub mod mlflow;
-pub mod run_export;
+//! The `[tracking]` settings: where crane's results go in MLflow. Configuration comes from
+//! MLflow's own variables (`MLFLOW_TRACKING_URI`, `MLFLOW_EXPERIMENT_NAME`,
+//! `MLFLOW_TRACKING_TOKEN`, `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`),
+//! `CRANE_MLFLOW_*` knobs and the `[tracking]` table of crane.toml; secrets come only from the
+//! environment and are never logged. The exporters live in the `crane-tracking` crate;
+//! docs/tracking.md is the user guide.
 
 use std::time::Duration;
 

@@ -233,9 +233,9 @@ pub fn parse_non_negative(s: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::dataset::Case;
-    use crate::eval::report::TrialReport;
-    use crate::eval::scorers::Score;
+    use crate::dataset::Case;
+    use crate::report::TrialReport;
+    use crate::scorers::Score;
     use std::collections::BTreeMap;
 
     fn trial(pass: bool, ms: f64, cost: Option<f64>) -> TrialReport {
