@@ -163,7 +163,7 @@ mod tests {
             name: "v".into(),
             version: "1.0.0".into(),
             alias: Some("production".into()),
-            fallback: Some("rule@1.0.0".into()),
+            fallback: Some("rule@1.1.0".into()),
         });
         let step = PlanStep {
             step_number: 1,

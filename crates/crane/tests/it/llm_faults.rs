@@ -811,7 +811,7 @@ async fn variants_on_one_provider_share_its_circuit_breaker() {
             let run: Value = response.json().await.expect("run JSON");
             assert_calc_run(&run, "rule");
             assert_eq!(planner(&run)["variant"]["name"], variant_name, "{run}");
-            assert_eq!(planner(&run)["variant"]["fallback"], "rule@1.0.0", "{run}");
+            assert_eq!(planner(&run)["variant"]["fallback"], "rule@1.1.0", "{run}");
             let attempt = &planner(&run)["attempts"][0];
             assert_eq!(attempt["layer"], format!("variant:{variant_name}"), "{run}");
             attempt["message"].as_str().unwrap_or_default().to_owned()
