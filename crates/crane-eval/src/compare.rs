@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::report::{PlannerReport, Report};
+use crate::report::{PlannerReport, Report};
 
 /// p95 latency regression: relative and absolute thresholds (both must be exceeded).
 pub const P95_RATIO: f64 = 1.5;
@@ -113,7 +113,7 @@ pub fn compare(base: &Report, new: &Report) -> Comparison {
                     bc.runs,
                     nc.passed,
                     nc.runs,
-                    super::report::shorten(&why, 300)
+                    crate::report::shorten(&why, 300)
                 ));
             } else if !was && now {
                 c.improvements.push(format!(

@@ -10,9 +10,8 @@
 //! - `min_case_pass_rate`: every case passes at least X of its trials (with `--repeat`);
 //!   the cases behind it are those below X.
 
-use serde::{Deserialize, Serialize};
-
-use super::report::{CaseReport, PlannerReport};
+use crate::report::{CaseReport, PlannerReport};
+pub use crate::report::{GateOutcome, Violation};
 
 /// Most cases named in one violation's message (the JSON lists up to [`MAX_CASES`]).
 const MESSAGE_CASES: usize = 10;
@@ -26,29 +25,6 @@ pub struct Gates {
     pub max_p95_ms: Option<f64>,
     pub max_cost_usd: Option<f64>,
     pub min_case_pass_rate: Option<f64>,
-}
-
-/// The gates' verdict, as stored in the report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct GateOutcome {
-    pub passed: bool,
-    /// The gates that were set, e.g. `min-success-rate 1`.
-    pub checked: Vec<String>,
-    pub violations: Vec<Violation>,
-}
-
-/// One violated gate for one planner.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Violation {
-    /// The flag without its leading dashes, e.g. `min-success-rate`.
-    pub gate: String,
-    pub planner: String,
-    pub threshold: f64,
-    pub actual: f64,
-    /// Ids of the cases behind the violation, worst first.
-    pub cases: Vec<String>,
-    /// One line for humans.
-    pub message: String,
 }
 
 impl Gates {

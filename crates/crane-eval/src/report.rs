@@ -12,9 +12,8 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::dataset::{ArgMatch, Case};
-use super::gates::GateOutcome;
-use super::scorers::{Outcome, Score, Verdict};
+use crate::dataset::{ArgMatch, Case};
+use crate::scorers::{Outcome, Score, Verdict};
 
 /// Version of the report format.
 pub const REPORT_VERSION: u32 = 1;
@@ -815,6 +814,29 @@ fn side_by_side(planners: &[PlannerReport]) -> Vec<(String, Vec<String>)> {
 /// Text safe inside a Markdown table cell.
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// The gates' verdict, as stored in the report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GateOutcome {
+    pub passed: bool,
+    /// The gates that were set, e.g. `min-success-rate 1`.
+    pub checked: Vec<String>,
+    pub violations: Vec<Violation>,
+}
+
+/// One violated gate for one planner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Violation {
+    /// The flag without its leading dashes, e.g. `min-success-rate`.
+    pub gate: String,
+    pub planner: String,
+    pub threshold: f64,
+    pub actual: f64,
+    /// Ids of the cases behind the violation, worst first.
+    pub cases: Vec<String>,
+    /// One line for humans.
+    pub message: String,
 }
 
 #[cfg(test)]

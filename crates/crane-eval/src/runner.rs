@@ -24,9 +24,9 @@ use crane_core::runtime::{NewRun, Runtime, RuntimeError};
 use crane_core::store::{Store, StoreConfig};
 use serde_json::{Value, json};
 
-use super::dataset::Case;
-use super::report::{TrialReport, VariantSummary};
-use super::scorers::{Outcome, Scorers};
+use crate::dataset::Case;
+use crate::report::{TrialReport, VariantSummary};
+use crate::scorers::{Outcome, Scorers};
 use crane_settings::Settings;
 
 /// A planner variant `--planner NAME` selected: a registered variant, or an alias resolved

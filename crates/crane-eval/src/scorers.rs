@@ -15,7 +15,7 @@ use crane_core::domain::{Run, RunStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::dataset::{ArgMatch, Case};
+use crate::dataset::{ArgMatch, Case};
 
 /// Default relative tolerance of numeric comparisons in results.
 pub const DEFAULT_TOLERANCE: f64 = 1e-9;

@@ -9,8 +9,8 @@ use crane_core::runtime::RuntimeError;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::AppState;
-use super::error::ApiError;
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Query of `GET /evals`.
 #[derive(Debug, Deserialize)]
@@ -31,7 +31,7 @@ pub async fn list(
             e.body_text()
         ))
     })?;
-    let (limit, cursor) = super::paging::page_params(q.limit, q.cursor.as_deref())?;
+    let (limit, cursor) = crate::paging::page_params(q.limit, q.cursor.as_deref())?;
     let page = state
         .runtime
         .store()

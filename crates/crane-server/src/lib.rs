@@ -10,9 +10,9 @@ mod openapi;
 mod paging;
 mod registry;
 mod runs;
+mod state;
 pub mod trace;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -20,21 +20,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use crane_core::runtime::Runtime;
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
 pub use error::ApiError;
-
-/// Shared state of every handler.
-#[derive(Clone)]
-pub struct AppState {
-    pub runtime: Runtime,
-    pub metrics: Option<Arc<PrometheusHandle>>,
-    pub wait_timeout: Duration,
-    /// The prompt templates (built-in and the prompts directory).
-    pub prompts: Arc<crane_core::planning::prompt_library::PromptLibrary>,
-}
+pub use state::AppState;
 
 /// Every route as (method, path template); the OpenAPI document lists exactly these.
 pub const ROUTES: &[(&str, &str)] = &[

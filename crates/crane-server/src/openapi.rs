@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document served at `/openapi.json`.
 //!
 //! Written by hand as JSON (openapi.json beside this file) rather than generated: the API is
-//! small, and a test checks the document lists exactly the routes in [`super::ROUTES`] and that
+//! small, and a test checks the document lists exactly the routes in [`crate::ROUTES`] and that
 //! each of them is served, so the document cannot drift from the router.
 
 use axum::Json;
@@ -15,7 +15,7 @@ pub const DOCUMENT: &str = include_str!("openapi.json");
 pub async fn document() -> Response {
     match serde_json::from_str::<Value>(DOCUMENT) {
         Ok(doc) => Json(doc).into_response(),
-        Err(e) => super::ApiError::new(
+        Err(e) => crate::error::ApiError::new(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             format!("the embedded OpenAPI document is invalid: {e}"),

@@ -1,7 +1,7 @@
 //! Cursor pagination parameters shared by the list endpoints (`GET /runs`, `GET /evals`):
 //! `limit` (1-200, default 50) and `cursor` (the `next_cursor` of the previous page).
 
-use super::error::ApiError;
+use crate::error::ApiError;
 
 /// Checks `limit` and decodes `cursor`, with errors that say how to fix them.
 pub fn page_params(

@@ -17,9 +17,9 @@ use crane_core::store::RollbackError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppState;
-use super::error::ApiError;
-use super::runs::json_body;
+use crate::error::ApiError;
+use crate::runs::json_body;
+use crate::state::AppState;
 
 fn variant_json(v: &Variant, aliases: &std::collections::BTreeMap<String, String>) -> Value {
     let mut body = serde_json::to_value(&v.spec).unwrap_or(Value::Null);

@@ -15,9 +15,9 @@ use crane_core::store::RunFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppState;
-use super::error::ApiError;
-use super::trace::TraceId;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::trace::TraceId;
 
 /// Body of `POST /runs`.
 #[derive(Debug, Deserialize)]
@@ -267,7 +267,7 @@ pub async fn list(
             ))
         })?),
     };
-    let (limit, cursor) = super::paging::page_params(q.limit, q.cursor.as_deref())?;
+    let (limit, cursor) = crate::paging::page_params(q.limit, q.cursor.as_deref())?;
     let page = state
         .runtime
         .list(RunFilter {

@@ -71,7 +71,7 @@ impl<T> Context<T> for Option<T> {
 #[macro_export]
 #[doc(hidden)]
 macro_rules! settings_err {
-    ($($arg:tt)*) => { $crate::SettingsError::new(format!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::error::SettingsError::new(format!($($arg)*)) };
 }
 
 /// Returns early with a [`SettingsError`] from a format string.

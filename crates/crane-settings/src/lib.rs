@@ -163,14 +163,31 @@ impl Settings {
         }
     }
 
+    /// What the planner variants are built from.
+    pub fn planning_inputs(&self) -> variants::PlanningInputs<'_> {
+        variants::PlanningInputs {
+            planner: &self.planner,
+            llm: &self.llm,
+            strategy: self.strategy.as_deref(),
+            variants: &self.variants,
+            registry: &self.registry,
+        }
+    }
+
     /// The planner chain: the rule planner, or LLM layers when configured.
     pub fn planning(&self) -> crate::Result<crane_core::planning::PlanningConfig> {
-        crate::planner::build(
-            &self.planner,
-            &self.llm,
-            &crate::planner::LlmEnv::from_env(),
-            self.strategy.as_deref(),
-        )
+        self.planning_inputs().planning()
+    }
+
+    /// The planner variants (with `tools`) and the prompt library of these settings.
+    pub fn planners(
+        &self,
+        tools: std::sync::Arc<crane_core::tools::ToolRegistry>,
+    ) -> crate::Result<(
+        crane_core::planning::Planners,
+        crane_core::planning::prompt_library::PromptLibrary,
+    )> {
+        variants::build(&self.planning_inputs(), tools)
     }
 
     /// Merges defaults, the config file and flags/environment.

@@ -39,7 +39,7 @@ pub struct PlannerFile {
 
 impl PlannerFile {
     /// The planning budget, checked: a cost limit must be a finite number ≥ 0.
-    pub fn budget(&self) -> crate::Result<crane_core::planning::PlanningBudget> {
+    pub fn budget(&self) -> crate::error::Result<crane_core::planning::PlanningBudget> {
         if let Some(usd) = self.max_run_cost_usd
             && !(usd.is_finite() && usd >= 0.0)
         {
@@ -140,7 +140,7 @@ impl LlmEnv {
     }
 }
 
-fn parse_kind(kind: &str) -> crate::Result<ProviderKind> {
+fn parse_kind(kind: &str) -> crate::error::Result<ProviderKind> {
     match kind {
         "openai" => Ok(ProviderKind::OpenAi),
         "anthropic" => Ok(ProviderKind::Anthropic),
@@ -157,7 +157,7 @@ fn default_base_url(kind: ProviderKind) -> &'static str {
     }
 }
 
-fn parse_strategy(s: &str) -> crate::Result<Strategy> {
+fn parse_strategy(s: &str) -> crate::error::Result<Strategy> {
     match s {
         "rule" => Ok(Strategy::Rule),
         "llm_first" | "llm-first" => Ok(Strategy::LlmFirst),
@@ -172,7 +172,7 @@ fn parse_strategy(s: &str) -> crate::Result<Strategy> {
 const ENV_PROVIDER: &str = "primary";
 
 /// The API key of a `[[llm.providers]]` entry: `api_key`, else the variable `api_key_env` names.
-fn file_key(p: &ProviderFile) -> crate::Result<Option<String>> {
+fn file_key(p: &ProviderFile) -> crate::error::Result<Option<String>> {
     Ok(match (&p.api_key, &p.api_key_env) {
         (Some(k), _) => Some(k.expose().to_owned()),
         (None, Some(var)) => Some(std::env::var(var).with_context(|| {
@@ -186,7 +186,7 @@ fn file_key(p: &ProviderFile) -> crate::Result<Option<String>> {
 }
 
 /// Modes, timeouts, retries and breaker of a `[[llm.providers]]` entry.
-fn apply_settings(config: &mut ProviderConfig, p: &ProviderFile) -> crate::Result<()> {
+fn apply_settings(config: &mut ProviderConfig, p: &ProviderFile) -> crate::error::Result<()> {
     if let Some(modes) = &p.modes {
         config.modes = modes
             .iter()
@@ -195,7 +195,7 @@ fn apply_settings(config: &mut ProviderConfig, p: &ProviderFile) -> crate::Resul
                     crate::settings_err!("provider {}: unknown mode '{m}' (use json_schema, json_object, tools or prompt)", p.name)
                 })
             })
-            .collect::<crate::Result<_>>()?;
+            .collect::<crate::error::Result<_>>()?;
     }
     if let Some(ms) = p.timeout_ms {
         config.request_timeout = Duration::from_millis(ms);
@@ -225,20 +225,20 @@ pub fn build(
     llm: &LlmFile,
     env: &LlmEnv,
     strategy_flag: Option<&str>,
-) -> crate::Result<PlanningConfig> {
+) -> crate::error::Result<PlanningConfig> {
     let providers = provider_configs(llm, env)?;
     let tiers = tiers(llm);
     chain(planner, providers, &tiers, strategy_flag)
 }
 
 /// A provider that cannot be built, said in crane's configuration terms.
-pub fn provider_error(name: &str, e: &crane_llm::LlmError) -> crate::SettingsError {
+pub fn provider_error(name: &str, e: &crane_llm::LlmError) -> crate::error::SettingsError {
     crate::settings_err!("LLM provider {name}: {}", e.message)
 }
 
 /// Every configured provider: the `CRANE_LLM_*` one (`primary`) first, then
 /// `[[llm.providers]]` in order.
-pub fn provider_configs(llm: &LlmFile, env: &LlmEnv) -> crate::Result<Vec<ProviderConfig>> {
+pub fn provider_configs(llm: &LlmFile, env: &LlmEnv) -> crate::error::Result<Vec<ProviderConfig>> {
     let pricing: HashMap<String, Pricing> = llm
         .pricing
         .iter()
@@ -340,7 +340,7 @@ fn chain(
     providers: Vec<ProviderConfig>,
     tiers: &[Tier],
     strategy_flag: Option<&str>,
-) -> crate::Result<PlanningConfig> {
+) -> crate::error::Result<PlanningConfig> {
     let strategy = match strategy_flag.or(planner.strategy.as_deref()) {
         Some(s) => parse_strategy(s)?,
         None if providers.is_empty() => Strategy::Rule,
@@ -373,7 +373,7 @@ fn chain(
                 tiers: tiers.to_vec(),
             })
         })
-        .collect::<crate::Result<Vec<_>>>()?;
+        .collect::<crate::error::Result<Vec<_>>>()?;
     let defaults = PlanningConfig::default();
     Ok(PlanningConfig {
         strategy,

@@ -37,8 +37,8 @@ use crane_core::tools::ToolRegistry;
 use crane_llm::Provider;
 use serde::Deserialize;
 
-use crate::Settings;
 use crate::planner::tiers;
+use crate::planner::{LlmFile, PlannerFile};
 
 /// One `[[planners]]` entry.
 #[derive(Debug, Clone, Deserialize)]
@@ -80,9 +80,32 @@ impl RegistryFile {
     }
 }
 
+/// What planner variants are built from: `[planner]`, `[llm]`, the strategy flag, `[[planners]]`
+/// and `[registry]` (a view of the settings).
+#[derive(Debug, Clone, Copy)]
+pub struct PlanningInputs<'a> {
+    pub planner: &'a PlannerFile,
+    pub llm: &'a LlmFile,
+    pub strategy: Option<&'a str>,
+    pub variants: &'a [VariantFile],
+    pub registry: &'a RegistryFile,
+}
+
+impl PlanningInputs<'_> {
+    /// The planner chain: the rule planner, or LLM layers when configured.
+    pub fn planning(&self) -> crate::error::Result<crane_core::planning::PlanningConfig> {
+        crate::planner::build(
+            self.planner,
+            self.llm,
+            &crate::planner::LlmEnv::from_env(),
+            self.strategy,
+        )
+    }
+}
+
 /// The prompt templates: the built-in one plus the prompts directory (`[registry]
 /// prompts_dir`, else `./prompts` when it exists).
-pub fn library(settings: &Settings) -> crate::Result<PromptLibrary> {
+pub fn library(settings: &PlanningInputs<'_>) -> crate::error::Result<PromptLibrary> {
     let dir = match &settings.registry.prompts_dir {
         Some(dir) => {
             if !dir.is_dir() {
@@ -101,7 +124,7 @@ pub fn library(settings: &Settings) -> crate::Result<PromptLibrary> {
     })
 }
 
-fn check_name(name: &str) -> crate::Result<()> {
+fn check_name(name: &str) -> crate::error::Result<()> {
     if !crane_core::runtime::registry::is_valid_name(name) {
         crate::settings_bail!(
             "invalid planner variant name '{name}': use 1 to 64 letters, digits, '-', '_' or '.', starting with a letter"
@@ -119,13 +142,13 @@ fn check_name(name: &str) -> crate::Result<()> {
 fn spec(
     v: &VariantFile,
     library: &PromptLibrary,
-    settings: &Settings,
-) -> crate::Result<VariantSpec> {
+    settings: &PlanningInputs<'_>,
+) -> crate::error::Result<VariantSpec> {
     check_name(&v.name)?;
     let kind: VariantKind = v
         .kind
         .parse()
-        .map_err(|e: String| crate::SettingsError::new(e))?;
+        .map_err(|e: String| crate::error::SettingsError::new(e))?;
     semver::Version::parse(&v.version).map_err(|e| {
         crate::settings_err!(
             "version '{}' is not a semantic version ({e}); use MAJOR.MINOR.PATCH, e.g. 1.0.0",
@@ -205,12 +228,12 @@ fn spec(
 /// Builds a declared variant's planner chain.
 fn chain(
     spec: &VariantSpec,
-    settings: &Settings,
+    settings: &PlanningInputs<'_>,
     library: &PromptLibrary,
     registry: &Arc<ToolRegistry>,
     providers: &[&Provider],
     all_tiers: &[Tier],
-) -> crate::Result<Planning> {
+) -> crate::error::Result<Planning> {
     if spec.kind == VariantKind::Rule {
         return Ok(Planning::new(registry.clone()));
     }
@@ -296,9 +319,9 @@ fn chain(
 
 /// The planner variants and the prompt library of these settings.
 pub fn build(
-    settings: &Settings,
+    settings: &PlanningInputs<'_>,
     registry: Arc<ToolRegistry>,
-) -> crate::Result<(Planners, PromptLibrary)> {
+) -> crate::error::Result<(Planners, PromptLibrary)> {
     let library = library(settings)?;
     let default_config = settings.planning()?;
     let has_llm = default_config.strategy != Strategy::Rule;
@@ -306,7 +329,7 @@ pub fn build(
     // has a layer there, also in rule mode), so they are built before that chain is.
     let declared = {
         let providers: Vec<&Provider> = default_config.layers.iter().map(|l| &l.provider).collect();
-        let all_tiers = tiers(&settings.llm);
+        let all_tiers = tiers(settings.llm);
         settings
             .variants
             .iter()
@@ -317,7 +340,7 @@ pub fn build(
                     .with_context(ctx)?;
                 Ok(Variant::new(spec, planning))
             })
-            .collect::<crate::Result<Vec<_>>>()?
+            .collect::<crate::error::Result<Vec<_>>>()?
     };
     let default_planning = Planning::with_config(registry.clone(), default_config)?;
     let mut variants = Vec::new();

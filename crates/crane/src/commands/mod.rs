@@ -49,8 +49,7 @@ async fn open_runtime(
     Arc<crane_core::planning::prompt_library::PromptLibrary>,
 )> {
     let store = open_store(settings)?;
-    let (planners, library) =
-        crane_settings::variants::build(settings, Arc::new(settings.tool_registry()))?;
+    let (planners, library) = settings.planners(Arc::new(settings.tool_registry()))?;
     let runtime = Runtime::with_planners(store, Arc::new(planners), settings.runtime.clone());
     let new = runtime.load_registry(&library).await?;
     for what in new {

@@ -17,7 +17,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
 use crane_core::planning::Planners;
 use crane_core::planning::prompt_library::PromptLibrary;
 use crane_core::runtime::registry;
@@ -27,82 +26,10 @@ use serde_json::{Value, json};
 use crane_settings::Settings;
 
 use crate::cli::Common;
+use crate::cli::prompts::{PromptsArgs, PromptsCommand};
 
 /// Exit code for bad usage.
 const USAGE: u8 = 2;
-
-/// Options of `crane prompts`.
-#[derive(Debug, Args)]
-pub struct PromptsArgs {
-    #[command(subcommand)]
-    pub command: PromptsCommand,
-}
-
-/// Subcommands of `crane prompts`.
-#[derive(Debug, Subcommand)]
-pub enum PromptsCommand {
-    /// List variants, prompt templates and aliases.
-    List {
-        #[command(flatten)]
-        common: Common,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show a variant or alias, or a template NAME@VERSION with its text.
-    Show {
-        #[command(flatten)]
-        common: Common,
-        /// Variant, alias, or NAME@VERSION of a template.
-        name: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Diff two templates (NAME@VERSION) or two variants.
-    Diff {
-        #[command(flatten)]
-        common: Common,
-        a: String,
-        b: String,
-    },
-    /// Point an alias (default `production`) at a variant.
-    Promote {
-        #[command(flatten)]
-        common: Common,
-        /// The variant.
-        variant: String,
-        #[arg(long, default_value = "production")]
-        alias: String,
-        /// Why (kept in the history).
-        #[arg(long)]
-        note: Option<String>,
-        /// Move it through this server's API (e.g. http://127.0.0.1:8000) instead of the
-        /// data dir's store.
-        #[arg(long, env = "CRANE_URL")]
-        url: Option<String>,
-    },
-    /// Move an alias (default `production`) back to its previous variant.
-    Rollback {
-        #[command(flatten)]
-        common: Common,
-        #[arg(long, default_value = "production")]
-        alias: String,
-        #[arg(long)]
-        note: Option<String>,
-        #[arg(long, env = "CRANE_URL")]
-        url: Option<String>,
-    },
-    /// Every move of an alias (all aliases without --alias).
-    History {
-        #[command(flatten)]
-        common: Common,
-        #[arg(long)]
-        alias: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-}
 
 struct Registry {
     store: Arc<Store>,
@@ -120,7 +47,7 @@ fn open(common: &Common) -> anyhow::Result<Registry> {
         )
     })?;
     let registry = settings.tool_registry();
-    let (planners, library) = crane_settings::variants::build(&settings, Arc::new(registry))?;
+    let (planners, library) = settings.planners(Arc::new(registry))?;
     Ok(Registry {
         store,
         planners,

@@ -15,3 +15,4 @@ mod observability;
 mod otel;
 mod registry;
 mod support;
+mod todos;

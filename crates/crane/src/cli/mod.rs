@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod eval;
+pub mod prompts;
+
 /// crane: an observable AI agent runtime in one binary.
 #[derive(Debug, Parser)]
 #[command(name = "crane", version, about, long_about = None)]
@@ -97,7 +100,7 @@ pub enum Command {
         prompt: String,
     },
     /// Planner variants, prompt templates and aliases: list, show, diff, promote, rollback.
-    Prompts(crate::commands::prompts::PromptsArgs),
+    Prompts(prompts::PromptsArgs),
     /// List tools with their JSON input schemas.
     Tools {
         #[command(flatten)]
@@ -109,5 +112,5 @@ pub enum Command {
     BenchPlanning(crate::bench::planning::BenchPlanningArgs),
     /// Evaluate planners on a JSONL golden dataset; exit 1 when a gate is violated.
     /// `crane eval compare BASE.json NEW.json` lists regressions between two reports.
-    Eval(Box<crate::commands::eval::EvalArgs>),
+    Eval(Box<eval::EvalArgs>),
 }
