@@ -4,6 +4,8 @@
 //! through `store`. `domain` holds the plain types shared by all of them and does no I/O.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod access;
+pub mod budgets;
 pub mod domain;
 pub mod planning;
 pub mod runtime;
