@@ -4,8 +4,10 @@
 //! never on the evaluation harness, experiment tracking or the CLI.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod accept;
 mod error;
 mod evals;
+pub mod limits;
 mod openapi;
 mod paging;
 mod registry;
@@ -23,6 +25,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 pub use error::ApiError;
+pub use limits::HttpLimits;
 pub use state::AppState;
 
 /// Every route as (method, path template); the OpenAPI document lists exactly these.
@@ -49,9 +52,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/aliases/{alias}/history"),
 ];
 
-/// Builds the router.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
+/// Builds the router: the routes, then the edge limits (request timeout, panic catcher), then
+/// the trace middleware around everything.
+pub fn router(state: AppState, max_body_bytes: usize, limits: &HttpLimits) -> Router {
+    let routes = Router::new()
         .route("/runs", post(runs::create).get(runs::list))
         .route("/runs/{run_id}", get(runs::get))
         .route("/runs/{run_id}/retry", post(runs::retry))
@@ -73,7 +77,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/aliases/{alias}/history", get(registry::history))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(max_body_bytes));
+    limits::apply(routes, limits, state.wait_timeout)
         .layer(axum::middleware::from_fn(trace::middleware))
         .with_state(state)
 }
@@ -154,25 +159,27 @@ async fn planner_metrics(State(state): State<AppState>) -> Response {
     Json(state.runtime.planners().stats().snapshot()).into_response()
 }
 
-/// Serves until SIGINT/SIGTERM, then stops accepting, drains in-flight runs (bounded) and
-/// closes the store.
+/// Serves until SIGINT/SIGTERM within the edge `limits` (see [`limits`]), then stops accepting,
+/// lets open connections finish their requests, drains in-flight runs (bounded) and closes the
+/// store.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     max_body_bytes: usize,
     drain_timeout: Duration,
+    limits: &HttpLimits,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
     let runtime = state.runtime.clone();
-    let app = router(state, max_body_bytes);
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::warn!(%error, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let app = router(state, max_body_bytes, limits);
+    tracing::info!(
+        header_read_timeout_ms = limits.header_read_timeout.as_millis(),
+        request_timeout_ms = limits.request_timeout.as_millis(),
+        max_connections = limits.max_connections,
+        max_header_bytes = limits.max_header_bytes,
+        max_body_bytes,
+        "HTTP limits"
+    );
+    accept::serve_connections(listener, app, limits, shutdown_signal()).await;
     tracing::info!("shutting down: draining in-flight runs");
     let left = runtime.drain(drain_timeout).await;
     if left > 0 {

@@ -62,7 +62,8 @@ pub struct WaitQuery {
 }
 
 impl WaitQuery {
-    fn wait(&self) -> Result<bool, ApiError> {
+    /// Whether the caller asked to wait for the run.
+    pub(crate) fn wait(&self) -> Result<bool, ApiError> {
         match self.wait.as_deref() {
             None | Some("false") | Some("0") => Ok(false),
             Some("true") | Some("1") | Some("") => Ok(true),
@@ -107,6 +108,17 @@ pub fn json_body<T: serde::de::DeserializeOwned>(
                 }
             ),
         ));
+    }
+    if crate::limits::exceeds_depth(&body, crate::limits::MAX_JSON_DEPTH) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!(
+                "invalid JSON body: objects and arrays are nested deeper than {} levels",
+                crate::limits::MAX_JSON_DEPTH
+            ),
+        )
+        .with_details(json!({"max_depth": crate::limits::MAX_JSON_DEPTH})));
     }
     serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(

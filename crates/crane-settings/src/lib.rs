@@ -9,6 +9,8 @@
 //!   planner chain.
 //! - `variants`: `[[planners]]` and `[registry]` → the named planner variants.
 //! - `tracking`: `[tracking]` and MLflow's own variables → [`tracking::TrackingSettings`].
+//! - `[server]` and `limits.max_header_bytes` (and their `CRANE_*` variables) →
+//!   [`ServerSettings`], the limits of the HTTP edge.
 //!
 //! Depends on the core runtime and the LLM clients' configuration types; never on the server,
 //! the evaluation harness or the CLI.
@@ -68,6 +70,9 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     #[serde(default)]
     pub limits: LimitsFile,
+    /// `[server]`: timeouts and the connection cap of the HTTP edge.
+    #[serde(default)]
+    pub server: ServerFile,
     #[serde(default)]
     pub runtime: RuntimeFile,
     #[serde(default)]
@@ -94,6 +99,126 @@ pub struct FileConfig {
 pub struct LimitsFile {
     pub max_prompt_chars: Option<usize>,
     pub max_body_bytes: Option<usize>,
+    /// Largest request head (request line and headers) in bytes.
+    pub max_header_bytes: Option<usize>,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// How long a client may take to send a request's headers (also how long an idle
+    /// keep-alive connection stays open).
+    pub header_read_timeout_ms: Option<u64>,
+    /// How long a request may take to be answered, `?wait=true` waits excepted.
+    pub request_timeout_ms: Option<u64>,
+    /// Most connections open at once; more wait in the listen backlog.
+    pub max_connections: Option<usize>,
+}
+
+/// The limits of the HTTP edge: `[server]`, `limits.max_header_bytes` and their `CRANE_*`
+/// variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// `CRANE_HEADER_READ_TIMEOUT_MS` / `server.header_read_timeout_ms`.
+    pub header_read_timeout: Duration,
+    /// `CRANE_REQUEST_TIMEOUT_MS` / `server.request_timeout_ms`.
+    pub request_timeout: Duration,
+    /// `CRANE_MAX_CONNECTIONS` / `server.max_connections`.
+    pub max_connections: usize,
+    /// `CRANE_MAX_HEADER_BYTES` / `limits.max_header_bytes`.
+    pub max_header_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            max_header_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// Largest accepted `max_connections` (the server counts connections with a semaphore
+    /// whose permits are taken back at shutdown in one `u32` request).
+    pub const MAX_CONNECTIONS: usize = 1_000_000;
+    /// Accepted range of `max_header_bytes`: hyper needs at least 8 KiB of read buffer, and
+    /// its read buffer holds at most ~400 KiB.
+    pub const HEADER_BYTES: std::ops::RangeInclusive<usize> = 8 * 1024..=256 * 1024;
+
+    /// Merges the file's values and the `CRANE_*` variables read through `env` (the
+    /// variable wins), checking each.
+    pub fn resolve(
+        server: &ServerFile,
+        limits: &LimitsFile,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> crate::Result<Self> {
+        let d = Self::default();
+        let number = |var: &str, file: Option<u64>, key: &str| -> crate::Result<Option<u64>> {
+            match env(var).filter(|v| !v.trim().is_empty()) {
+                Some(v) => v.trim().parse::<u64>().map(Some).map_err(|_| {
+                    crate::settings_err!("invalid {var} '{v}': expected a whole number")
+                }),
+                None => Ok(file),
+            }
+            .and_then(|n| match n {
+                Some(0) => Err(crate::settings_err!(
+                    "invalid {key} 0 ({var}): must be at least 1"
+                )),
+                other => Ok(other),
+            })
+        };
+        let header_read_timeout = number(
+            "CRANE_HEADER_READ_TIMEOUT_MS",
+            server.header_read_timeout_ms,
+            "server.header_read_timeout_ms",
+        )?
+        .map_or(d.header_read_timeout, Duration::from_millis);
+        let request_timeout = number(
+            "CRANE_REQUEST_TIMEOUT_MS",
+            server.request_timeout_ms,
+            "server.request_timeout_ms",
+        )?
+        .map_or(d.request_timeout, Duration::from_millis);
+        let max_connections = number(
+            "CRANE_MAX_CONNECTIONS",
+            server.max_connections.map(|n| n as u64),
+            "server.max_connections",
+        )?
+        .map_or(d.max_connections, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        });
+        if max_connections > Self::MAX_CONNECTIONS {
+            crate::settings_bail!(
+                "invalid server.max_connections {max_connections} (CRANE_MAX_CONNECTIONS): at most {}",
+                Self::MAX_CONNECTIONS
+            );
+        }
+        let max_header_bytes = number(
+            "CRANE_MAX_HEADER_BYTES",
+            limits.max_header_bytes.map(|n| n as u64),
+            "limits.max_header_bytes",
+        )?
+        .map_or(d.max_header_bytes, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        });
+        if !Self::HEADER_BYTES.contains(&max_header_bytes) {
+            crate::settings_bail!(
+                "invalid limits.max_header_bytes {max_header_bytes} (CRANE_MAX_HEADER_BYTES): expected {} to {} bytes",
+                Self::HEADER_BYTES.start(),
+                Self::HEADER_BYTES.end()
+            );
+        }
+        Ok(Self {
+            header_read_timeout,
+            request_timeout,
+            max_connections,
+            max_header_bytes,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +256,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub wait_timeout: Duration,
     pub drain_timeout: Duration,
+    /// Limits of the HTTP edge (timeouts, connection cap, header size).
+    pub server: ServerSettings,
     pub runtime: RuntimeConfig,
     pub store: StoreConfig,
     /// `[planner]` and `[llm]` from the file, and the strategy flag; turned into the planner
@@ -257,6 +384,8 @@ impl Settings {
         };
         let tracking =
             crate::tracking::TrackingSettings::resolve(&file.tracking, |k| std::env::var(k).ok())?;
+        let server =
+            ServerSettings::resolve(&file.server, &file.limits, |k| std::env::var(k).ok())?;
         Ok(Self {
             addr,
             data_dir: common
@@ -275,6 +404,7 @@ impl Settings {
                 .runtime
                 .drain_timeout_ms
                 .map_or(Duration::from_secs(30), ms),
+            server,
             runtime,
             store: StoreConfig {
                 synchronous,
@@ -293,5 +423,88 @@ impl Settings {
             },
             tracking,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn server_settings_default_then_file_then_env() {
+        let none =
+            ServerSettings::resolve(&ServerFile::default(), &LimitsFile::default(), env(&[]));
+        assert_eq!(none.unwrap(), ServerSettings::default());
+
+        let file: FileConfig = toml::from_str(
+            "[server]\nheader_read_timeout_ms = 2000\nrequest_timeout_ms = 5000\nmax_connections = 8\n\
+             [limits]\nmax_header_bytes = 32768\n",
+        )
+        .unwrap();
+        let from_file = ServerSettings::resolve(&file.server, &file.limits, env(&[])).unwrap();
+        assert_eq!(
+            from_file,
+            ServerSettings {
+                header_read_timeout: Duration::from_secs(2),
+                request_timeout: Duration::from_secs(5),
+                max_connections: 8,
+                max_header_bytes: 32768,
+            }
+        );
+
+        let vars = [
+            ("CRANE_HEADER_READ_TIMEOUT_MS", "500"),
+            ("CRANE_REQUEST_TIMEOUT_MS", " 700 "),
+            ("CRANE_MAX_CONNECTIONS", "2"),
+            ("CRANE_MAX_HEADER_BYTES", "8192"),
+        ];
+        let from_env = ServerSettings::resolve(&file.server, &file.limits, env(&vars)).unwrap();
+        assert_eq!(
+            from_env,
+            ServerSettings {
+                header_read_timeout: Duration::from_millis(500),
+                request_timeout: Duration::from_millis(700),
+                max_connections: 2,
+                max_header_bytes: 8192,
+            }
+        );
+    }
+
+    #[test]
+    fn server_settings_errors_name_the_key() {
+        let check = |vars: &[(&str, &str)], needle: &str| {
+            let error =
+                ServerSettings::resolve(&ServerFile::default(), &LimitsFile::default(), env(vars))
+                    .unwrap_err()
+                    .to_string();
+            assert!(
+                error.contains(needle),
+                "{error:?} should mention {needle:?}"
+            );
+        };
+        check(
+            &[("CRANE_REQUEST_TIMEOUT_MS", "soon")],
+            "CRANE_REQUEST_TIMEOUT_MS",
+        );
+        check(&[("CRANE_HEADER_READ_TIMEOUT_MS", "0")], "at least 1");
+        check(&[("CRANE_MAX_CONNECTIONS", "0")], "server.max_connections");
+        check(&[("CRANE_MAX_CONNECTIONS", "2000000")], "at most 1000000");
+        check(
+            &[("CRANE_MAX_HEADER_BYTES", "100")],
+            "limits.max_header_bytes",
+        );
+
+        let unknown = toml::from_str::<FileConfig>("[server]\nheader_timeout_ms = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("header_timeout_ms"), "{unknown}");
     }
 }

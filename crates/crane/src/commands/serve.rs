@@ -53,11 +53,18 @@ pub async fn serve(common: Common) -> anyhow::Result<ExitCode> {
         wait_timeout: settings.wait_timeout,
         prompts,
     };
+    let limits = crane_server::HttpLimits {
+        header_read_timeout: settings.server.header_read_timeout,
+        request_timeout: settings.server.request_timeout,
+        max_connections: settings.server.max_connections,
+        max_header_bytes: settings.server.max_header_bytes,
+    };
     crane_server::serve(
         listener,
         state,
         settings.max_body_bytes,
         settings.drain_timeout,
+        &limits,
     )
     .await?;
     // After the drain: the runs it finished are queued too.

@@ -6,6 +6,7 @@
 mod api;
 mod cli;
 mod eval;
+mod hardening;
 mod lifecycle;
 mod llm_faults;
 mod llm_real;
@@ -14,5 +15,6 @@ mod mlflow;
 mod observability;
 mod otel;
 mod registry;
+mod schemathesis;
 mod support;
 mod todos;
