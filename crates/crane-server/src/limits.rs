@@ -6,7 +6,10 @@
 //! - [`apply`]: the per-request middleware every route gets, inside the trace middleware (so an
 //!   answer made here still carries `X-Trace-ID` and is counted in the HTTP metrics): a request
 //!   timeout that answers `503 {"error": {"code": "timeout"}}`, and a panic catcher that turns a
-//!   handler panic into `500 {"error": {"code": "internal"}}` and logs it.
+//!   handler panic into `500 {"error": {"code": "internal"}}` and logs it, and a guard that
+//!   turns any error answer that is not JSON (axum's own rejections — a path parameter that is
+//!   not UTF-8, a query string that does not deserialize — are plain text) into the JSON error
+//!   body with that text as the message.
 //! - [`MAX_JSON_DEPTH`] and [`exceeds_depth`]: JSON request bodies nested deeper than 64 levels
 //!   are refused before they are parsed (serde_json's own limit is 128, and a deep `metadata` or
 //!   tool input would be walked again by validation and storage).
@@ -16,7 +19,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -66,8 +69,8 @@ struct Bounds {
     wait: Duration,
 }
 
-/// Gives every route of `router` the request timeout and the panic catcher. Call it before the
-/// trace middleware is layered on, so that it sits inside it.
+/// Gives every route of `router` the request timeout, the panic catcher and the JSON error
+/// guard. Call it before the trace middleware is layered on, so that it sits inside it.
 pub fn apply<S>(router: Router<S>, limits: &HttpLimits, wait_timeout: Duration) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -84,6 +87,59 @@ where
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response as fn(Box<dyn Any + Send + 'static>) -> Response,
         ))
+        .layer(axum::middleware::from_fn(json_errors))
+}
+
+/// Whether the answer's body is JSON.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim();
+            mime == "application/json" || mime.ends_with("+json")
+        })
+}
+
+/// Longest plain-text error body kept as the message.
+const MAX_TEXT_ERROR: usize = 4096;
+
+/// Rewrites an error answer (4xx, 5xx) that is not JSON into the JSON error body, keeping its
+/// status and headers and its text as the message. The contract is that every error is
+/// `{"error": {"code", "message", "details"}}`, and axum's extractors answer their rejections
+/// in plain text.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(response.headers()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_TEXT_ERROR)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal",
+        _ => "invalid_request",
+    };
+    let mut answer = ApiError::new(status, code, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 /// Answers `503 timeout` when the request is not answered within its bound. `?wait=true`
@@ -234,6 +290,52 @@ mod tests {
         let (status, body) = call(app, "/boom").await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body["error"]["code"], "internal", "{body}");
+    }
+
+    #[tokio::test]
+    async fn extractor_rejections_are_json_errors() {
+        async fn by_id(axum::extract::Path(id): axum::extract::Path<String>) -> String {
+            id
+        }
+        async fn text_error() -> (
+            StatusCode,
+            [(header::HeaderName, &'static str); 1],
+            &'static str,
+        ) {
+            (StatusCode::CONFLICT, [(header::RETRY_AFTER, "1")], "")
+        }
+        let app = apply(
+            Router::new()
+                .route("/things/{id}", get(by_id))
+                .route("/conflict", get(text_error)),
+            &limits(1000),
+            Duration::ZERO,
+        );
+        let (status, body) = call(app.clone(), "/things/%FF").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "invalid_request", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("UTF-8")),
+            "{body}"
+        );
+        let (status, body) = call(app.clone(), "/things/ok").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+
+        let response = app
+            .oneshot(Request::get("/conflict").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert!(is_json(response.headers()));
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["code"], "invalid_request", "{body}");
+        assert_eq!(body["error"]["message"], "Conflict", "{body}");
     }
 
     #[tokio::test]

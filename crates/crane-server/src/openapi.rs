@@ -45,6 +45,25 @@ mod tests {
         assert_eq!(documented, routed);
     }
 
+    /// Every operation can also answer the edge's errors (503 timeout, 500 internal, ...):
+    /// each documents them with a `default` answer carrying the error body.
+    #[test]
+    fn every_operation_documents_other_errors() {
+        let doc: Value = serde_json::from_str(DOCUMENT).unwrap();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                assert_eq!(
+                    op["responses"]["default"]["$ref"], "#/components/responses/Default",
+                    "{method} {path}"
+                );
+            }
+        }
+        assert_eq!(
+            doc["components"]["responses"]["Default"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Error"
+        );
+    }
+
     /// Checks `value` against the document's `schema`: every key it has is declared (the
     /// document does not say `additionalProperties: false`, so a JSON Schema validator would
     /// not catch an undocumented field), every required key is there, and the types match.

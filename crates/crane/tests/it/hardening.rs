@@ -1,8 +1,8 @@
 //! The limits of the HTTP edge, over real TCP against the real binary: a client that sends its
 //! headers slowly (or never finishes them) is disconnected, a request that takes too long is
 //! answered `503 timeout` (while `?wait=true` keeps its own bound), connections beyond the cap
-//! wait until one closes, an oversized request head is refused, and JSON bodies nested deeper
-//! than 64 levels are a clear `400`. (A handler panic answered as a JSON 500 is covered by the
+//! wait until one closes, an oversized request head is refused, JSON bodies nested deeper
+//! than 64 levels are a clear `400`, and what axum's extractors reject is a JSON error too. (A handler panic answered as a JSON 500 is covered by the
 //! unit tests of crane-server's `limits`: no production route can panic on purpose.)
 
 use std::time::Duration;
@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
-use crate::support::{DEADLINE, Server, assert_error};
+use crate::support::{DEADLINE, Server, assert_error, error_of};
 
 /// How long the server may take to cut off a client the tests set a 500 ms bound for.
 const CUT_OFF: Duration = Duration::from_secs(10);
@@ -363,4 +363,51 @@ async fn json_bodies_nested_deeper_than_64_levels_are_a_clear_400() {
         "nested deeper than 64",
     );
     assert_healthy(&server).await;
+}
+
+#[tokio::test]
+async fn requests_the_extractors_reject_get_the_json_error_body() {
+    let server = Server::start(&[]).await;
+    let run = server
+        .create_run(&json!({"prompt": "add a todo to buy milk"}), false)
+        .await;
+    let run_id = run["run_id"].as_str().unwrap();
+    let body = json!({"prompt": "add a todo to buy milk"});
+    let requests = [
+        // Path parameters that are not UTF-8.
+        server.client.get(server.url("/runs/%FF")),
+        server.client.get(server.url("/prompts/%FF/1")),
+        server.client.get(server.url("/aliases/%C0/history")),
+        // Query strings that do not deserialize.
+        server
+            .client
+            .post(server.url("/runs?wait=true&wait=false"))
+            .json(&body),
+        server
+            .client
+            .post(server.url("/runs?timeout_ms=soon"))
+            .json(&body),
+        server
+            .client
+            .post(server.url(&format!("/runs/{run_id}/retry?timeout_ms=-1"))),
+    ];
+    for request in requests {
+        let request = request.build().unwrap();
+        let what = format!("{} {}", request.method(), request.url());
+        let response = server.client.execute(request).await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {body}");
+        assert!(
+            content_type.starts_with("application/json"),
+            "{what}: {content_type}"
+        );
+        assert_eq!(error_of(&body)["code"], "invalid_request", "{what}: {body}");
+    }
 }
