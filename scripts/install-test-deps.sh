@@ -170,8 +170,8 @@ install_mlflow() {
 }
 
 # schemathesis: generates requests from crane's OpenAPI document and checks every answer
-# against it (tests/it/schemathesis.rs), in its own small venv. Pinned: 4.32's "coverage" phase
-# crashes with an internal KeyError on crane's document, so the test runs the other phases.
+# against it (tests/it/schemathesis.rs), in its own small venv. Pinned: an earlier 4.32 release
+# crashed in its "coverage" phase with an internal KeyError on crane's document; 4.32.5 runs it.
 SCHEMATHESIS_VERSION=4.32.5
 
 install_schemathesis() {
