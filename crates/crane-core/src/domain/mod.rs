@@ -1,6 +1,7 @@
 //! Plain data types of crane: plans, runs, step records, references between steps.
 //! Nothing in here does I/O; every type serialises to the JSON contract in DESIGN.md.
 
+pub mod output;
 mod plan;
 pub mod reference;
 mod run;

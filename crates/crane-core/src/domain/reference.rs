@@ -60,6 +60,15 @@ pub enum ReferenceError {
         step: u32,
         available: String,
     },
+    #[error(
+        "reference {reference} needs step {step}'s full output, but that output ({size_bytes} bytes) was over the {limit_bytes}-byte limit for stored outputs and only a truncated copy was kept; this run was resumed from the store (after a restart or a retry), where the full output no longer exists. Submit the task again as a new run"
+    )]
+    Truncated {
+        reference: String,
+        step: u32,
+        size_bytes: u64,
+        limit_bytes: usize,
+    },
     #[error("reference {reference} could not be resolved: step {step} output has no '{at}'{hint}")]
     Missing {
         reference: String,
@@ -178,7 +187,8 @@ fn walk(
     Ok(())
 }
 
-/// Looks up a reference in the outputs of earlier steps (`outputs[0]` is step 1's output).
+/// Looks up a reference in the outputs of earlier steps (`outputs[0]` is step 1's output). An
+/// output that is a stored truncated copy ([`super::output`]) cannot be referenced.
 pub fn lookup<'a>(
     reference: &Reference,
     outputs: &'a [Value],
@@ -191,6 +201,16 @@ pub fn lookup<'a>(
             available: available(outputs.len()),
         });
     };
+    // Only a run resumed from the store sees a stored truncated copy here; reading into its
+    // preview would give a wrong value.
+    if let Some(size_bytes) = super::output::truncated_size(current) {
+        return Err(ReferenceError::Truncated {
+            reference: reference.to_string(),
+            step: reference.step,
+            size_bytes,
+            limit_bytes: super::output::MAX_STORED_BYTES,
+        });
+    }
     let mut at = String::new();
     for seg in &reference.path {
         let next = match (seg, current) {
@@ -330,6 +350,31 @@ mod tests {
                 .contains("only steps before this one (step 1)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_truncated_stored_output_is_never_read() {
+        let big =
+            json!({"todos": (0..5000).map(|i| json!({"id": format!("t{i}")})).collect::<Vec<_>>()});
+        let stored = super::super::output::bounded(&big);
+        // The preview holds a first todo, but resolving from it would be a silent guess.
+        assert!(stored["preview"]["todos"][0]["id"] == "t0");
+        for r in [
+            "${steps.1.todos.0.id}",
+            "${steps.1}",
+            "id ${steps.1.todos.-1.id}",
+        ] {
+            let err = resolve(&json!(r), std::slice::from_ref(&stored)).unwrap_err();
+            assert!(
+                matches!(err, ReferenceError::Truncated { step: 1, .. }),
+                "{r}: {err:?}"
+            );
+            assert!(
+                err.to_string()
+                    .contains("over the 65536-byte limit for stored outputs"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -81,9 +81,12 @@ pub struct AttemptRecord {
 pub struct StepRecord {
     pub step_number: u32,
     pub tool: String,
-    /// The input after references were resolved.
+    /// The input after references were resolved (bounded like `output`).
     pub input: Value,
     pub status: StepStatus,
+    /// The tool's output; one over [`super::output::MAX_STORED_BYTES`] of JSON is stored as a
+    /// truncated copy `{"truncated": true, "size_bytes", "limit_bytes", "preview"}` (see
+    /// [`super::output`]).
     pub output: Option<Value>,
     pub error: Option<String>,
     /// How many attempts were made.
@@ -154,6 +157,7 @@ pub struct Run {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_failure: Option<PlanFailure>,
     pub execution_log: Vec<StepRecord>,
+    /// The last step's output as stored in `execution_log` (truncated copy included).
     pub result: Option<Value>,
     pub error: Option<String>,
     /// How many times the run was retried after failing.

@@ -127,6 +127,15 @@ mod tests {
             assert!(text.contains(&format!("- {name}: ")), "{name} missing");
         }
         assert!(text.contains("Task: Add a todo to buy milk"));
+        // todo_list's paging and order are carried by its description and schema.
+        for needle in [
+            "newest_first",
+            "next_cursor",
+            "\"cursor\"",
+            "at most 1000 per call",
+        ] {
+            assert!(text.contains(needle), "{needle} missing");
+        }
         assert!(text.contains("\"expression\""));
         assert_eq!(t.hash.len(), 64);
         assert_eq!(t.hash, content_hash(DEFAULT_TEMPLATE));

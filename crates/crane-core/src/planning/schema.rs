@@ -55,5 +55,12 @@ mod tests {
         assert!(validator.is_valid(&plan));
         let bad = json!({"steps": [{"tool": "todo_add", "input": {"title": 5}, "reasoning": "r"}]});
         assert!(!validator.is_valid(&bad));
+        // todo_list paging and order reach the model through the schema.
+        let newest = json!({"steps": [{"tool": "todo_list", "reasoning": "r",
+            "input": {"order": "newest_first", "limit": 1, "cursor": "${steps.1.next_cursor}"}}]});
+        assert!(validator.is_valid(&newest));
+        let bad =
+            json!({"steps": [{"tool": "todo_list", "input": {"order": "last"}, "reasoning": "r"}]});
+        assert!(!validator.is_valid(&bad));
     }
 }

@@ -242,6 +242,52 @@ mod tests {
     }
 
     #[test]
+    fn paging_fields_and_match_kinds_can_be_referenced() {
+        let reg = builtin_registry();
+        let steps = vec![
+            step(1, "todo_list", json!({"order": "newest_first", "limit": 1})),
+            step(2, "todo_delete", json!({"id": "${steps.1.todos.0.id}"})),
+            step(3, "todo_list", json!({"limit": 5})),
+            step(
+                4,
+                "todo_list",
+                json!({"limit": 5, "cursor": "${steps.3.next_cursor}"}),
+            ),
+            step(
+                5,
+                "todo_add",
+                json!({"title": "after ${steps.2.matched} match"}),
+            ),
+        ];
+        validate_plan(&steps, &reg).unwrap();
+        let steps = vec![
+            step(1, "todo_list", json!({})),
+            step(2, "todo_list", json!({"cursor": "${steps.1.next_page}"})),
+        ];
+        let v = validate_plan(&steps, &reg).unwrap_err();
+        assert_eq!(
+            v[0].to_string(),
+            "step 2 input.cursor: reference ${steps.1.next_page}: step 1 (todo_list) output has no 'next_page'"
+        );
+    }
+
+    #[test]
+    fn a_literal_cursor_is_checked_at_plan_time() {
+        let reg = builtin_registry();
+        let v =
+            validate_plan(&[step(1, "todo_list", json!({"cursor": "page2"}))], &reg).unwrap_err();
+        assert!(
+            v[0].to_string().starts_with(
+                "step 1 input: invalid cursor 'page2': not a next_cursor returned by todo_list"
+            ),
+            "{v:?}"
+        );
+        let v =
+            validate_plan(&[step(1, "todo_list", json!({"order": "soonest"}))], &reg).unwrap_err();
+        assert_eq!(v[0].path, "input.order", "{v:?}");
+    }
+
+    #[test]
     fn empty_plans_and_bad_selectors_are_rejected() {
         let reg = builtin_registry();
         assert!(validate_plan(&[], &reg).is_err());

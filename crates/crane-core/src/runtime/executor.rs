@@ -1,6 +1,11 @@
 //! The executor: runs a plan's steps in order, each attempt under a timeout, retrying only
 //! retryable failures with backoff, resolving references to earlier outputs, recording every
 //! attempt and saving the run after each step.
+//!
+//! Step records are bounded ([`crate::domain::output`]): an output over the limit is recorded
+//! as a truncated copy while the full output stays in memory for the later steps of this
+//! execution. A run resumed from the store has only the stored copies; a reference into a
+//! truncated one fails its step with a clear error instead of reading the preview.
 
 use std::time::Instant;
 
@@ -10,7 +15,7 @@ use tracing::Instrument;
 
 use super::Inner;
 use crate::domain::{
-    AttemptRecord, PlanStep, Run, RunStatus, StepRecord, StepStatus, now, reference,
+    AttemptRecord, PlanStep, Run, RunStatus, StepRecord, StepStatus, now, output, reference,
 };
 use crate::store::StoreError;
 use crate::tools::{ToolContext, ToolError, ToolErrorKind};
@@ -30,6 +35,8 @@ pub(super) async fn execute(
         .unwrap_or_default();
     let first = run.completed_steps();
     run.execution_log.truncate(first);
+    // The stored outputs of steps completed before (a truncated copy stays one: references
+    // into it fail, see `reference::lookup`); then the full outputs of the steps run here.
     let mut outputs: Vec<Value> = run
         .execution_log
         .iter()
@@ -40,10 +47,13 @@ pub(super) async fn execute(
         if cancel.is_cancelled() {
             return finish(inner, run, RunStatus::Cancelled, Some("cancelled".into())).await;
         }
-        let record = execute_step(inner, run, step, &outputs, cancel).await;
+        let mut record = execute_step(inner, run, step, &outputs, cancel).await;
         let status = record.status;
         let error = record.error.clone();
-        outputs.push(record.output.clone().unwrap_or(Value::Null));
+        record.input = output::bounded(&record.input);
+        let full = record.output.take();
+        record.output = full.as_ref().map(output::bounded);
+        outputs.push(full.unwrap_or(Value::Null));
         run.execution_log.push(record);
         match status {
             StepStatus::Completed if (step.step_number as usize) < steps.len() => {
@@ -70,7 +80,8 @@ pub(super) async fn execute(
             }
         }
     }
-    run.result = outputs.last().cloned();
+    // The result is the last output as stored: bounded like the execution log.
+    run.result = run.execution_log.last().and_then(|s| s.output.clone());
     finish(inner, run, RunStatus::Completed, None).await
 }
 

@@ -76,6 +76,10 @@ const MIGRATIONS: &[&str] = &[
         moved_at TEXT NOT NULL
      );
      CREATE INDEX alias_moves_alias ON alias_moves(alias, seq);",
+    // 4: todo pages and counts filtered by done/open: the index orders each `done` value by
+    // rowid (= seq), so a keyset page is an index search in key order and a count is a
+    // covering-index range scan.
+    "CREATE INDEX todos_done ON todos(done);",
 ];
 
 /// Applies every migration newer than the database's version, each in its own transaction.

@@ -26,7 +26,10 @@ use rusqlite::Connection;
 pub use evals::{EvalPage, EvalSummary, StoredEval};
 pub use registry::{AliasMove, PromptVersion, Registration, RollbackError};
 pub use runs::{InsertOutcome, RunFilter, RunPage};
-pub use todos::{Todo, TodoFilter, TodoLookupError, TodoSelector};
+pub use todos::{
+    MAX_CANDIDATES, Selected, Todo, TodoFilter, TodoLookupError, TodoMatch, TodoOrder, TodoPage,
+    TodoSelector,
+};
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]

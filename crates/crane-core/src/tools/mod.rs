@@ -2,6 +2,7 @@
 //! built-in tools (calculator and the todo tools).
 
 mod calculator;
+mod cursor;
 pub mod debug;
 mod error;
 mod registry;
@@ -9,9 +10,13 @@ mod todo;
 mod typed;
 
 pub use calculator::Calculator;
+pub use cursor::CursorError;
 pub use error::{ToolError, ToolErrorKind};
 pub use registry::{SchemaViolation, ToolRegistry, ToolSpec};
-pub use todo::{TodoAdd, TodoComplete, TodoDelete, TodoList};
+pub use todo::{
+    DEFAULT_LIST, MAX_LIST, TodoAdd, TodoComplete, TodoDelete, TodoList, TodoListInput,
+    TodoListOutput, TodoOutput, TodoSelectInput, TodoSelectOutput,
+};
 pub use typed::{TypedTool, typed};
 
 use std::future::Future;
