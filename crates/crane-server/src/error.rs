@@ -13,6 +13,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Value,
+    /// Seconds for the `Retry-After` header, when the client should come back later.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -22,6 +24,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: Value::Null,
+            retry_after: None,
         }
     }
 
@@ -39,7 +42,14 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body =
             json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
+        response
     }
 }
 
@@ -77,6 +87,17 @@ impl From<RuntimeError> for ApiError {
             }
             RuntimeError::ShuttingDown => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+            }
+            RuntimeError::BudgetExhausted(refusal) => {
+                let mut error =
+                    Self::new(StatusCode::TOO_MANY_REQUESTS, "budget_exhausted", message)
+                        .with_details(json!({
+                            "budget": refusal.status,
+                            "resets_at": refusal.status.resets_at,
+                            "retry_after_secs": refusal.retry_after_secs,
+                        }));
+                error.retry_after = Some(refusal.retry_after_secs);
+                error
             }
             RuntimeError::Store(error) => {
                 tracing::error!(%error, "store error while answering a request");

@@ -5,6 +5,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod accept;
+pub mod alerts;
+mod budgets;
 mod error;
 mod evals;
 pub mod limits;
@@ -50,6 +52,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/aliases/{alias}"),
     ("POST", "/aliases/{alias}/rollback"),
     ("GET", "/aliases/{alias}/history"),
+    ("GET", "/budgets"),
 ];
 
 /// Builds the router: the routes, then the edge limits (request timeout, panic catcher), then
@@ -75,6 +78,7 @@ pub fn router(state: AppState, max_body_bytes: usize, limits: &HttpLimits) -> Ro
         .route("/aliases/{alias}", axum::routing::put(registry::move_alias))
         .route("/aliases/{alias}/rollback", post(registry::rollback))
         .route("/aliases/{alias}/history", get(registry::history))
+        .route("/budgets", get(budgets::list))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes));
@@ -129,6 +133,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
     };
     metrics::gauge!("crane_active_runs").set(state.runtime.active_runs() as f64);
     metrics::gauge!("crane_queue_depth").set(state.runtime.queue_depth() as f64);
+    if let Some(budgets) = state.runtime.budgets() {
+        // The current window's ratio: 0 again once a window has reset.
+        budgets.publish_gauges();
+    }
     for layer in state
         .runtime
         .planners()

@@ -19,6 +19,14 @@ pub fn describe() {
         "crane_llm_circuit_breaker_state",
         "Circuit breaker per LLM provider: 0 closed, 1 half-open, 2 open."
     );
+    describe_gauge!(
+        "crane_budget_used_ratio",
+        "Spend of each tenant's budget in its current window (day or month, UTC): used over allowed, the largest over its token and USD limits; 1 or more is spent."
+    );
+    describe_counter!(
+        "crane_budget_alerts_total",
+        "Budget threshold alerts for the webhook, by result (sent, failed after retries, dropped when the queue was full)."
+    );
     describe_counter!(
         "crane_trace_export_spans_total",
         "Spans handed to the OTLP exporter, by result (exported or failed)."

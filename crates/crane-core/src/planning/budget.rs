@@ -2,8 +2,65 @@
 //! spend (every layer of a chain and the repair rounds together). Checked before each call, so
 //! one call can overshoot it by at most its own spend; when spent, the remaining LLM layers fail
 //! with the `budget` category without a request and the rule planner (when in the chain) plans.
+//!
+//! A tenant's spend budgets (`crate::budgets`) reach planning as an [`Allowance`]: what is left of
+//! them when the run's planning starts. It is checked before each call beside the per-run budget
+//! (so the tighter of the two stops the calls), or, when nothing is left, no LLM call is made at
+//! all and the rule planner plans.
 
 use crate::domain::TokenUsage;
+
+/// What a tenant's spend budgets leave for one run's planning.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Allowance {
+    /// No spend budget applies.
+    #[default]
+    Unlimited,
+    /// The run's LLM calls may spend up to this much; checked before each call.
+    Limited(TenantLimit),
+    /// A budget is spent: no LLM call at all, the rule planner plans. The text says which budget
+    /// and until when.
+    Exhausted(String),
+}
+
+/// What is left of a tenant's budgets (the smallest remainder over its windows).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantLimit {
+    /// Input + output tokens.
+    pub max_tokens: Option<u64>,
+    /// USD (calls of unpriced models count 0).
+    pub max_cost_usd: Option<f64>,
+    /// Which budget this is, for the message, e.g. "tenant acme's day budget".
+    pub budget: String,
+    /// When that budget's window resets (RFC 3339).
+    pub resets_at: String,
+}
+
+impl TenantLimit {
+    /// Why no further LLM call may be made after this run's planning spent `usage` and `cost`,
+    /// or `None`.
+    pub fn exhausted(&self, usage: TokenUsage, cost: Option<f64>) -> Option<String> {
+        let tokens = usage.input_tokens + usage.output_tokens;
+        if let Some(max) = self.max_tokens
+            && tokens >= max
+        {
+            return Some(format!(
+                "{} is spent: {max} tokens were left for this run's planning ({tokens} spent); no further LLM call until it resets at {}",
+                self.budget, self.resets_at
+            ));
+        }
+        let spent = cost.unwrap_or(0.0);
+        if let Some(max) = self.max_cost_usd
+            && spent >= max
+        {
+            return Some(format!(
+                "{} is spent: {max:.6} USD were left for this run's planning ({spent:.6} spent); no further LLM call until it resets at {}",
+                self.budget, self.resets_at
+            ));
+        }
+        None
+    }
+}
 
 /// Limits per planned prompt; `None` is no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -87,5 +144,23 @@ mod tests {
             ..PlanningBudget::default()
         };
         assert!(zero.exhausted(usage(0, 0), None).is_some());
+    }
+
+    #[test]
+    fn a_tenant_limit_names_the_budget_and_its_reset() {
+        let limit = TenantLimit {
+            max_tokens: Some(100),
+            max_cost_usd: Some(0.5),
+            budget: "tenant acme's day budget".into(),
+            resets_at: "2026-05-02T00:00:00Z".into(),
+        };
+        assert_eq!(limit.exhausted(usage(60, 39), Some(0.49)), None);
+        let why = limit.exhausted(usage(60, 40), None).expect("tokens spent");
+        assert!(
+            why.contains("tenant acme's day budget") && why.contains("2026-05-02T00:00:00Z"),
+            "{why}"
+        );
+        let why = limit.exhausted(usage(1, 1), Some(0.5)).expect("USD spent");
+        assert!(why.contains("0.500000 USD"), "{why}");
     }
 }

@@ -50,6 +50,9 @@ pub struct PlanContext<'a> {
     pub budget: super::PlanningBudget,
     /// Spent on this prompt before the chain started (planner variants tried before).
     pub earlier: Spend,
+    /// What the tenant's spend budgets leave for this run's planning; checked before every
+    /// call against the same spend as `budget`.
+    pub tenant: Option<&'a super::budget::TenantLimit>,
 }
 
 /// What planning spent on LLM calls so far: every layer of the chain, repair rounds included.
@@ -198,7 +201,14 @@ impl LlmLayer {
             usage: *usage,
             cost_usd: *cost,
         });
-        if let Some(reason) = ctx.budget.exhausted(spent.usage, spent.cost_usd) {
+        let reason = ctx
+            .budget
+            .exhausted(spent.usage, spent.cost_usd)
+            .or_else(|| {
+                ctx.tenant
+                    .and_then(|limit| limit.exhausted(spent.usage, spent.cost_usd))
+            });
+        if let Some(reason) = reason {
             // No request: nothing to trace or count as an LLM call.
             stats.error("budget");
             tracing::debug!(provider = %self.provider.name(), %reason, "planning budget spent");

@@ -31,7 +31,7 @@ use tracing::Instrument;
 
 use crate::domain::{LayerFailure, Plan, PlanFailure, PlanSource, PlanStep, PlannerInfo};
 use crate::tools::ToolRegistry;
-pub use budget::PlanningBudget;
+pub use budget::{Allowance, PlanningBudget, TenantLimit};
 pub use llm::{LlmLayer, LlmLayerConfig, PlanContext, Spend};
 pub use validate::{PlanViolation, validate_plan};
 pub use variants::{Planners, Variant, VariantKind, VariantSpec};
@@ -269,6 +269,20 @@ impl Planning {
         traceparent: Option<&str>,
         earlier: Spend,
     ) -> Result<Plan, PlanError> {
+        self.plan_within(prompt, traceparent, earlier, &Allowance::Unlimited)
+            .await
+    }
+
+    /// Like [`Planning::plan_after`] within what the tenant's spend budgets leave
+    /// (`allowance`): a limit checked before every LLM call, or, when a budget is spent, no LLM
+    /// call at all (the rule planner plans, and the plan's attempts say why).
+    pub async fn plan_within(
+        &self,
+        prompt: &str,
+        traceparent: Option<&str>,
+        earlier: Spend,
+        allowance: &Allowance,
+    ) -> Result<Plan, PlanError> {
         let started = Instant::now();
         let span = tracing::debug_span!(
             "plan",
@@ -278,7 +292,7 @@ impl Planning {
             error.type = tracing::field::Empty,
         );
         let result = self
-            .plan_inner(prompt, traceparent, earlier)
+            .plan_inner(prompt, traceparent, earlier, allowance)
             .instrument(span.clone())
             .await;
         match &result {
@@ -338,8 +352,13 @@ impl Planning {
         prompt: &str,
         traceparent: Option<&str>,
         earlier: Spend,
+        allowance: &Allowance,
     ) -> Result<Plan, PlanError> {
         let started = Instant::now();
+        let tenant = match allowance {
+            Allowance::Limited(limit) => Some(limit),
+            Allowance::Unlimited | Allowance::Exhausted(_) => None,
+        };
         let (steps, mut info) = match self.strategy {
             Strategy::Rule => self.rule_plan(prompt, PlanSource::Rule)?,
             Strategy::RuleFirst => match self.rule_plan(prompt, PlanSource::Rule) {
@@ -350,13 +369,44 @@ impl Planning {
                         category: "rejected".into(),
                         message: e.to_string(),
                     };
-                    self.llm_chain(prompt, traceparent, earlier, vec![first], false)
+                    if let Allowance::Exhausted(why) = allowance {
+                        return Err(PlanError::Exhausted {
+                            failures: vec![first, self.budget_spent(why)],
+                            spend: Spend::default(),
+                        });
+                    }
+                    self.llm_chain(prompt, traceparent, earlier, vec![first], false, tenant)
                         .await?
                 }
             },
             Strategy::LlmFirst => {
-                self.llm_chain(prompt, traceparent, earlier, Vec::new(), self.rule_fallback)
+                if let Allowance::Exhausted(why) = allowance {
+                    // No LLM call at all: the rule planner plans, whatever the chain's
+                    // fallback setting (a spent budget is not a failing model).
+                    let failure = self.budget_spent(why);
+                    match self.rule_plan(prompt, PlanSource::Fallback) {
+                        Ok((steps, mut info)) => {
+                            info.attempts = vec![failure];
+                            (steps, info)
+                        }
+                        Err(e) => {
+                            return Err(PlanError::Exhausted {
+                                failures: vec![failure, rule_failure(&e)],
+                                spend: Spend::default(),
+                            });
+                        }
+                    }
+                } else {
+                    self.llm_chain(
+                        prompt,
+                        traceparent,
+                        earlier,
+                        Vec::new(),
+                        self.rule_fallback,
+                        tenant,
+                    )
                     .await?
+                }
             }
         };
         info.latency_us = started.elapsed().as_micros() as u64;
@@ -367,7 +417,20 @@ impl Planning {
         })
     }
 
-    /// Cache → LLM layers → (optionally) rule fallback.
+    /// The attempt recorded when a tenant's spend budget kept every LLM layer from calling.
+    fn budget_spent(&self, why: &str) -> LayerFailure {
+        self.stats.error("budget");
+        metrics::counter!("crane_plan_layer_failures_total", "reason" => "budget").increment(1);
+        tracing::debug!(reason = %why, "spend budget spent; no LLM call");
+        LayerFailure {
+            layer: "budget".into(),
+            category: "budget".into(),
+            message: why.to_owned(),
+        }
+    }
+
+    /// Cache → LLM layers → (optionally) rule fallback. `tenant`: what the tenant's spend
+    /// budgets leave, checked before every call.
     async fn llm_chain(
         &self,
         prompt: &str,
@@ -375,6 +438,7 @@ impl Planning {
         earlier: Spend,
         mut failures: Vec<LayerFailure>,
         rule_fallback: bool,
+        tenant: Option<&TenantLimit>,
     ) -> Result<(Vec<PlanStep>, PlannerInfo), PlanError> {
         let identity = self
             .layers
@@ -397,6 +461,7 @@ impl Planning {
             traceparent,
             budget: self.budget,
             earlier,
+            tenant,
         };
         let mut spend = llm::Spend::default();
         for layer in &self.layers {
@@ -449,14 +514,7 @@ impl Planning {
                     (info.usage, info.cost_usd) = spend.record();
                     return Ok((steps, info));
                 }
-                Err(e) => failures.push(LayerFailure {
-                    layer: "rule".into(),
-                    category: match e {
-                        PlanError::Rejected { .. } => "rejected".into(),
-                        _ => "invalid_plan".into(),
-                    },
-                    message: e.to_string(),
-                }),
+                Err(e) => failures.push(rule_failure(&e)),
             }
         }
         Err(PlanError::Exhausted { failures, spend })
@@ -475,6 +533,18 @@ impl Planning {
             planner: PlannerInfo::simple("client", "1", PlanSource::Client),
             steps,
         })
+    }
+}
+
+/// The attempt recorded when the rule planner could not plan (as a fallback).
+fn rule_failure(e: &PlanError) -> LayerFailure {
+    LayerFailure {
+        layer: "rule".into(),
+        category: match e {
+            PlanError::Rejected { .. } => "rejected".into(),
+            _ => "invalid_plan".into(),
+        },
+        message: e.to_string(),
     }
 }
 
@@ -806,6 +876,68 @@ mod tests {
             },
             2,
         );
+    }
+
+    #[tokio::test]
+    async fn a_tenant_allowance_limits_the_calls_and_a_spent_one_allows_none() {
+        let (url, answered) = mock_openai().await;
+        // 100 tokens left: the first answer (120, invalid) spends them, so the repair round is
+        // not sent and the rule fallback plans.
+        let left = Allowance::Limited(TenantLimit {
+            max_tokens: Some(100),
+            max_cost_usd: None,
+            budget: "tenant acme's day budget".into(),
+            resets_at: "2026-05-02T00:00:00Z".into(),
+        });
+        let planning = llm_planning(vec![layer("primary", &url)], true);
+        let plan = planning
+            .plan_within("what is 7 times 6", None, Spend::default(), &left)
+            .await
+            .expect("the rule fallback plans");
+        assert_eq!(answered.load(Ordering::SeqCst), 1);
+        assert_eq!(plan.planner.source, PlanSource::Fallback);
+        assert_eq!(
+            categories(&plan.planner.attempts),
+            [("llm:primary", "budget")]
+        );
+        let why = &plan.planner.attempts[0].message;
+        assert!(
+            why.contains("tenant acme's day budget is spent") && why.contains("2026-05-02"),
+            "{why}"
+        );
+        assert_spend(
+            Spend {
+                usage: plan.planner.usage.expect("usage"),
+                cost_usd: plan.planner.cost_usd,
+            },
+            1,
+        );
+
+        // Spent: no call at all, and the rule planner plans even in a chain without a rule
+        // fallback.
+        let spent = Allowance::Exhausted("tenant acme's day budget is spent".into());
+        let strict = llm_planning(vec![layer("primary", &url)], false);
+        let plan = strict
+            .plan_within("what is 7 times 6", None, Spend::default(), &spent)
+            .await
+            .expect("the rule planner plans");
+        assert_eq!(answered.load(Ordering::SeqCst), 1, "no LLM request");
+        assert_eq!(plan.planner.source, PlanSource::Fallback);
+        assert_eq!(categories(&plan.planner.attempts), [("budget", "budget")]);
+        assert_eq!(plan.planner.usage, None);
+        let err = strict
+            .plan_within(NONSENSE, None, Spend::default(), &spent)
+            .await
+            .expect_err("the rule planner rejects it");
+        let PlanError::Exhausted { failures, spend } = &err else {
+            panic!("expected Exhausted, got {err:?}");
+        };
+        assert_eq!(
+            categories(failures),
+            [("budget", "budget"), ("rule", "rejected")]
+        );
+        assert!(spend.is_empty());
+        assert_eq!(answered.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 
 use super::stats::PlannerStats;
-use super::{PlanError, Planning, Spend, Strategy};
+use super::{Allowance, PlanError, Planning, Spend, Strategy};
 use crate::domain::{LayerFailure, Plan, PromptRef, VariantRef};
 use crate::tools::ToolRegistry;
 
@@ -395,6 +395,19 @@ impl Planners {
         prompt: &str,
         traceparent: Option<&str>,
     ) -> Result<Plan, PlanError> {
+        self.plan_within(requested, prompt, traceparent, &Allowance::Unlimited)
+            .await
+    }
+
+    /// Like [`Planners::plan`] within what the run's tenant's spend budgets leave (see
+    /// [`Planning::plan_within`]); every variant tried shares the allowance.
+    pub async fn plan_within(
+        &self,
+        requested: Option<&str>,
+        prompt: &str,
+        traceparent: Option<&str>,
+        allowance: &Allowance,
+    ) -> Result<Plan, PlanError> {
         let (variant, alias) = self.resolve(requested)?;
         let chain = std::iter::once(variant).chain(
             variant
@@ -408,7 +421,11 @@ impl Planners {
         let mut spend = Spend::default();
         for (i, v) in chain.enumerate() {
             // The planning budget is per run: earlier variants' spend counts.
-            match v.planning.plan_after(prompt, traceparent, spend).await {
+            match v
+                .planning
+                .plan_within(prompt, traceparent, spend, allowance)
+                .await
+            {
                 Ok(mut plan) => {
                     if !spend.is_empty() {
                         let planner = &mut plan.planner;

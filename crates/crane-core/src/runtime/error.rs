@@ -21,6 +21,9 @@ pub enum RuntimeError {
     Overloaded { queued: usize },
     #[error("crane is shutting down; retry against another instance or after restart")]
     ShuttingDown,
+    /// A spend budget of the tenant with `on_exhausted = "reject"` is spent.
+    #[error(transparent)]
+    BudgetExhausted(Box<crate::budgets::BudgetRefusal>),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -1,6 +1,10 @@
 //! The run lifecycle: accept a prompt, store the run, queue it, plan and execute it on a
 //! worker, and let callers wait for, list, retry and cancel runs. Also crash recovery (runs left
 //! pending or running are resumed at start) and draining on shutdown.
+//!
+//! With spend budgets ([`Runtime::set_budgets`]) a tenant's new runs are refused while a
+//! `reject` budget is spent, each run plans within what its tenant's budgets leave, and what
+//! planning spent is recorded against them before the run executes.
 
 mod config;
 mod error;
@@ -22,8 +26,9 @@ pub use config::RuntimeConfig;
 pub use error::RuntimeError;
 pub use retry::RetryPolicy;
 
+use crate::budgets::Budgets;
 use crate::domain::{PlanSource, Run, RunStatus, now};
-use crate::planning::{Planners, Planning};
+use crate::planning::{Allowance, PlanError, Planners, Planning};
 use crate::store::{InsertOutcome, RunFilter, RunPage, Store};
 use crate::tools::ToolRegistry;
 
@@ -75,6 +80,7 @@ pub(crate) struct Inner {
     idle: tokio::sync::Notify,
     closing: AtomicBool,
     observer: std::sync::OnceLock<Arc<dyn RunObserver>>,
+    budgets: std::sync::OnceLock<Arc<Budgets>>,
 }
 
 /// The runtime: cheap to clone, shared by the server and the CLI.
@@ -115,6 +121,7 @@ impl Runtime {
                 idle: tokio::sync::Notify::new(),
                 closing: AtomicBool::new(false),
                 observer: std::sync::OnceLock::new(),
+                budgets: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -122,6 +129,24 @@ impl Runtime {
     /// Sets the observer told about every finished run; false when one is already set.
     pub fn set_observer(&self, observer: Arc<dyn RunObserver>) -> bool {
         self.inner.observer.set(observer).is_ok()
+    }
+
+    /// Enforces and records spend budgets; false when budgets are already set.
+    pub fn set_budgets(&self, budgets: Arc<Budgets>) -> bool {
+        self.inner.budgets.set(budgets).is_ok()
+    }
+
+    /// The spend budgets, when set.
+    pub fn budgets(&self) -> Option<&Arc<Budgets>> {
+        self.inner.budgets.get()
+    }
+
+    /// Refuses a new run of `tenant` while one of its `reject` budgets is spent.
+    fn admit(&self, tenant: &str) -> Result<(), RuntimeError> {
+        match self.inner.budgets.get() {
+            Some(budgets) => budgets.admit(tenant).map_err(RuntimeError::BudgetExhausted),
+            None => Ok(()),
+        }
     }
 
     /// The store.
@@ -165,6 +190,11 @@ impl Runtime {
         if queued >= self.inner.config.max_queue {
             return Err(RuntimeError::Overloaded { queued });
         }
+        self.admit(
+            new.tenant
+                .as_deref()
+                .unwrap_or(crate::access::DEFAULT_TENANT),
+        )?;
         if new.planner.is_some() {
             self.inner
                 .planners
@@ -346,6 +376,7 @@ impl Runtime {
                 run.status.as_str()
             )));
         }
+        self.admit(&run.tenant)?;
         let keep = run.completed_steps();
         run.execution_log.truncate(keep);
         run.status = RunStatus::Pending;
@@ -497,6 +528,32 @@ async fn work(
 /// How long a run executes before its `running` state is written.
 const RUNNING_CHECKPOINT_DELAY: Duration = Duration::from_millis(2);
 
+/// Adds what this planning spent (a plan's usage and cost, or a failed chain's) to the tenant's
+/// budgets. A store failure is logged and never fails the run.
+async fn record_spend(
+    inner: &Inner,
+    tenant: &str,
+    planned: &Result<crate::domain::Plan, PlanError>,
+) {
+    let Some(budgets) = inner.budgets.get() else {
+        return;
+    };
+    let (usage, cost) = match planned {
+        Ok(plan) => (
+            plan.planner.usage.unwrap_or_default(),
+            plan.planner.cost_usd,
+        ),
+        Err(e) => {
+            let spend = e.spend();
+            (spend.usage, spend.cost_usd)
+        }
+    };
+    let tokens = usage.input_tokens + usage.output_tokens;
+    if let Err(error) = budgets.record(tenant, tokens, cost.unwrap_or(0.0)).await {
+        tracing::warn!(%error, tenant, tokens, "could not record planning spend against the tenant's budgets");
+    }
+}
+
 /// `untraced`: the run's trace is not recorded (see [`crate::telemetry::untraced`]).
 async fn plan_and_execute(
     inner: &Inner,
@@ -513,11 +570,21 @@ async fn plan_and_execute(
             .trace_id
             .as_ref()
             .map(|t| format!("00-{t}-{:016x}-{flags}", rand::random::<u64>() | 1));
-        match inner
+        let allowance = inner
+            .budgets
+            .get()
+            .map_or(Allowance::Unlimited, |b| b.allowance(&run.tenant));
+        let planned = inner
             .planners
-            .plan(run.planner.as_deref(), &run.prompt, traceparent.as_deref())
-            .await
-        {
+            .plan_within(
+                run.planner.as_deref(),
+                &run.prompt,
+                traceparent.as_deref(),
+                &allowance,
+            )
+            .await;
+        record_spend(inner, &run.tenant, &planned).await;
+        match planned {
             Ok(plan) => {
                 let deterministic = plan.planner.source == PlanSource::Rule;
                 run.plan = Some(plan);

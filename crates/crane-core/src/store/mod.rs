@@ -9,6 +9,7 @@
 //! process (kill -9); an OS crash or power loss may lose the last transactions. Set
 //! `synchronous = "full"` in the config to survive those too, at a throughput cost.
 
+mod budgets;
 mod checkpoint;
 mod evals;
 mod migrations;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 
+pub use budgets::{BudgetSpendRow, SpendUpdate};
 pub use evals::{EvalPage, EvalSummary, StoredEval};
 pub use registry::{AliasMove, PromptVersion, Registration, RollbackError};
 pub use runs::{InsertOutcome, RunFilter, RunPage};

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use crane_core::budgets::Budgets;
 use crane_core::runtime::Runtime;
 use crane_core::store::Store;
 use crane_settings::Settings;
@@ -41,7 +42,8 @@ fn open_store(settings: &Settings) -> anyhow::Result<Arc<Store>> {
 }
 
 /// The store, the planner variants and the prompt templates, with every template and variant
-/// version registered (a changed released version is refused) and the aliases loaded.
+/// version registered (a changed released version is refused), the aliases loaded, and the
+/// spend budgets (`[[budgets]]`) enforced.
 async fn open_runtime(
     settings: &Settings,
 ) -> anyhow::Result<(
@@ -50,10 +52,35 @@ async fn open_runtime(
 )> {
     let store = open_store(settings)?;
     let (planners, library) = settings.planners(Arc::new(settings.tool_registry()))?;
-    let runtime = Runtime::with_planners(store, Arc::new(planners), settings.runtime.clone());
+    let runtime =
+        Runtime::with_planners(store.clone(), Arc::new(planners), settings.runtime.clone());
+    if !settings.access.budgets.is_empty() {
+        let budgets = Budgets::load(store, settings.access.budgets.clone())
+            .await
+            .context("could not load the spend budgets' spend from the store")?;
+        runtime.set_budgets(budgets);
+    }
     let new = runtime.load_registry(&library).await?;
     for what in new {
         tracing::info!(registered = %what, "registered a new version");
     }
     Ok((runtime, Arc::new(library)))
 }
+
+/// With `[alerts] webhook_url` and budgets, sends their threshold alerts to the webhook (from a
+/// background task); shut it down before exiting so queued alerts go out.
+fn start_alerts(
+    runtime: &Runtime,
+    settings: &Settings,
+) -> anyhow::Result<Option<Arc<crane_server::alerts::Webhook>>> {
+    let (Some(budgets), Some(url)) = (runtime.budgets(), &settings.access.webhook_url) else {
+        return Ok(None);
+    };
+    let webhook =
+        crane_server::alerts::Webhook::start(crane_server::alerts::WebhookConfig::new(url))?;
+    budgets.set_sink(webhook.clone());
+    Ok(Some(webhook))
+}
+
+/// How long queued budget alerts may take to send at exit.
+const ALERTS_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);

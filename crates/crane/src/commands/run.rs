@@ -32,6 +32,7 @@ pub async fn run(
     let settings = Settings::load(&common.overrides())?;
     super::init_logging(&settings, "warn");
     let (runtime, _) = super::open_runtime(&settings).await?;
+    let alerts = super::start_alerts(&runtime, &settings)?;
     let submitted = match runtime
         .submit(
             NewRun {
@@ -51,6 +52,9 @@ pub async fn run(
         None => submitted.run,
     };
     runtime.drain(settings.drain_timeout).await;
+    if let Some(alerts) = alerts {
+        alerts.shutdown(super::ALERTS_FLUSH).await;
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&run)?);
     } else {

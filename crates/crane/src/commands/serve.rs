@@ -1,5 +1,5 @@
-//! `crane serve`: metrics recorder, runtime, optional MLflow run export, crash recovery, then
-//! the HTTP server until a graceful shutdown.
+//! `crane serve`: metrics recorder, runtime, optional MLflow run export, budget alerts, crash
+//! recovery, then the HTTP server until a graceful shutdown.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -34,6 +34,17 @@ pub async fn serve(common: Common) -> anyhow::Result<ExitCode> {
     metrics::gauge!("crane_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let (runtime, prompts) = super::open_runtime(&settings).await?;
     runtime.spawn_alias_refresh(settings.registry.alias_refresh());
+    // Budget alerts (before recovery: resumed runs spend too), and the spend other processes
+    // record on the same data dir.
+    let alerts = super::start_alerts(&runtime, &settings)?;
+    if let Some(budgets) = runtime.budgets() {
+        budgets.spawn_refresh(std::time::Duration::from_secs(5));
+        tracing::info!(
+            budgets = budgets.policies().len(),
+            webhook = alerts.is_some(),
+            "spend budgets enforced"
+        );
+    }
     // Before recovery, so runs resumed after a restart are exported too.
     let exporter = crane_tracking::run_export::RunExporter::start(&settings.tracking);
     if let Some(exporter) = &exporter {
@@ -70,6 +81,9 @@ pub async fn serve(common: Common) -> anyhow::Result<ExitCode> {
     // After the drain: the runs it finished are queued too.
     if let Some(exporter) = exporter {
         exporter.shutdown().await;
+    }
+    if let Some(alerts) = alerts {
+        alerts.shutdown(super::ALERTS_FLUSH).await;
     }
     Ok(ExitCode::SUCCESS)
 }

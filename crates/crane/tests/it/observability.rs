@@ -62,7 +62,11 @@ const METRICS: &[(&str, &str)] = &[
 /// Families that exist only while a feature is on (trace export): the rules, dashboard and docs
 /// may use them like [`METRICS`], and a scrape that has them must give them this type, but the
 /// plain scrape scenario does not produce them.
-const OPTIONAL_METRICS: &[(&str, &str)] = &[("crane_trace_export_spans_total", "counter")];
+const OPTIONAL_METRICS: &[(&str, &str)] = &[
+    ("crane_trace_export_spans_total", "counter"),
+    ("crane_budget_used_ratio", "gauge"),
+    ("crane_budget_alerts_total", "counter"),
+];
 
 /// Alerts the rule file must define.
 const ALERTS: &[&str] = &[
@@ -74,6 +78,10 @@ const ALERTS: &[&str] = &[
     "CraneCircuitBreakerOpen",
     "CraneNoRunsCompleting",
     "CraneTraceExportFailing",
+    "CraneBudgetUsed80",
+    "CraneBudgetUsed90",
+    "CraneBudgetUsed95",
+    "CraneBudgetExhausted",
 ];
 
 /// Recording rules the rule file must define.
