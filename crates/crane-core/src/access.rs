@@ -143,10 +143,12 @@ impl fmt::Debug for GeneratedKey {
 
 fn hex(bytes: &[u8]) -> String {
     use fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// A new random key (from the OS-seeded thread RNG).
@@ -230,7 +232,12 @@ mod tests {
         assert!(!Role::Operator.allows(Role::Admin));
         assert!(!Role::Viewer.allows(Role::Operator));
         assert_eq!("Admin".parse::<Role>(), Ok(Role::Admin));
-        assert!("root".parse::<Role>().unwrap_err().contains("admin, operator or viewer"));
+        assert!(
+            "root"
+                .parse::<Role>()
+                .unwrap_err()
+                .contains("admin, operator or viewer")
+        );
     }
 
     #[test]

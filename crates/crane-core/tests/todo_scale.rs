@@ -35,7 +35,7 @@ async fn fill(store: &Arc<Store>) {
             ..TodoFilter::default()
         };
         loop {
-            let page = store.todo_list(filter).await.unwrap();
+            let page = store.todo_list(filter.clone()).await.unwrap();
             ids.extend(page.todos.into_iter().map(|t| t.id));
             match page.next {
                 Some(n) => filter.after = Some(n),
@@ -92,9 +92,10 @@ async fn todo_list_with_50k_todos() {
             order,
             limit: 1000,
             after: None,
+            ..TodoFilter::default()
         };
         loop {
-            let page = store.todo_list(filter).await.unwrap();
+            let page = store.todo_list(filter.clone()).await.unwrap();
             assert_eq!(page.count as usize, expected);
             for t in page.todos {
                 assert!(seen.insert(t.id), "a todo was listed twice");
@@ -149,7 +150,7 @@ async fn todo_list_with_50k_todos() {
     ];
     for (name, filter) in cases {
         let t = median(51, || async {
-            store.todo_list(filter).await.unwrap();
+            store.todo_list(filter.clone()).await.unwrap();
         })
         .await;
         println!("todo_list {name}: {:.3} ms", t.as_secs_f64() * 1e3);

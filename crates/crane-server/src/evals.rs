@@ -23,6 +23,7 @@ pub struct ListQuery {
 /// `GET /evals`.
 pub async fn list(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<crane_core::access::Principal>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| {
@@ -35,7 +36,7 @@ pub async fn list(
     let page = state
         .runtime
         .store()
-        .list_evals(limit, cursor)
+        .list_evals(&principal.tenant, limit, cursor)
         .await
         .map_err(|e| ApiError::from(RuntimeError::Store(e)))?;
     Ok(Json(json!({
@@ -48,9 +49,15 @@ pub async fn list(
 /// `GET /evals/{eval_id}`: the full report.
 pub async fn get(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<crane_core::access::Principal>,
     Path(eval_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    match state.runtime.store().get_eval(&eval_id).await {
+    match state
+        .runtime
+        .store()
+        .get_eval(&principal.tenant, &eval_id)
+        .await
+    {
         Ok(Some(eval)) => Ok(Json(eval.report).into_response()),
         Ok(None) => Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -6,9 +6,11 @@
 
 mod accept;
 pub mod alerts;
+pub mod auth;
 mod budgets;
 mod error;
 mod evals;
+mod keys;
 pub mod limits;
 mod openapi;
 mod paging;
@@ -52,6 +54,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/aliases/{alias}"),
     ("POST", "/aliases/{alias}/rollback"),
     ("GET", "/aliases/{alias}/history"),
+    ("POST", "/keys"),
+    ("GET", "/keys"),
+    ("DELETE", "/keys/{key_id}"),
+    ("GET", "/audit"),
     ("GET", "/budgets"),
 ];
 
@@ -78,7 +84,15 @@ pub fn router(state: AppState, max_body_bytes: usize, limits: &HttpLimits) -> Ro
         .route("/aliases/{alias}", axum::routing::put(registry::move_alias))
         .route("/aliases/{alias}/rollback", post(registry::rollback))
         .route("/aliases/{alias}/history", get(registry::history))
+        .route("/keys", post(keys::create).get(keys::list))
+        .route("/keys/{key_id}", axum::routing::delete(keys::revoke))
+        .route("/audit", get(keys::audit))
         .route("/budgets", get(budgets::list))
+        // After routing, so the middleware knows the route template.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::middleware,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes));

@@ -10,10 +10,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use crane_core::access::Principal;
 use crane_core::planning::Variant;
 use crane_core::runtime::RuntimeError;
 use crane_core::runtime::registry::RegistryError;
-use crane_core::store::RollbackError;
+use crane_core::store::{AliasMove, AuditEntry, RollbackError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -180,6 +181,7 @@ pub struct Rollback {
 /// `PUT /aliases/{alias}`: point the alias at a variant.
 pub async fn move_alias(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
     Path(alias): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -191,12 +193,31 @@ pub async fn move_alias(
         .await
         .map_err(registry_error)?;
     tracing::info!(alias = %moved.alias, from = ?moved.from, to = %moved.to, "alias moved");
+    audit_move(&state, &principal, "alias.moved", &moved).await;
     Ok(Json(moved).into_response())
+}
+
+/// Records an alias move in the caller's tenant's audit log (aliases are shared by every
+/// tenant; the log says who moved it). A failure to audit is logged, not answered: the move
+/// itself is committed.
+async fn audit_move(state: &AppState, principal: &Principal, action: &str, moved: &AliasMove) {
+    let entry = AuditEntry {
+        tenant: principal.tenant.clone(),
+        actor: principal.actor().to_owned(),
+        action: action.to_owned(),
+        target: moved.alias.clone(),
+        details: json!({"from": moved.from, "to": moved.to, "note": moved.note}),
+        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    };
+    if let Err(error) = state.runtime.store().audit(entry).await {
+        tracing::error!(%error, "could not write the audit log");
+    }
 }
 
 /// `POST /aliases/{alias}/rollback`: move the alias back to its previous target.
 pub async fn rollback(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
     Path(alias): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -213,6 +234,7 @@ pub async fn rollback(
         .await
         .map_err(registry_error)?;
     tracing::info!(alias = %moved.alias, from = ?moved.from, to = %moved.to, "alias rolled back");
+    audit_move(&state, &principal, "alias.rolled_back", &moved).await;
     Ok(Json(moved).into_response())
 }
 

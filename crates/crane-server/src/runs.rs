@@ -9,9 +9,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use crane_core::access::Principal;
 use crane_core::domain::RunStatus;
 use crane_core::runtime::{NewRun, Submitted};
-use crane_core::store::RunFilter;
+use crane_core::store::{AuditEntry, RunFilter};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -175,6 +176,7 @@ async fn answer(
 /// `POST /runs`.
 pub async fn create(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
     axum::Extension(trace): axum::Extension<TraceId>,
     Query(q): Query<WaitQuery>,
     headers: HeaderMap,
@@ -213,6 +215,7 @@ pub async fn create(
         .runtime
         .submit(
             NewRun {
+                tenant: Some(principal.tenant),
                 prompt: req.prompt,
                 user_id: req.user_id,
                 metadata: req.metadata,
@@ -245,9 +248,10 @@ pub async fn create(
 /// `GET /runs/{run_id}`.
 pub async fn get(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
     Path(run_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.runtime.get(&run_id).await?).into_response())
+    Ok(Json(state.runtime.get_in(&principal.tenant, &run_id).await?).into_response())
 }
 
 /// Query of `GET /runs`.
@@ -263,6 +267,7 @@ pub struct ListQuery {
 /// `GET /runs`.
 pub async fn list(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| {
@@ -283,6 +288,7 @@ pub async fn list(
     let page = state
         .runtime
         .list(RunFilter {
+            tenant: Some(principal.tenant),
             status,
             user_id: q.user_id,
             limit,
@@ -299,10 +305,13 @@ pub async fn list(
 /// `POST /runs/{run_id}/retry`.
 pub async fn retry(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
     Path(run_id): Path<String>,
     Query(q): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
     let wait = q.wait()?;
+    // Another tenant's run is not found (and so cannot be retried).
+    state.runtime.get_in(&principal.tenant, &run_id).await?;
     let submitted = state.runtime.retry(&run_id, wait).await?;
     Ok(answer(&state, submitted, &q, StatusCode::OK).await)
 }
@@ -310,7 +319,25 @@ pub async fn retry(
 /// `POST /runs/{run_id}/cancel`.
 pub async fn cancel(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
     Path(run_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.runtime.cancel(&run_id).await?).into_response())
+    state.runtime.get_in(&principal.tenant, &run_id).await?;
+    let run = state.runtime.cancel(&run_id).await?;
+    let audited = state
+        .runtime
+        .store()
+        .audit(AuditEntry {
+            tenant: principal.tenant.clone(),
+            actor: principal.actor().to_owned(),
+            action: "run.cancelled".into(),
+            target: run_id,
+            details: json!({"status": run.status.as_str()}),
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        })
+        .await;
+    if let Err(error) = audited {
+        tracing::error!(%error, "could not write the audit log");
+    }
+    Ok(Json(run).into_response())
 }

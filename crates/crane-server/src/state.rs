@@ -15,4 +15,6 @@ pub struct AppState {
     pub wait_timeout: Duration,
     /// The prompt templates (built-in and the prompts directory).
     pub prompts: Arc<crane_core::planning::prompt_library::PromptLibrary>,
+    /// Auth mode, the key cache and the rate limiters.
+    pub auth: Arc<crate::auth::AuthState>,
 }

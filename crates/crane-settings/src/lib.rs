@@ -24,6 +24,7 @@ use crane_core::runtime::{RetryPolicy, RuntimeConfig};
 use crane_core::store::{StoreConfig, Synchronous};
 use serde::Deserialize;
 
+pub mod access;
 mod error;
 pub mod planner;
 pub mod tracking;
@@ -92,11 +93,28 @@ pub struct FileConfig {
     /// `[tracking]`: MLflow export (docs/tracking.md).
     #[serde(default)]
     pub tracking: crate::tracking::TrackingFile,
+    /// `[auth]`: off or keys.
+    #[serde(default)]
+    pub auth: access::AuthFile,
+    /// `[[budgets]]`: spend budgets per tenant and window.
+    #[serde(default)]
+    pub budgets: Vec<access::BudgetFile>,
+    /// `[alerts]`: where budget notifications go.
+    #[serde(default)]
+    pub alerts: access::AlertsFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsFile {
+    /// Requests per second per API key (`auth = keys`).
+    pub requests_per_second: Option<u32>,
+    /// Runs created per minute per API key.
+    pub runs_per_minute: Option<u32>,
+    /// Requests per second of all a tenant's keys together.
+    pub tenant_requests_per_second: Option<u32>,
+    /// Runs created per minute of all a tenant's keys together.
+    pub tenant_runs_per_minute: Option<u32>,
     pub max_prompt_chars: Option<usize>,
     pub max_body_bytes: Option<usize>,
     /// Largest request head (request line and headers) in bytes.
@@ -270,6 +288,8 @@ pub struct Settings {
     pub registry: crate::variants::RegistryFile,
     /// MLflow tracking: `[tracking]`, `MLFLOW_*` and `CRANE_MLFLOW_*`.
     pub tracking: crate::tracking::TrackingSettings,
+    /// Auth mode, rate limits, budgets and alerts.
+    pub access: access::AccessSettings,
 }
 
 fn read_file(path: &Path) -> crate::Result<FileConfig> {
@@ -382,6 +402,13 @@ impl Settings {
                 max_delay: file.retry.max_delay_ms.map_or(retry_defaults.max_delay, ms),
             },
         };
+        let access = access::AccessSettings::resolve(
+            &file.auth,
+            &file.limits,
+            &file.budgets,
+            &file.alerts,
+            |k| std::env::var(k).ok(),
+        )?;
         let tracking =
             crate::tracking::TrackingSettings::resolve(&file.tracking, |k| std::env::var(k).ok())?;
         let server =
@@ -422,6 +449,7 @@ impl Settings {
                 ..file.registry
             },
             tracking,
+            access,
         })
     }
 }

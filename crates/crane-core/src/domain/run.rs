@@ -135,6 +135,10 @@ fn sum_usage(a: Option<TokenUsage>, b: Option<TokenUsage>) -> Option<TokenUsage>
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     pub run_id: String,
+    /// The tenant the run belongs to (`default` with auth off, and for runs stored before
+    /// tenancy). Another tenant never sees it.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
     pub prompt: String,
     pub status: RunStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,11 +172,16 @@ pub struct Run {
     pub completed_at: Option<Timestamp>,
 }
 
+fn default_tenant() -> String {
+    crate::access::DEFAULT_TENANT.to_owned()
+}
+
 impl Run {
     /// A new pending run.
     pub fn new(prompt: String, user_id: Option<String>, metadata: Option<Value>) -> Self {
         Self {
             run_id: uuid::Uuid::now_v7().to_string(),
+            tenant: default_tenant(),
             prompt,
             status: RunStatus::Pending,
             user_id,

@@ -221,6 +221,7 @@ async fn execute_step_inner(
     let ctx = ToolContext {
         store: inner.store.clone(),
         run_id: run.run_id.clone(),
+        tenant: run.tenant.clone(),
         step_number: step.step_number,
     };
     let policy = inner.config.retry;

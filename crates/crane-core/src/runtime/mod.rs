@@ -35,6 +35,8 @@ use crate::tools::ToolRegistry;
 /// A request to start a run.
 #[derive(Debug, Clone, Default)]
 pub struct NewRun {
+    /// The tenant the run belongs to (`default` when `None`).
+    pub tenant: Option<String>,
     pub prompt: String,
     pub user_id: Option<String>,
     pub metadata: Option<Value>,
@@ -211,6 +213,9 @@ impl Runtime {
             None => None,
         };
         let mut run = Run::new(new.prompt, new.user_id, new.metadata);
+        if let Some(tenant) = new.tenant {
+            run.tenant = tenant;
+        }
         run.plan = plan;
         run.idempotency_key = new.idempotency_key;
         run.trace_id = new.trace_id;
@@ -338,6 +343,16 @@ impl Runtime {
             .get_run(run_id)
             .await?
             .ok_or_else(|| RuntimeError::NotFound(run_id.to_owned()))
+    }
+
+    /// The run with this id if it belongs to `tenant`; another tenant's run is `NotFound`, as
+    /// if it did not exist.
+    pub async fn get_in(&self, tenant: &str, run_id: &str) -> Result<Run, RuntimeError> {
+        match self.get(run_id).await {
+            Ok(run) if run.tenant == tenant => Ok(run),
+            Ok(_) => Err(RuntimeError::NotFound(run_id.to_owned())),
+            Err(e) => Err(e),
+        }
     }
 
     /// Waits until the run finishes (or `timeout` passes) and returns its state then.

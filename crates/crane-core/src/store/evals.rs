@@ -37,37 +37,44 @@ fn decode(what: &str, text: &str) -> Result<Value, StoreError> {
 }
 
 impl Store {
-    /// Stores an eval's summary and report under `eval_id` (which must be new).
+    /// Stores an eval's summary and report under `eval_id` (which must be new) for `tenant`.
     pub async fn insert_eval(
         &self,
+        tenant: &str,
         eval_id: &str,
         created_at: &str,
         summary: &Value,
         report: &Value,
     ) -> Result<(), StoreError> {
+        let tenant = tenant.to_owned();
         let eval_id = eval_id.to_owned();
         let created_at = created_at.to_owned();
         let summary = summary.to_string();
         let report = report.to_string();
         self.write(move |conn| {
             conn.prepare_cached(
-                "INSERT INTO evals (eval_id, created_at, summary, report) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO evals (eval_id, created_at, summary, report, tenant) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![eval_id, created_at, summary, report])?;
+            .execute(params![eval_id, created_at, summary, report, tenant])?;
             Ok(())
         })
         .await
     }
 
-    /// The eval with this id, report included.
-    pub async fn get_eval(&self, eval_id: &str) -> Result<Option<StoredEval>, StoreError> {
+    /// `tenant`'s eval with this id, report included.
+    pub async fn get_eval(
+        &self,
+        tenant: &str,
+        eval_id: &str,
+    ) -> Result<Option<StoredEval>, StoreError> {
         let eval_id = eval_id.to_owned();
+        let tenant = tenant.to_owned();
         self.read(move |conn| {
             let row: Option<(String, String, String, String)> = conn
                 .prepare_cached(
-                    "SELECT eval_id, created_at, summary, report FROM evals WHERE eval_id = ?1",
+                    "SELECT eval_id, created_at, summary, report FROM evals WHERE eval_id = ?1 AND tenant = ?2",
                 )?
-                .query_row([eval_id], |r| {
+                .query_row([eval_id, tenant], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })
                 .optional()?;
@@ -88,16 +95,18 @@ impl Store {
     /// is the `next_cursor` of the previous page.
     pub async fn list_evals(
         &self,
+        tenant: &str,
         limit: usize,
         cursor: Option<i64>,
     ) -> Result<EvalPage, StoreError> {
+        let tenant = tenant.to_owned();
         self.read(move |conn| {
             let limit = limit.clamp(1, 200);
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, eval_id, created_at, summary FROM evals WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2",
+                "SELECT seq, eval_id, created_at, summary FROM evals WHERE seq < ?1 AND tenant = ?3 ORDER BY seq DESC LIMIT ?2",
             )?;
             let rows = stmt
-                .query_map(params![cursor.unwrap_or(i64::MAX), limit as i64 + 1], |r| {
+                .query_map(params![cursor.unwrap_or(i64::MAX), limit as i64 + 1, tenant], |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -136,6 +145,7 @@ mod tests {
             let id = format!("e{i}");
             store
                 .insert_eval(
+                    "default",
                     &id,
                     "2025-01-01T00:00:00Z",
                     &json!({"n": i}),
@@ -144,22 +154,25 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let page = store.list_evals(2, None).await.unwrap();
+        let page = store.list_evals("default", 2, None).await.unwrap();
         let ids: Vec<&str> = page.evals.iter().map(|e| e.eval_id.as_str()).collect();
         assert_eq!(ids, ["e2", "e1"]);
         assert_eq!(page.evals[0].summary, json!({"n": 2}));
-        let next = store.list_evals(2, page.next_cursor).await.unwrap();
+        let next = store
+            .list_evals("default", 2, page.next_cursor)
+            .await
+            .unwrap();
         assert_eq!(next.evals.len(), 1);
         assert_eq!(next.evals[0].eval_id, "e0");
         assert!(next.next_cursor.is_none());
 
-        let got = store.get_eval("e1").await.unwrap().unwrap();
+        let got = store.get_eval("default", "e1").await.unwrap().unwrap();
         assert_eq!(got.report, json!({"eval_id": "e1", "cases": [1]}));
-        assert!(store.get_eval("nope").await.unwrap().is_none());
+        assert!(store.get_eval("default", "nope").await.unwrap().is_none());
         // Ids are unique.
         assert!(
             store
-                .insert_eval("e1", "t", &json!({}), &json!({}))
+                .insert_eval("default", "e1", "t", &json!({}), &json!({}))
                 .await
                 .is_err()
         );

@@ -80,6 +80,50 @@ const MIGRATIONS: &[&str] = &[
     // rowid (= seq), so a keyset page is an index search in key order and a count is a
     // covering-index range scan.
     "CREATE INDEX todos_done ON todos(done);",
+    // 5: tenants. Runs, todos and evals belong to a tenant (existing rows to `default`);
+    // idempotency keys are unique per tenant; API keys (hash only), the audit log, and each
+    // tenant's spend per budget window (with the thresholds already notified).
+    "ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+     DROP INDEX runs_idempotency_key;
+     CREATE UNIQUE INDEX runs_idempotency_key ON runs(tenant, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+     CREATE INDEX runs_tenant ON runs(tenant, seq);
+     ALTER TABLE todos ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+     DROP INDEX todos_title_key;
+     DROP INDEX todos_done;
+     CREATE INDEX todos_tenant ON todos(tenant);
+     CREATE INDEX todos_tenant_title ON todos(tenant, title_key);
+     CREATE INDEX todos_tenant_done ON todos(tenant, done);
+     ALTER TABLE evals ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+     CREATE TABLE api_keys (
+        key_id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        role TEXT NOT NULL,
+        name TEXT,
+        hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+     ) WITHOUT ROWID;
+     CREATE INDEX api_keys_tenant ON api_keys(tenant);
+     CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        details TEXT NOT NULL,
+        at TEXT NOT NULL
+     );
+     CREATE INDEX audit_tenant ON audit(tenant, seq);
+     CREATE TABLE budget_spend (
+        tenant TEXT NOT NULL,
+        win TEXT NOT NULL,
+        period_start TEXT NOT NULL,
+        used_usd REAL NOT NULL DEFAULT 0,
+        used_tokens INTEGER NOT NULL DEFAULT 0,
+        notified TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (tenant, win, period_start)
+     ) WITHOUT ROWID;",
 ];
 
 /// Applies every migration newer than the database's version, each in its own transaction.

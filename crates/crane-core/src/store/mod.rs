@@ -9,9 +9,11 @@
 //! process (kill -9); an OS crash or power loss may lose the last transactions. Set
 //! `synchronous = "full"` in the config to survive those too, at a throughput cost.
 
+mod audit;
 mod budgets;
 mod checkpoint;
 mod evals;
+mod keys;
 mod migrations;
 mod pool;
 mod registry;
@@ -24,8 +26,10 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 
+pub use audit::{AuditEntry, AuditPage};
 pub use budgets::{BudgetSpendRow, SpendUpdate};
 pub use evals::{EvalPage, EvalSummary, StoredEval};
+pub use keys::ApiKeyRow;
 pub use registry::{AliasMove, PromptVersion, Registration, RollbackError};
 pub use runs::{InsertOutcome, RunFilter, RunPage};
 pub use todos::{

@@ -18,6 +18,8 @@ pub enum InsertOutcome {
 /// Filters for listing runs.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
+    /// Only this tenant's runs (every tenant's when `None`).
+    pub tenant: Option<String>,
     pub status: Option<RunStatus>,
     pub user_id: Option<String>,
     /// Page size (1..=200).
@@ -42,12 +44,12 @@ fn encode(run: &Run) -> Result<String, StoreError> {
     serde_json::to_string(run).map_err(|e| StoreError::Corrupt(format!("run body: {e}")))
 }
 
-fn get_by_key(conn: &Connection, key: &str) -> Result<Option<Run>, StoreError> {
+fn get_by_key(conn: &Connection, tenant: &str, key: &str) -> Result<Option<Run>, StoreError> {
     let body: Option<String> = conn
         .prepare_cached(
-            "SELECT body FROM runs WHERE idempotency_key = ?1 AND idempotency_key IS NOT NULL",
+            "SELECT body FROM runs WHERE tenant = ?1 AND idempotency_key = ?2 AND idempotency_key IS NOT NULL",
         )?
-        .query_row([key], |r| r.get(0))
+        .query_row([tenant, key], |r| r.get(0))
         .optional()?;
     body.as_deref().map(decode).transpose()
 }
@@ -61,17 +63,18 @@ impl Store {
         let user = run.user_id.clone();
         let key = run.idempotency_key.clone();
         let created = run.created_at.to_rfc3339();
+        let tenant = run.tenant.clone();
         self.write(move |conn| {
             if let Some(key) = &key
-                && let Some(existing) = get_by_key(conn, key)?
+                && let Some(existing) = get_by_key(conn, &tenant, key)?
             {
                 return Ok(InsertOutcome::Existing(Box::new(existing)));
             }
             conn.prepare_cached(
-                "INSERT INTO runs (run_id, status, user_id, idempotency_key, created_at, updated_at, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+                "INSERT INTO runs (run_id, status, user_id, idempotency_key, created_at, updated_at, body, tenant)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
             )?
-            .execute(params![run_id, status, user, key, created, body])?;
+            .execute(params![run_id, status, user, key, created, body, tenant])?;
             Ok(InsertOutcome::Inserted)
         })
         .await
@@ -177,6 +180,7 @@ impl Store {
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, body FROM runs
                  WHERE seq < ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR user_id = ?3)
+                   AND (?5 IS NULL OR tenant = ?5)
                  ORDER BY seq DESC LIMIT ?4",
             )?;
             let rows = stmt.query_map(
@@ -184,7 +188,8 @@ impl Store {
                     before,
                     filter.status.map(|s| s.as_str()),
                     filter.user_id,
-                    limit as i64 + 1
+                    limit as i64 + 1,
+                    filter.tenant
                 ],
                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
             )?;

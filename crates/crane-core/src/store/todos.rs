@@ -120,8 +120,10 @@ pub enum TodoOrder {
 }
 
 /// Filters and position of one page of todos.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TodoFilter {
+    /// Whose todos (`default` with auth off).
+    pub tenant: String,
     /// Only done (`true`) or open (`false`) todos.
     pub done: Option<bool>,
     /// Most todos in the page.
@@ -135,6 +137,7 @@ pub struct TodoFilter {
 impl Default for TodoFilter {
     fn default() -> Self {
         Self {
+            tenant: crate::access::DEFAULT_TENANT.to_owned(),
             done: None,
             limit: 100,
             order: TodoOrder::OldestFirst,
@@ -237,13 +240,16 @@ enum RecordedSelection {
 
 fn select(
     conn: &Connection,
+    tenant: &str,
     selector: &TodoSelector,
 ) -> Result<Result<Selected, TodoLookupError>, StoreError> {
     match selector {
         TodoSelector::Id(id) => {
             let todo = conn
-                .prepare_cached(&format!("SELECT {COLUMNS} FROM todos WHERE id = ?1"))?
-                .query_row([id], row_to_todo)
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM todos WHERE id = ?1 AND tenant = ?2"
+                ))?
+                .query_row([id, tenant], row_to_todo)
                 .optional()?;
             Ok(todo
                 .map(|todo| Selected {
@@ -257,9 +263,9 @@ fn select(
             let given = title.trim().to_owned();
             let mut exact = conn
                 .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM todos WHERE title_key = ?1 ORDER BY seq LIMIT ?2"
+                    "SELECT {COLUMNS} FROM todos WHERE tenant = ?3 AND title_key = ?1 ORDER BY seq LIMIT ?2"
                 ))?
-                .query_map(params![key, MAX_CANDIDATES as i64 + 1], row_to_todo)?
+                .query_map(params![key, MAX_CANDIDATES as i64 + 1, tenant], row_to_todo)?
                 .collect::<Result<Vec<_>, _>>()?;
             match exact.len() {
                 0 => {}
@@ -271,8 +277,10 @@ fn select(
                 }
                 n => {
                     let total = if n > MAX_CANDIDATES {
-                        conn.prepare_cached("SELECT COUNT(*) FROM todos WHERE title_key = ?1")?
-                            .query_row([&key], |r| r.get::<_, i64>(0))?
+                        conn.prepare_cached(
+                            "SELECT COUNT(*) FROM todos WHERE tenant = ?2 AND title_key = ?1",
+                        )?
+                        .query_row([key.as_str(), tenant], |r| r.get::<_, i64>(0))?
                             as usize
                     } else {
                         n
@@ -286,7 +294,7 @@ fn select(
                     }));
                 }
             }
-            select_partial(conn, &key, given)
+            select_partial(conn, tenant, &key, given)
         }
     }
 }
@@ -294,6 +302,7 @@ fn select(
 /// The todo whose title contains the words of `key` as a phrase, when exactly one does.
 fn select_partial(
     conn: &Connection,
+    tenant: &str,
     key: &str,
     given: String,
 ) -> Result<Result<Selected, TodoLookupError>, StoreError> {
@@ -308,9 +317,10 @@ fn select_partial(
     // Only the key and rowid: SQLite scans the (smaller) title index instead of the table.
     let mut matches: Vec<i64> = Vec::new();
     {
-        let mut stmt =
-            conn.prepare_cached("SELECT seq, title_key FROM todos WHERE title_key LIKE ?1")?;
-        let mut rows = stmt.query([pattern])?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, title_key FROM todos WHERE tenant = ?2 AND title_key LIKE ?1",
+        )?;
+        let mut rows = stmt.query([pattern.as_str(), tenant])?;
         while let Some(row) = rows.next()? {
             let title: String = row.get(1)?;
             if contains_phrase(&words(&title), &phrase) {
@@ -351,24 +361,24 @@ fn list_page(conn: &Connection, filter: TodoFilter) -> Result<TodoPage, StoreErr
     };
     let after = filter.after.unwrap_or(start);
     let done_clause = if filter.done.is_some() {
-        "done = ?3 AND "
+        "done = ?4 AND "
     } else {
         ""
     };
     // One static statement per (filter, order): `(?3 IS NULL OR done = ?3)` would keep SQLite
     // from using the index.
     let sql = format!(
-        "SELECT seq, {COLUMNS} FROM todos WHERE {done_clause}seq {cmp} ?1 ORDER BY seq {dir} LIMIT ?2"
+        "SELECT seq, {COLUMNS} FROM todos WHERE tenant = ?3 AND {done_clause}seq {cmp} ?1 ORDER BY seq {dir} LIMIT ?2"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let fetch = limit as i64 + 1;
     let map = |r: &rusqlite::Row<'_>| Ok((r.get::<_, i64>(0)?, todo_at(r, 1)?));
     let mut rows = match filter.done {
         Some(done) => stmt
-            .query_map(params![after, fetch, done], map)?
+            .query_map(params![after, fetch, filter.tenant, done], map)?
             .collect::<Result<Vec<_>, _>>()?,
         None => stmt
-            .query_map(params![after, fetch], map)?
+            .query_map(params![after, fetch, filter.tenant], map)?
             .collect::<Result<Vec<_>, _>>()?,
     };
     let more = rows.len() > limit;
@@ -385,11 +395,11 @@ fn list_page(conn: &Connection, filter: TodoFilter) -> Result<TodoPage, StoreErr
     } else {
         let n: i64 = match filter.done {
             Some(done) => conn
-                .prepare_cached("SELECT COUNT(*) FROM todos WHERE done = ?1")?
-                .query_row([done], |r| r.get(0))?,
+                .prepare_cached("SELECT COUNT(*) FROM todos WHERE tenant = ?2 AND done = ?1")?
+                .query_row(params![done, filter.tenant], |r| r.get(0))?,
             None => conn
-                .prepare_cached("SELECT COUNT(*) FROM todos")?
-                .query_row([], |r| r.get(0))?,
+                .prepare_cached("SELECT COUNT(*) FROM todos WHERE tenant = ?1")?
+                .query_row([&filter.tenant], |r| r.get(0))?,
         };
         n as u64
     };
@@ -397,12 +407,24 @@ fn list_page(conn: &Connection, filter: TodoFilter) -> Result<TodoPage, StoreErr
 }
 
 impl Store {
-    /// Adds a todo (once per effect key).
+    /// Adds a todo of tenant `default` (once per effect key).
     pub async fn todo_add(
         &self,
         title: String,
         effect_key: Option<String>,
     ) -> Result<Todo, StoreError> {
+        self.todo_add_in(crate::access::DEFAULT_TENANT, title, effect_key)
+            .await
+    }
+
+    /// Adds a todo of `tenant` (once per effect key).
+    pub async fn todo_add_in(
+        &self,
+        tenant: &str,
+        title: String,
+        effect_key: Option<String>,
+    ) -> Result<Todo, StoreError> {
+        let tenant = tenant.to_owned();
         self.write(move |conn| {
             if let Some(key) = &effect_key
                 && let Some(todo) = recorded::<Todo>(conn, key)?
@@ -417,9 +439,9 @@ impl Store {
                 completed_at: None,
             };
             conn.prepare_cached(
-                "INSERT INTO todos (id, title, title_key, done, created_at) VALUES (?1, ?2, ?3, 0, ?4)",
+                "INSERT INTO todos (id, title, title_key, done, created_at, tenant) VALUES (?1, ?2, ?3, 0, ?4, ?5)",
             )?
-            .execute(params![todo.id, todo.title, title_key(&todo.title), todo.created_at.to_rfc3339()])?;
+            .execute(params![todo.id, todo.title, title_key(&todo.title), todo.created_at.to_rfc3339(), tenant])?;
             if let Some(key) = &effect_key {
                 record(conn, key, &todo)?;
             }
@@ -440,13 +462,25 @@ impl Store {
         .await
     }
 
-    /// Marks a todo done (once per effect key). Completing a done todo returns it unchanged.
+    /// Marks a todo of tenant `default` done (see [`Store::todo_complete_in`]).
     pub async fn todo_complete(
         &self,
         selector: TodoSelector,
         effect_key: Option<String>,
     ) -> Result<Result<Selected, TodoLookupError>, StoreError> {
-        self.mutate_selected(selector, effect_key, |conn, todo| {
+        self.todo_complete_in(crate::access::DEFAULT_TENANT, selector, effect_key)
+            .await
+    }
+
+    /// Marks one of `tenant`'s todos done (once per effect key). Completing a done todo
+    /// returns it unchanged.
+    pub async fn todo_complete_in(
+        &self,
+        tenant: &str,
+        selector: TodoSelector,
+        effect_key: Option<String>,
+    ) -> Result<Result<Selected, TodoLookupError>, StoreError> {
+        self.mutate_selected(tenant, selector, effect_key, |conn, todo| {
             if !todo.done {
                 todo.done = true;
                 todo.completed_at = Some(now());
@@ -458,13 +492,24 @@ impl Store {
         .await
     }
 
-    /// Deletes a todo (once per effect key) and returns it.
+    /// Deletes a todo of tenant `default` (see [`Store::todo_delete_in`]).
     pub async fn todo_delete(
         &self,
         selector: TodoSelector,
         effect_key: Option<String>,
     ) -> Result<Result<Selected, TodoLookupError>, StoreError> {
-        self.mutate_selected(selector, effect_key, |conn, todo| {
+        self.todo_delete_in(crate::access::DEFAULT_TENANT, selector, effect_key)
+            .await
+    }
+
+    /// Deletes one of `tenant`'s todos (once per effect key) and returns it.
+    pub async fn todo_delete_in(
+        &self,
+        tenant: &str,
+        selector: TodoSelector,
+        effect_key: Option<String>,
+    ) -> Result<Result<Selected, TodoLookupError>, StoreError> {
+        self.mutate_selected(tenant, selector, effect_key, |conn, todo| {
             conn.prepare_cached("DELETE FROM todos WHERE id = ?1")?
                 .execute([&todo.id])?;
             Ok(())
@@ -476,10 +521,12 @@ impl Store {
     /// mutation already recorded under the key returns its recorded result instead.
     async fn mutate_selected(
         &self,
+        tenant: &str,
         selector: TodoSelector,
         effect_key: Option<String>,
         act: fn(&Connection, &mut Todo) -> Result<(), StoreError>,
     ) -> Result<Result<Selected, TodoLookupError>, StoreError> {
+        let tenant = tenant.to_owned();
         self.write(move |conn| {
             if let Some(key) = &effect_key
                 && let Some(found) = recorded::<RecordedSelection>(conn, key)?
@@ -496,7 +543,7 @@ impl Store {
                     },
                 }));
             }
-            let mut selected = match select(conn, &selector)? {
+            let mut selected = match select(conn, &tenant, &selector)? {
                 Ok(s) => s,
                 Err(e) => return Ok(Err(e)),
             };
@@ -775,7 +822,7 @@ mod tests {
         let mut pages = Vec::new();
         let mut filter = filter;
         loop {
-            let page = store.todo_list(filter).await.unwrap();
+            let page = store.todo_list(filter.clone()).await.unwrap();
             pages.push(page.todos.iter().map(|t| t.title.clone()).collect());
             match page.next {
                 Some(next) => filter.after = Some(next),
@@ -795,12 +842,12 @@ mod tests {
             ..TodoFilter::default()
         };
         assert_eq!(
-            all_pages(&store, two).await,
+            all_pages(&store, two.clone()).await,
             [vec!["a", "b"], vec!["c", "d"], vec!["e"]]
         );
         let newest = TodoFilter {
             order: TodoOrder::NewestFirst,
-            ..two
+            ..two.clone()
         };
         assert_eq!(
             all_pages(&store, newest).await,
@@ -816,8 +863,8 @@ mod tests {
         // The count is every match, on every page.
         let page = store
             .todo_list(TodoFilter {
-                after: store.todo_list(two).await.unwrap().next,
-                ..two
+                after: store.todo_list(two.clone()).await.unwrap().next,
+                ..two.clone()
             })
             .await
             .unwrap();
@@ -834,7 +881,7 @@ mod tests {
             limit: 2,
             ..TodoFilter::default()
         };
-        let first = store.todo_list(two).await.unwrap();
+        let first = store.todo_list(two.clone()).await.unwrap();
         // Between pages: the first todo is deleted and two are added.
         store
             .todo_delete(by_title("a"), None)
@@ -846,7 +893,7 @@ mod tests {
         let second = store
             .todo_list(TodoFilter {
                 after: first.next,
-                ..two
+                ..two.clone()
             })
             .await
             .unwrap();
@@ -858,9 +905,9 @@ mod tests {
         // Newest first: todos added after the first page do not push old ones onto the next.
         let newest = TodoFilter {
             order: TodoOrder::NewestFirst,
-            ..two
+            ..two.clone()
         };
-        let first = store.todo_list(newest).await.unwrap();
+        let first = store.todo_list(newest.clone()).await.unwrap();
         let titles: Vec<&str> = first.todos.iter().map(|t| t.title.as_str()).collect();
         assert_eq!(titles, ["f", "e"]);
         store.todo_add("g".into(), None).await.unwrap();
@@ -901,6 +948,7 @@ mod tests {
             limit: 2,
             order: TodoOrder::NewestFirst,
             after: None,
+            ..TodoFilter::default()
         };
         assert_eq!(
             all_pages(&store, done_newest).await,
@@ -920,24 +968,28 @@ mod tests {
                         };
                         let clause = if done.is_some() { "done = 1 AND " } else { "" };
                         plans.push(explain(conn, &format!(
-                            "SELECT seq, {COLUMNS} FROM todos WHERE {clause}seq {cmp} 5 ORDER BY seq {dir} LIMIT 3"
+                            "SELECT seq, {COLUMNS} FROM todos WHERE tenant = 'default' AND {clause}seq {cmp} 5 ORDER BY seq {dir} LIMIT 3"
                         ))?);
                     }
                 }
-                plans.push(explain(conn, "SELECT COUNT(*) FROM todos WHERE done = 1")?);
+                plans.push(explain(
+                    conn,
+                    "SELECT COUNT(*) FROM todos WHERE tenant = 'default' AND done = 1",
+                )?);
+                plans.push(explain(
+                    conn,
+                    "SELECT COUNT(*) FROM todos WHERE tenant = 'default'",
+                )?);
                 Ok(plans)
             })
             .await
             .unwrap();
-        for plan in &plans[..2] {
-            assert!(plan.contains("USING INTEGER PRIMARY KEY"), "{plan}");
+        // Pages are scoped by tenant: (tenant, rowid) and (tenant, done, rowid) keep key order.
+        for plan in &plans {
+            assert!(plan.contains("INDEX todos_tenant"), "{plan}");
         }
-        for plan in &plans[2..] {
-            assert!(
-                plan.contains("USING COVERING INDEX todos_done")
-                    || plan.contains("USING INDEX todos_done"),
-                "{plan}"
-            );
+        for plan in &plans[2..5] {
+            assert!(plan.contains("INDEX todos_tenant_done"), "{plan}");
         }
         for plan in &plans {
             assert!(!plan.contains("TEMP B-TREE"), "{plan}");

@@ -34,6 +34,8 @@ pub struct ToolContext {
     pub store: Arc<Store>,
     /// The run this call belongs to.
     pub run_id: String,
+    /// The run's tenant: the todo tools act on this tenant's todos only.
+    pub tenant: String,
     /// The step this call executes.
     pub step_number: u32,
 }

@@ -144,7 +144,7 @@ impl TypedTool for TodoAdd {
         check_title(&input.title).map_err(ToolError::invalid)?;
         let todo = ctx
             .store
-            .todo_add(input.title, Some(ctx.effect_key()))
+            .todo_add_in(&ctx.tenant, input.title, Some(ctx.effect_key()))
             .await?;
         Ok(TodoOutput { todo })
     }
@@ -192,6 +192,7 @@ impl TypedTool for TodoList {
         let page = ctx
             .store
             .todo_list(TodoFilter {
+                tenant: ctx.tenant.clone(),
                 done: input.done,
                 limit,
                 order,
@@ -227,7 +228,7 @@ impl TypedTool for TodoComplete {
         let selector = input.selector().map_err(ToolError::invalid)?;
         let selected = ctx
             .store
-            .todo_complete(selector, Some(ctx.effect_key()))
+            .todo_complete_in(&ctx.tenant, selector, Some(ctx.effect_key()))
             .await?
             .map_err(lookup_error)?;
         Ok(TodoSelectOutput {
@@ -258,7 +259,7 @@ impl TypedTool for TodoDelete {
         let selector = input.selector().map_err(ToolError::invalid)?;
         let selected = ctx
             .store
-            .todo_delete(selector, Some(ctx.effect_key()))
+            .todo_delete_in(&ctx.tenant, selector, Some(ctx.effect_key()))
             .await?
             .map_err(lookup_error)?;
         Ok(TodoSelectOutput {
@@ -319,6 +320,7 @@ mod tool_tests {
         let ctx = ToolContext {
             store,
             run_id: "run".into(),
+            tenant: crate::access::DEFAULT_TENANT.into(),
             step_number: 1,
         };
         (dir, ctx)

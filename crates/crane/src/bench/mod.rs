@@ -46,6 +46,12 @@ pub struct BenchArgs {
     /// with `--concurrency` requests in flight), so both see the same machine noise.
     #[arg(long)]
     pub together: bool,
+    /// Run the benchmark with authentication off and on (`CRANE_AUTH=keys`, every request
+    /// with an operator key, a rate limit per key high enough never to refuse), `--rounds`
+    /// times, both servers at once (like `--otel-compare --together`), and print the server
+    /// CPU per run of each.
+    #[arg(long)]
+    pub auth_compare: bool,
     /// Extra arguments passed to the spawned `crane serve`.
     #[arg(long, allow_hyphen_values = true, num_args = 0..)]
     pub serve_args: Vec<String>,
@@ -95,6 +101,8 @@ fn free_port() -> anyhow::Result<u16> {
 struct Server {
     child: tokio::process::Child,
     _dir: tempfile_dir::Dir,
+    /// `Authorization` header value when the server requires keys.
+    authorization: Option<String>,
 }
 
 mod tempfile_dir {
@@ -141,6 +149,31 @@ async fn start_server(
     let dir = std::env::temp_dir().join(format!("crane-bench-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let exe: PathBuf = std::env::current_exe()?;
+    // With keys required, an operator key made on the data dir before the server starts.
+    let authorization = if env.iter().any(|(k, v)| k == "CRANE_AUTH" && v == "keys") {
+        let out = tokio::process::Command::new(&exe)
+            .args([
+                "keys", "create", "--tenant", "bench", "--role", "operator", "--json",
+            ])
+            .arg("--data-dir")
+            .arg(&dir)
+            .output()
+            .await
+            .context("could not run crane keys create")?;
+        if !out.status.success() {
+            bail!(
+                "crane keys create failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let created: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let key = created["key"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("crane keys create printed no key"))?;
+        Some(format!("Bearer {key}"))
+    } else {
+        None
+    };
     let child = tokio::process::Command::new(exe)
         .arg("serve")
         .arg("--addr")
@@ -158,6 +191,7 @@ async fn start_server(
         Server {
             child,
             _dir: tempfile_dir::Dir(dir),
+            authorization,
         },
         format!("http://127.0.0.1:{port}"),
     ))
@@ -188,6 +222,9 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 /// Runs the benchmark.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.auth_compare {
+        return auth_compare(&args).await;
+    }
     if !args.otel_compare {
         run_once(&args, &[]).await?;
         return Ok(ExitCode::SUCCESS);
@@ -267,6 +304,50 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--auth-compare`: auth off and on, side by side, `--rounds` times.
+async fn auth_compare(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.url.is_some() {
+        bail!("--auth-compare starts its own servers; do not combine it with --url");
+    }
+    // A rate limit far above what one core serves, so the limiter runs on every request but
+    // never refuses one.
+    let config = std::env::temp_dir().join(format!("crane-bench-auth-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        "[limits]\nrequests_per_second = 1000000\nruns_per_minute = 100000000\n",
+    )?;
+    let keys = [
+        ("CRANE_AUTH".to_owned(), "keys".to_owned()),
+        ("CRANE_CONFIG".to_owned(), config.display().to_string()),
+    ];
+    let off_env = [("CRANE_CONFIG".to_owned(), config.display().to_string())];
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for round in 1..=args.rounds.max(1) {
+        println!("== round {round}: auth OFF and auth ON (keys, rate limits) at the same time");
+        let mut both = run_together(args, &[("auth OFF", &off_env), ("auth ON (keys)", &keys)])
+            .await?
+            .into_iter();
+        off.extend(both.next());
+        on.extend(both.next());
+    }
+    let _ = std::fs::remove_file(&config);
+    let mut deltas: Vec<f64> = off
+        .iter()
+        .zip(&on)
+        .filter_map(|(a, b)| Some(b.cpu_us_per_run? - a.cpu_us_per_run?))
+        .collect();
+    deltas.sort_by(f64::total_cmp);
+    let list: Vec<String> = deltas.iter().map(|d| format!("{d:+.1}")).collect();
+    println!(
+        "auth ON - OFF, server CPU per run (us), per round: {} | median {}",
+        list.join(", "),
+        deltas
+            .get(deltas.len() / 2)
+            .map_or("n/a".to_owned(), |d| format!("{d:+.1} us"))
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The headline figures of one benchmark run.
 struct Figures {
     throughput: f64,
@@ -334,10 +415,12 @@ async fn run_together(
     let mut tasks: Vec<Vec<tokio::task::JoinHandle<Vec<u64>>>> = Vec::new();
     for (t, target) in targets.iter().enumerate() {
         let url = format!("{}/runs?wait=true", target.base);
+        let authorization = target.server.as_ref().and_then(|s| s.authorization.clone());
         let mut per_target = Vec::new();
         for worker in 0..args.concurrency {
             let client = client.clone();
             let url = url.clone();
+            let authorization = authorization.clone();
             let prompts = prompts.clone();
             let (measuring, stop, completed, failed) = (
                 measuring.clone(),
@@ -353,12 +436,11 @@ async fn run_together(
                     i += 1;
                     let body = format!("{{\"prompt\":{}}}", serde_json::Value::from(prompt));
                     let started = Instant::now();
-                    let res = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await;
+                    let mut req = client.post(&url).header("content-type", "application/json");
+                    if let Some(auth) = &authorization {
+                        req = req.header("authorization", auth);
+                    }
+                    let res = req.body(body).send().await;
                     let ok = match res {
                         Ok(r) => match r.bytes().await {
                             Ok(b) => memchr_completed(&b),

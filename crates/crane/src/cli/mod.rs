@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub mod eval;
+pub mod keys;
 pub mod prompts;
 
 /// crane: an observable AI agent runtime in one binary.
@@ -101,6 +102,8 @@ pub enum Command {
     },
     /// Planner variants, prompt templates and aliases: list, show, diff, promote, rollback.
     Prompts(prompts::PromptsArgs),
+    /// API keys on the data dir: create (printed once), list, revoke.
+    Keys(keys::KeysArgs),
     /// List tools with their JSON input schemas.
     Tools {
         #[command(flatten)]

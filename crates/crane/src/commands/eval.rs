@@ -297,7 +297,13 @@ async fn store(
         )
     })?;
     let result = store
-        .insert_eval(&report.eval_id, &report.created_at, &report.brief(), json)
+        .insert_eval(
+            crane_core::access::DEFAULT_TENANT,
+            &report.eval_id,
+            &report.created_at,
+            &report.brief(),
+            json,
+        )
         .await
         .context("could not store the eval");
     store.close().await;

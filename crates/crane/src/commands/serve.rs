@@ -12,6 +12,13 @@ use crate::cli::Common;
 pub async fn serve(common: Common) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(&common.overrides())?;
     super::init_logging(&settings, "info");
+    // Auth off on an address other hosts reach: refused unless asked for explicitly.
+    if settings.access.check_exposure(settings.addr)? {
+        tracing::warn!(
+            addr = %settings.addr,
+            "serving WITHOUT authentication on an address other hosts can reach (CRANE_AUTH=off): anyone who can connect can read every run and spend the LLM budget"
+        );
+    }
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(&[
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -58,11 +65,28 @@ pub async fn serve(common: Common) -> anyhow::Result<ExitCode> {
     tracing::info!(addr = %local, data_dir = %settings.data_dir.display(), recovered, "crane listening");
     // Tests and scripts read the bound address (useful with --addr 127.0.0.1:0) from stdout.
     println!("crane listening on http://{local}");
+    let rate = settings.access.limits;
+    let nz = |v: Option<u32>| v.and_then(std::num::NonZeroU32::new);
+    let auth = crane_server::auth::AuthState::new(
+        settings.access.auth == crane_settings::access::AuthMode::Keys,
+        runtime.store().clone(),
+        crane_server::auth::Limits {
+            requests_per_second: nz(rate.requests_per_second),
+            runs_per_minute: nz(rate.runs_per_minute),
+            tenant_requests_per_second: nz(rate.tenant_requests_per_second),
+            tenant_runs_per_minute: nz(rate.tenant_runs_per_minute),
+        },
+    );
+    tracing::info!(
+        auth = if auth.keys_required() { "keys" } else { "off" },
+        "authentication"
+    );
     let state = crane_server::AppState {
         runtime,
         metrics: Some(Arc::new(metrics)),
         wait_timeout: settings.wait_timeout,
         prompts,
+        auth: Arc::new(auth),
     };
     let limits = crane_server::HttpLimits {
         header_read_timeout: settings.server.header_read_timeout,

@@ -638,7 +638,8 @@ async fn every_documented_route_is_served() {
             .replace("{run_id}", run_id)
             .replace("{name}", "rule")
             .replace("{version}", "1.0.0")
-            .replace("{alias}", "production");
+            .replace("{alias}", "production")
+            .replace("{key_id}", "0000000000000000");
         for method in ops.as_object().expect("operations").keys() {
             let req = match method.as_str() {
                 "get" => server.client.get(server.url(&path)),
@@ -646,7 +647,12 @@ async fn every_documented_route_is_served() {
                     .client
                     .post(server.url(&path))
                     .json(&json!({"prompt": "what is 2 plus 2"})),
+                "post" if path == "/keys" => server
+                    .client
+                    .post(server.url(&path))
+                    .json(&json!({"role": "viewer"})),
                 "post" => server.client.post(server.url(&path)),
+                "delete" => server.client.delete(server.url(&path)),
                 "put" => server
                     .client
                     .put(server.url(&path))

@@ -43,6 +43,8 @@ const CRANE_ENV: &[&str] = &[
     "CRANE_PROMPTS_DIR",
     "CRANE_PLANNER",
     "CRANE_URL",
+    "CRANE_AUTH",
+    "CRANE_ALERTS_WEBHOOK_URL",
 ];
 
 /// A command for the binary with a clean `CRANE_*` environment, run from `cwd` (so no stray
