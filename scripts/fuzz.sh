@@ -18,6 +18,11 @@
 #                     check the C code linked in, e.g. SQLite)
 #   FUZZ_ARGS         extra libFuzzer flags, e.g. "-max_len=8192 -jobs=2"
 #   FUZZ_SEEDS_ONLY=1 only regenerate fuzz/seeds/ from data/*.jsonl and exit
+#   FUZZ_TREE=REV     fuzz the crates as committed at git revision REV (HEAD, a commit; a
+#                     `git archive` copy in a temporary folder) with the fuzz targets of the
+#                     working tree, instead of the working tree's crates (FUZZ_TREE=work, the
+#                     default): a half-finished edit in a shared tree then cannot break the
+#                     build in the middle of a run
 #
 # The toolchain is the stable one pinned in rust-toolchain.toml; cargo-fuzz needs nightly
 # flags (-Z sanitizer, -C passes=sancov-module), which RUSTC_BOOTSTRAP=1 unlocks.
@@ -154,6 +159,22 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "installing cargo-fuzz (cargo install cargo-fuzz --locked)"
     cargo install cargo-fuzz --locked
 fi
+
+case "${FUZZ_TREE:-work}" in
+    work) ;;
+    *)
+        snapshot="$(mktemp -d "${TMPDIR:-/tmp}/crane-fuzz-head.XXXXXX")"
+        trap 'rm -rf "$snapshot"' EXIT
+        git -C "$root" archive "$FUZZ_TREE" Cargo.toml Cargo.lock rust-toolchain.toml crates | tar -x -C "$snapshot"
+        mkdir -p "$snapshot/fuzz" "$fuzz_dir/corpus" "$fuzz_dir/artifacts" "$fuzz_dir/logs"
+        cp -r "$fuzz_dir/Cargo.toml" "$fuzz_dir/Cargo.lock" "$fuzz_dir/fuzz_targets" "$snapshot/fuzz/"
+        for shared in seeds dicts corpus artifacts logs; do
+            ln -s "$fuzz_dir/$shared" "$snapshot/fuzz/$shared"
+        done
+        echo "fuzzing the crates at $FUZZ_TREE = $(git -C "$root" rev-parse --short "$FUZZ_TREE") (copy in $snapshot)"
+        fuzz_dir="$snapshot/fuzz"
+        ;;
+esac
 
 cd "$fuzz_dir"
 echo "building the fuzz targets (sanitizer: $sanitizer, debug assertions on; target dir: $CARGO_TARGET_DIR)"

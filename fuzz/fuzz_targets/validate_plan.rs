@@ -172,7 +172,8 @@ fn steps_from_json(value: &Value) -> Vec<PlanStep> {
 /// exactly those inputs, so a long run keeps exploring instead of stopping at this crash.
 fn known_bug_out_of_range_reference(steps: &[PlanStep]) -> bool {
     steps.iter().any(|s| {
-        s.step_number as usize != 0
+        REGISTRY.get(&s.tool).is_some()
+            && s.input.is_object()
             && reference::references_in(&s.input).is_ok_and(|refs| {
                 refs.iter()
                     .any(|(_, r)| r.step < s.step_number && r.step as usize > steps.len())
