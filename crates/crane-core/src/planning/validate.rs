@@ -100,7 +100,9 @@ pub fn validate_plan(
         };
         let mut skip = Vec::new();
         for (path, r) in &refs {
-            if r.step >= n {
+            // Before this step both by number and by position (a step numbered past its
+            // position must not reach a step that does not exist).
+            if r.step >= n || r.step as usize > i {
                 out.push(violation(
                     n,
                     path,
@@ -111,7 +113,9 @@ pub fn validate_plan(
                 ));
                 continue;
             }
-            let target = &steps[r.step as usize - 1];
+            let Some(target) = (r.step as usize).checked_sub(1).and_then(|k| steps.get(k)) else {
+                continue;
+            };
             if let Some(target_tool) = registry.get(&target.tool)
                 && let Err(at) = check_path(target_tool.output_schema(), r)
             {
@@ -131,9 +135,13 @@ pub fn validate_plan(
         for v in violations {
             out.push(violation(n, &v.path, v.message));
         }
+        // The tool's own check sees the input as the tool will: `$${` escapes (literal `${`
+        // in titles) turned back into `${`.
         if schema_ok
             && refs.is_empty()
-            && let Err(message) = tool.check(&step.input)
+            && let Err(message) = reference::resolve(&step.input, &[])
+                .map_err(|e| e.to_string())
+                .and_then(|input| tool.check(&input))
         {
             out.push(violation(n, "input", message));
         }
@@ -208,6 +216,35 @@ mod tests {
             step(4, "todo_delete", json!({"id": "${steps.3.todos.-1.id}"})),
         ];
         validate_plan(&steps, &reg).unwrap();
+    }
+
+    #[test]
+    fn a_step_numbered_past_its_position_cannot_reference_past_the_end() {
+        // Found by the validate_plan fuzz target: this panicked with an index out of bounds.
+        let reg = builtin_registry();
+        let steps = vec![step(
+            5,
+            "todo_complete",
+            json!({"id": "${steps.3.todo.id}"}),
+        )];
+        let errors = validate_plan(&steps, &reg).unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|v| v.to_string().contains("does not run before")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn escaped_text_is_checked_as_the_tool_will_store_it() {
+        // Found by the rules_plan fuzz target: `$${` is one character longer than the `${`
+        // the tool stores, so a 500-character title was refused as 501.
+        let reg = builtin_registry();
+        let title = format!("$${}{}", "{", "a".repeat(498));
+        validate_plan(&[step(1, "todo_add", json!({ "title": title }))], &reg).unwrap();
+        let too_long = format!("$${}{}", "{", "a".repeat(499));
+        assert!(validate_plan(&[step(1, "todo_add", json!({ "title": too_long }))], &reg).is_err());
     }
 
     #[test]
