@@ -6,33 +6,18 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use crane_core::runtime::RuntimeError;
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Query of `GET /evals`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    pub limit: Option<usize>,
-    pub cursor: Option<String>,
-}
-
 /// `GET /evals`.
 pub async fn list(
     State(state): State<AppState>,
     axum::Extension(principal): axum::Extension<crane_core::access::Principal>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<crate::paging::PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| {
-        ApiError::bad_request(format!(
-            "{} (known parameters: limit, cursor)",
-            e.body_text()
-        ))
-    })?;
-    let (limit, cursor) = crate::paging::page_params(q.limit, q.cursor.as_deref())?;
+    let (limit, cursor) = crate::paging::page_query(query)?;
     let page = state
         .runtime
         .store()

@@ -135,27 +135,13 @@ pub async fn revoke(
     Ok(Json(json!({ "key": key })).into_response())
 }
 
-/// Query of `GET /audit`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditQuery {
-    pub limit: Option<usize>,
-    pub cursor: Option<String>,
-}
-
 /// `GET /audit`: the caller's tenant's audit log, newest first.
 pub async fn audit(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<crate::paging::PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| {
-        ApiError::bad_request(format!(
-            "{} (known parameters: limit, cursor)",
-            e.body_text()
-        ))
-    })?;
-    let (limit, cursor) = crate::paging::page_params(q.limit, q.cursor.as_deref())?;
+    let (limit, cursor) = crate::paging::page_query(query)?;
     let page = state
         .runtime
         .store()

@@ -12,32 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::support::{Server, crane_command, error_of};
-
-/// `crane keys create` on the server's data dir; returns (key_id, key).
-async fn cli_key(server: &Server, tenant: &str, role: &str) -> (String, String) {
-    let out = crane_command(&server.data_dir())
-        .args([
-            "keys", "create", "--tenant", tenant, "--role", role, "--json",
-        ])
-        .arg("--data-dir")
-        .arg(server.data_dir())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["tenant"], tenant);
-    assert_eq!(v["role"], role);
-    (
-        v["key_id"].as_str().unwrap().to_owned(),
-        v["key"].as_str().unwrap().to_owned(),
-    )
-}
+use crate::support::{Server, cli_key, crane_command, error_of};
 
 async fn call(
     server: &Server,

@@ -17,26 +17,11 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::llm_faults::{CALC, KEY, MODEL, PRICING, attempts, plan_ok, planner};
-use crate::support::{DEADLINE, Server, crane_command, error_of};
+use crate::support::{DEADLINE, Server, error_of};
 
-/// `crane keys create` on the server's data dir; returns the key.
+/// An admin key of `tenant`.
 async fn key(server: &Server, tenant: &str) -> String {
-    let out = crane_command(&server.data_dir())
-        .args([
-            "keys", "create", "--tenant", tenant, "--role", "admin", "--json",
-        ])
-        .arg("--data-dir")
-        .arg(server.data_dir())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["key"].as_str().unwrap().to_owned()
+    crate::support::cli_key(server, tenant, "admin").await.1
 }
 
 async fn call(
@@ -132,6 +117,8 @@ async fn wait_alert(server: &Server, hook: &MockServer, tenant: &str, threshold:
             "no {threshold}% alert for {tenant} (got {of_tenant:?}); logs:\n{}",
             server.logs()
         );
+        // The webhook receiver (wiremock) offers no notification of a new request: poll it
+        // within the deadline.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -469,3 +469,29 @@ pub fn trace_id(headers: &HeaderMap) -> String {
     );
     id
 }
+
+/// `crane keys create --json` on the server's data dir (it works beside a running server);
+/// returns (key_id, key).
+pub async fn cli_key(server: &Server, tenant: &str, role: &str) -> (String, String) {
+    let out = crane_command(&server.data_dir())
+        .args([
+            "keys", "create", "--tenant", tenant, "--role", role, "--json",
+        ])
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .output()
+        .await
+        .expect("run crane keys create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("keys create --json");
+    assert_eq!(v["tenant"], tenant);
+    assert_eq!(v["role"], role);
+    (
+        v["key_id"].as_str().expect("key_id").to_owned(),
+        v["key"].as_str().expect("key").to_owned(),
+    )
+}
