@@ -56,8 +56,13 @@ pub(super) async fn execute(
         outputs.push(full.unwrap_or(Value::Null));
         run.execution_log.push(record);
         match status {
-            StepStatus::Completed if (step.step_number as usize) < steps.len() => {
-                inner.store.save_run(run).await?;
+            // Saved so that recovery resumes after this step. A read-only step is not worth a
+            // commit: running it again after a crash changes nothing.
+            StepStatus::Completed
+                if (step.step_number as usize) < steps.len()
+                    && !read_only_tool(inner, &step.tool) =>
+            {
+                inner.store.put_run(run).await?;
             }
             StepStatus::Completed => {}
             StepStatus::Cancelled => {
@@ -116,7 +121,19 @@ pub(super) async fn finish(
         / 1e6;
     metrics::histogram!("crane_run_duration_seconds", "status" => status.as_str())
         .record(seconds.max(0.0));
-    inner.store.save_run(run).await
+    // Insert or update: a deferred run is stored here for the first time.
+    inner.store.put_run(run).await
+}
+
+/// True when the tool is registered and has no side effects.
+fn read_only_tool(inner: &Inner, name: &str) -> bool {
+    inner.registry.get(name).is_some_and(|t| t.read_only())
+}
+
+/// True when every step of `plan` uses a read-only tool: executing it changes nothing, so it
+/// needs no durable record before it runs.
+pub(super) fn read_only(inner: &Inner, plan: &crate::domain::Plan) -> bool {
+    plan.steps.iter().all(|s| read_only_tool(inner, &s.tool))
 }
 
 /// The tool's registered name as a static label (bounded: unknown names become "unknown").

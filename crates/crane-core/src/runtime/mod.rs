@@ -220,14 +220,24 @@ impl Runtime {
         run.idempotency_key = new.idempotency_key;
         run.trace_id = new.trace_id;
         run.planner = new.planner;
-        if let InsertOutcome::Existing(existing) = self.inner.store.insert_run(&run).await? {
-            return Ok(Submitted {
-                run: *existing,
-                replayed: true,
-                finished: None,
-            });
-        }
-        let finished = self.enqueue(run.clone(), wait);
+        // A caller that waits for the run and sends no idempotency key cannot see or name the
+        // run before its answer: the run is stored once when it finishes, or before its first
+        // side effect when its plan has one (see `Durability`). Everything acknowledged is still
+        // committed first; a crash before then loses only an unanswered request that changed
+        // nothing.
+        let durability = if wait && run.idempotency_key.is_none() {
+            Durability::Deferred
+        } else {
+            if let InsertOutcome::Existing(existing) = self.inner.store.insert_run(&run).await? {
+                return Ok(Submitted {
+                    run: *existing,
+                    replayed: true,
+                    finished: None,
+                });
+            }
+            Durability::Stored
+        };
+        let finished = self.enqueue(run.clone(), wait, durability);
         Ok(Submitted {
             run,
             replayed: false,
@@ -235,8 +245,13 @@ impl Runtime {
         })
     }
 
-    /// Queues a stored pending run on a worker.
-    fn enqueue(&self, run: Run, wait: bool) -> Option<oneshot::Receiver<Run>> {
+    /// Queues a pending run on a worker (stored already, or deferred: see [`Durability`]).
+    fn enqueue(
+        &self,
+        run: Run,
+        wait: bool,
+        durability: Durability,
+    ) -> Option<oneshot::Receiver<Run>> {
         let cancel = CancellationToken::new();
         let (tx, rx) = oneshot::channel();
         if let Ok(mut map) = self.inner.inflight.lock() {
@@ -290,7 +305,7 @@ impl Runtime {
             .await;
             inner.queued.fetch_sub(1, Ordering::Relaxed);
             let mut run = run;
-            let outcome = work(&inner, &mut run, &cancel, untraced).await;
+            let outcome = work(&inner, &mut run, &cancel, untraced, durability).await;
             drop(permit);
             match outcome {
                 Err(error) => {
@@ -409,7 +424,7 @@ impl Runtime {
                 "run {run_id} changed while retrying; try again"
             )));
         }
-        let finished = self.enqueue(run.clone(), wait);
+        let finished = self.enqueue(run.clone(), wait, Durability::Stored);
         Ok(Submitted {
             run,
             replayed: false,
@@ -459,7 +474,7 @@ impl Runtime {
         for id in ids {
             if let Some(run) = self.inner.store.get_run(&id).await? {
                 tracing::info!(run_id = %run.run_id, status = run.status.as_str(), completed_steps = run.completed_steps(), "resuming unfinished run");
-                self.enqueue(run, false);
+                self.enqueue(run, false, Durability::Stored);
                 n += 1;
             }
         }
@@ -502,12 +517,26 @@ pub fn check_prompt(prompt: &str, limit: usize) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// When a run's record is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Stored (pending) before it was queued; saved after planning (a plan that is not a pure
+    /// function of the prompt), after each completed step and at the end.
+    Stored,
+    /// Not stored yet (a waited-for run without an idempotency key): stored just before its
+    /// first step with a side effect (with its plan, so recovery runs the same plan), else
+    /// once when it finishes. A plan of read-only tools only ([`crate::tools::Tool::read_only`])
+    /// is planned, executed and stored in one commit.
+    Deferred,
+}
+
 /// Plans (when the run has no plan yet) and executes a run; saves its final state.
 async fn work(
     inner: &Inner,
     run: &mut Run,
     cancel: &CancellationToken,
     untraced: bool,
+    durability: Durability,
 ) -> Result<(), crate::store::StoreError> {
     if cancel.is_cancelled() {
         return executor::finish(
@@ -525,7 +554,10 @@ async fn work(
     // The API must show a run that is executing as running. Most runs finish in well under a
     // millisecond, so the `running` checkpoint is written only when the run is still going after
     // RUNNING_CHECKPOINT_DELAY; it is conditional on the stored run still being pending, so it
-    // can never overwrite a later state.
+    // can never overwrite a later state. A deferred run has no record to mark.
+    if durability == Durability::Deferred {
+        return plan_and_execute(inner, run, cancel, untraced, durability).await;
+    }
     let checkpoint = {
         let store = inner.store.clone();
         let run_id = run.run_id.clone();
@@ -535,7 +567,7 @@ async fn work(
             let _ = store.mark_running(&run_id, started_at).await;
         })
     };
-    let result = plan_and_execute(inner, run, cancel, untraced).await;
+    let result = plan_and_execute(inner, run, cancel, untraced, durability).await;
     checkpoint.abort();
     result
 }
@@ -575,6 +607,7 @@ async fn plan_and_execute(
     run: &mut Run,
     cancel: &CancellationToken,
     untraced: bool,
+    durability: Durability,
 ) -> Result<(), crate::store::StoreError> {
     if run.plan.is_none() {
         // Sent on LLM calls when no span of the run carries an exported trace context: export
@@ -602,11 +635,16 @@ async fn plan_and_execute(
         match planned {
             Ok(plan) => {
                 let deterministic = plan.planner.source == PlanSource::Rule;
+                let read_only = executor::read_only(inner, &plan);
                 run.plan = Some(plan);
-                // A rule plan is a pure function of the prompt and planner version: after a
-                // crash it is re-made identically. Any other plan is saved before it runs.
-                if !deterministic {
-                    inner.store.save_run(run).await?;
+                match durability {
+                    // A rule plan is a pure function of the prompt and planner version: after a
+                    // crash it is re-made identically. Any other plan is saved before it runs.
+                    Durability::Stored if !deterministic => inner.store.save_run(run).await?,
+                    Durability::Stored => {}
+                    // Stored with its plan before the first side effect.
+                    Durability::Deferred if !read_only => inner.store.put_run(run).await?,
+                    Durability::Deferred => {}
                 }
             }
             Err(e) => {

@@ -134,7 +134,14 @@ impl Store {
             readers.push(r);
         }
         Ok(Arc::new(Self {
-            writer: writer::Writer::start(conn, config.max_batch)?,
+            writer: writer::Writer::start(
+                conn,
+                config.max_batch,
+                match config.synchronous {
+                    Synchronous::Normal => writer::Mode::Inline,
+                    Synchronous::Full => writer::Mode::Thread,
+                },
+            )?,
             _checkpointer: checkpointer,
             readers: pool::ReadPool::new(readers),
             path,
@@ -162,6 +169,16 @@ impl Store {
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
         self.readers.read(f).await
+    }
+
+    /// Runs `f` on a read-only connection on the calling thread when one is free (else like
+    /// [`Store::read`]): for reads of a few rows on the request path only.
+    pub async fn read_now<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.readers.read_now(f).await
     }
 
     /// Stops the writer after the writes already queued; later writes fail with `Closed`.

@@ -80,6 +80,39 @@ impl Store {
         .await
     }
 
+    /// Stores the full state of a run whether or not it is stored yet (insert or update by
+    /// run id). The runtime stores some runs only when they finish or just before their first
+    /// side effect (see `runtime::submit`); every later save of such a run goes through here.
+    pub async fn put_run(&self, run: &Run) -> Result<(), StoreError> {
+        let body = encode(run)?;
+        let run_id = run.run_id.clone();
+        let status = run.status.as_str();
+        let user = run.user_id.clone();
+        let key = run.idempotency_key.clone();
+        let created = run.created_at.to_rfc3339();
+        let tenant = run.tenant.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO runs (run_id, status, user_id, idempotency_key, created_at, updated_at, body, tenant)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?8, ?6, ?7)
+                 ON CONFLICT (run_id) DO UPDATE SET status = excluded.status,
+                    updated_at = excluded.updated_at, body = excluded.body",
+            )?
+            .execute(params![
+                run_id,
+                status,
+                user,
+                key,
+                created,
+                body,
+                tenant,
+                crate::domain::now().to_rfc3339()
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Saves the full state of an existing run.
     pub async fn save_run(&self, run: &Run) -> Result<(), StoreError> {
         let body = encode(run)?;
@@ -162,7 +195,8 @@ impl Store {
     /// The run with this id.
     pub async fn get_run(&self, run_id: &str) -> Result<Option<Run>, StoreError> {
         let run_id = run_id.to_owned();
-        self.read(move |conn| {
+        // One row by key: read on the calling thread (see `Store::read_now`).
+        self.read_now(move |conn| {
             let body: Option<String> = conn
                 .prepare_cached("SELECT body FROM runs WHERE run_id = ?1")?
                 .query_row([run_id], |r| r.get(0))

@@ -456,7 +456,8 @@ impl Store {
     /// One page of todos in the filter's order, how many match the filter in all, and where
     /// the next page starts. Pages are read on one connection snapshot (page and count agree).
     pub async fn todo_list(&self, filter: TodoFilter) -> Result<TodoPage, StoreError> {
-        self.read(move |conn| {
+        // A page is bounded (MAX_LIST todos): read on the calling thread.
+        self.read_now(move |conn| {
             let tx = conn.unchecked_transaction()?;
             let page = list_page(&tx, filter)?;
             tx.finish()?;
@@ -1000,12 +1001,31 @@ mod tests {
             store.todo_add(format!("a{i}"), None).await.unwrap();
         }
         for i in 0..3 {
-            store.todo_add_in("other", format!("b{i}"), None).await.unwrap();
+            store
+                .todo_add_in("other", format!("b{i}"), None)
+                .await
+                .unwrap();
         }
-        store.todo_complete(by_title("a1"), None).await.unwrap().unwrap();
-        store.todo_complete(by_title("a2"), None).await.unwrap().unwrap();
-        store.todo_delete(by_title("a3"), None).await.unwrap().unwrap();
-        store.todo_delete(by_title("a2"), None).await.unwrap().unwrap();
+        store
+            .todo_complete(by_title("a1"), None)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .todo_complete(by_title("a2"), None)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .todo_delete(by_title("a3"), None)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .todo_delete(by_title("a2"), None)
+            .await
+            .unwrap()
+            .unwrap();
         let counted = |tenant: &'static str, done: Option<bool>| {
             let store = store.clone();
             async move {

@@ -1,9 +1,20 @@
-//! The single writer thread with group commit.
+//! The store's one write connection, with group commit, in two modes.
 //!
-//! Callers queue closures; the thread takes every queued closure (up to a batch limit), runs
+//! Callers queue closures; a committer takes every queued closure (up to a batch limit), runs
 //! each inside its own savepoint of one transaction, commits once, and only then answers each
 //! caller. Under load this turns thousands of small writes per second into a few hundred
 //! commits, which is what lets SQLite keep up with the runtime.
+//!
+//! - [`Mode::Inline`] (`synchronous = NORMAL`, the default): the caller that finds no commit in
+//!   progress becomes the committer on its own task. It first yields once, so every task that is
+//!   ready at that moment queues its write into the same commit, then commits on the calling
+//!   thread. A commit in WAL mode without fsync takes microseconds; a dedicated writer thread
+//!   cost two context switches per commit, which on a server pinned to one core were a large
+//!   share of a run's CPU and of its tail latency (issue 14, docs/benchmarks.md).
+//! - [`Mode::Thread`] (`synchronous = FULL`): commits fsync, which must not block an async
+//!   worker, so a dedicated thread commits.
+
+use std::sync::Mutex;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -13,14 +24,213 @@ use super::StoreError;
 type Reply = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
 
-/// Handle to the writer thread.
-pub struct Writer {
+/// Where commits run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// On the task of the first caller that finds no commit in progress.
+    Inline,
+    /// On a dedicated thread.
+    Thread,
+}
+
+/// The write connection and its committer.
+pub enum Writer {
+    Inline(Inline),
+    Thread(Threaded),
+}
+
+impl Writer {
+    pub fn start(conn: Connection, max_batch: usize, mode: Mode) -> Result<Self, StoreError> {
+        Ok(match mode {
+            Mode::Inline => Self::Inline(Inline::new(conn, max_batch)),
+            Mode::Thread => Self::Thread(Threaded::start(conn, max_batch)?),
+        })
+    }
+
+    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        match self {
+            Self::Inline(w) => w.write(f).await,
+            Self::Thread(w) => w.write(f).await,
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Inline(w) => w.close(),
+            Self::Thread(w) => w.close().await,
+        }
+    }
+}
+
+/// A job and the oneshot that answers its caller.
+fn job<R, F>(f: F) -> (Job, oneshot::Receiver<Result<R, StoreError>>)
+where
+    R: Send + 'static,
+    F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+{
+    let (reply_tx, reply_rx) = oneshot::channel::<Result<R, StoreError>>();
+    let job: Job = Box::new(move |conn: &Connection| {
+        let result = in_savepoint(conn, f);
+        Box::new(move |commit: Result<(), &StoreError>| {
+            let outcome = match commit {
+                Ok(()) => result,
+                Err(e) => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
+            };
+            let _ = reply_tx.send(outcome);
+        })
+    });
+    (job, reply_rx)
+}
+
+/// Commits on the callers' own tasks (see the module doc).
+pub struct Inline {
+    queue: Mutex<Queue>,
+    conn: Mutex<Connection>,
+    max_batch: usize,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    /// A committer is active: it commits everything queued before it stops.
+    committing: bool,
+    closed: bool,
+}
+
+impl Inline {
+    fn new(conn: Connection, max_batch: usize) -> Self {
+        Self {
+            queue: Mutex::new(Queue::default()),
+            conn: Mutex::new(conn),
+            max_batch: max_batch.max(1),
+        }
+    }
+
+    async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (job, reply) = job(f);
+        let lead = {
+            let mut queue = self.queue.lock().map_err(|_| StoreError::Closed)?;
+            if queue.closed {
+                return Err(StoreError::Closed);
+            }
+            queue.jobs.push(job);
+            !std::mem::replace(&mut queue.committing, true)
+        };
+        if lead {
+            // Whatever happens to this task from here (even dropped while yielding), the
+            // guard commits what is queued: no write is ever left waiting for a committer.
+            let guard = CommitOnDrop(self);
+            tokio::task::yield_now().await;
+            drop(guard);
+        }
+        reply.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Commits batches until the queue is empty, then stops being the committer.
+    fn commit_all(&self) {
+        let mut batches: u64 = 0;
+        loop {
+            let jobs: Vec<Job> = {
+                let Ok(mut queue) = self.queue.lock() else {
+                    return;
+                };
+                if queue.jobs.is_empty() {
+                    queue.committing = false;
+                    return;
+                }
+                let n = queue.jobs.len().min(self.max_batch);
+                queue.jobs.drain(..n).collect()
+            };
+            let Ok(conn) = self.conn.lock() else {
+                // A panic while committing poisoned the connection: answer every caller.
+                if let Ok(mut queue) = self.queue.lock() {
+                    queue.closed = true;
+                    queue.committing = false;
+                    queue.jobs.clear();
+                }
+                return;
+            };
+            commit_batch(&conn, jobs);
+            batches += 1;
+            if batches.is_multiple_of(WAL_CHECK_EVERY) {
+                bound_wal(&conn);
+            }
+        }
+    }
+
+    /// Refuses later writes and returns once every write queued before is committed.
+    fn close(&self) {
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.closed = true;
+        }
+        // Nothing is queued from now on: commit what is left here, or wait for the active
+        // committer's batch (it holds the connection) and look again.
+        loop {
+            let lead = match self.queue.lock() {
+                Ok(queue) if !queue.committing && queue.jobs.is_empty() => return,
+                Ok(mut queue) => !std::mem::replace(&mut queue.committing, true),
+                Err(_) => return,
+            };
+            if lead {
+                self.commit_all();
+            } else {
+                drop(self.conn.lock());
+            }
+        }
+    }
+}
+
+/// Commits the queue when dropped (see [`Inline::write`]).
+struct CommitOnDrop<'a>(&'a Inline);
+
+impl Drop for CommitOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.commit_all();
+    }
+}
+
+/// Runs `jobs` in one transaction and answers each after the commit.
+fn commit_batch(conn: &Connection, jobs: Vec<Job>) {
+    if let Err(error) = conn
+        .prepare_cached("BEGIN IMMEDIATE")
+        .and_then(|mut s| s.execute([]))
+    {
+        // Another process holds the database past the busy timeout. Running the jobs outside a
+        // transaction would commit each on its own, so they are dropped unrun: their callers get
+        // `StoreError::Closed` and nothing is written.
+        tracing::error!(%error, "store writer could not begin a transaction");
+        return;
+    }
+    let replies: Vec<Reply> = jobs.into_iter().map(|job| job(conn)).collect();
+    let commit = conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+        .map_err(StoreError::from);
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for reply in replies {
+        reply(commit.as_ref().map(|_| ()));
+    }
+}
+
+/// Commits on a dedicated thread.
+pub struct Threaded {
     tx: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
     done: std::sync::Mutex<Option<oneshot::Receiver<()>>>,
 }
 
-impl Writer {
-    pub fn start(conn: Connection, max_batch: usize) -> Result<Self, StoreError> {
+impl Threaded {
+    fn start(conn: Connection, max_batch: usize) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel::<Job>(8192);
         let (done_tx, done_rx) = oneshot::channel();
         std::thread::Builder::new()
@@ -39,7 +249,7 @@ impl Writer {
         })
     }
 
-    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
@@ -50,22 +260,12 @@ impl Writer {
             .map_err(|_| StoreError::Closed)?
             .clone()
             .ok_or(StoreError::Closed)?;
-        let (reply_tx, reply_rx) = oneshot::channel::<Result<R, StoreError>>();
-        let job: Job = Box::new(move |conn: &Connection| {
-            let result = in_savepoint(conn, f);
-            Box::new(move |commit: Result<(), &StoreError>| {
-                let outcome = match commit {
-                    Ok(()) => result,
-                    Err(e) => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
-                };
-                let _ = reply_tx.send(outcome);
-            })
-        });
+        let (job, reply) = job(f);
         sender.send(job).await.map_err(|_| StoreError::Closed)?;
-        reply_rx.await.map_err(|_| StoreError::Closed)?
+        reply.await.map_err(|_| StoreError::Closed)?
     }
 
-    pub async fn close(&self) {
+    async fn close(&self) {
         if let Ok(mut tx) = self.tx.lock() {
             tx.take();
         }
@@ -111,41 +311,123 @@ fn bound_wal(conn: &Connection) {
 }
 
 fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
-    let mut replies: Vec<Reply> = Vec::with_capacity(max_batch);
     let mut batches: u64 = 0;
     while let Some(first) = rx.blocking_recv() {
-        if let Err(error) = conn
-            .prepare_cached("BEGIN IMMEDIATE")
-            .and_then(|mut s| s.execute([]))
-        {
-            // Another process holds the database past the busy timeout. Running the job outside
-            // a transaction would commit it on its own, so it is dropped unrun: its caller gets
-            // `StoreError::Closed` and nothing is written.
-            tracing::error!(%error, "store writer could not begin a transaction");
-            drop(first);
-            continue;
-        }
-        replies.push(first(&conn));
-        while replies.len() < max_batch {
+        let mut jobs = Vec::with_capacity(max_batch.min(64));
+        jobs.push(first);
+        while jobs.len() < max_batch {
             match rx.try_recv() {
-                Ok(job) => replies.push(job(&conn)),
+                Ok(job) => jobs.push(job),
                 Err(_) => break,
             }
         }
-        let commit = conn
-            .prepare_cached("COMMIT")
-            .and_then(|mut s| s.execute([]))
-            .map(|_| ())
-            .map_err(StoreError::from);
-        if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
+        commit_batch(&conn, jobs);
         batches += 1;
         if batches.is_multiple_of(WAL_CHECK_EVERY) {
             bound_wal(&conn);
         }
-        for reply in replies.drain(..) {
-            reply(commit.as_ref().map(|_| ()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn writer(mode: Mode) -> (tempfile::TempDir, Arc<Writer>) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("w.db")).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT);",
+        )
+        .unwrap();
+        (dir, Arc::new(Writer::start(conn, 64, mode).unwrap()))
+    }
+
+    fn insert(k: i64) -> impl FnOnce(&Connection) -> Result<i64, StoreError> + Send + 'static {
+        move |conn| {
+            conn.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])?;
+            Ok(k)
         }
+    }
+
+    async fn count(w: &Writer) -> i64 {
+        w.write(|conn| Ok(conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .unwrap()
+    }
+
+    /// Many tasks writing at once: each gets its own answer, and a failing write (duplicate
+    /// key) is rolled back alone while the writes committed with it stay.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_commits_and_fail_alone() {
+        for mode in [Mode::Inline, Mode::Thread] {
+            let (_dir, w) = writer(mode);
+            let tasks: Vec<_> = (0..200)
+                .map(|i| {
+                    let w = w.clone();
+                    // Every tenth write repeats the key of the write before it.
+                    let k = if i % 10 == 9 { i - 1 } else { i };
+                    tokio::spawn(async move { w.write(insert(k)).await })
+                })
+                .collect();
+            let mut ok = 0;
+            let mut failed = 0;
+            for t in tasks {
+                match t.await.unwrap() {
+                    Ok(_) => ok += 1,
+                    Err(StoreError::Sqlite(_)) => failed += 1,
+                    Err(e) => panic!("{mode:?}: {e}"),
+                }
+            }
+            assert_eq!((ok, failed), (180, 20), "{mode:?}");
+            assert_eq!(count(&w).await, 180, "{mode:?}");
+        }
+    }
+
+    /// A committer whose task is dropped while it lets others queue still commits what was
+    /// queued: no caller waits forever.
+    #[tokio::test]
+    async fn a_dropped_committer_still_commits_the_queue() {
+        let (_dir, w) = writer(Mode::Inline);
+        let leader = w.write(insert(1));
+        let mut leader = Box::pin(leader);
+        // First poll: queued, leads, yields.
+        assert!(futures_poll_once(leader.as_mut()).await.is_none());
+        let follower = tokio::spawn({
+            let w = w.clone();
+            async move { w.write(insert(2)).await }
+        });
+        tokio::task::yield_now().await;
+        drop(leader);
+        assert_eq!(follower.await.unwrap().unwrap(), 2);
+        assert_eq!(count(&w).await, 2);
+    }
+
+    /// Close commits what is queued and refuses later writes.
+    #[tokio::test]
+    async fn close_refuses_later_writes() {
+        for mode in [Mode::Inline, Mode::Thread] {
+            let (_dir, w) = writer(mode);
+            w.write(insert(1)).await.unwrap();
+            w.close().await;
+            assert!(
+                matches!(w.write(insert(2)).await, Err(StoreError::Closed)),
+                "{mode:?}"
+            );
+        }
+    }
+
+    async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
+        let mut f = f;
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
     }
 }

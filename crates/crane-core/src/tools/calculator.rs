@@ -62,6 +62,7 @@ fn is_arithmetic(e: &crane_calc::CalcError) -> bool {
 
 impl TypedTool for Calculator {
     const NAME: &'static str = "calculator";
+    const READ_ONLY: bool = true;
     const DESCRIPTION: &'static str = "Evaluate an arithmetic expression exactly (decimal arithmetic): + - * / % ^, parentheses, sqrt abs round floor ceil min max, pi, e.";
     type Input = CalculatorInput;
     type Output = CalculatorOutput;

@@ -66,6 +66,12 @@ pub trait Tool: Send + Sync {
     fn check(&self, input: &Value) -> Result<(), String>;
     /// Executes the tool.
     fn execute<'a>(&'a self, ctx: &'a ToolContext, input: Value) -> ToolFuture<'a>;
+    /// True when executing the tool changes nothing anywhere (no side effects), so running it
+    /// again after a crash is harmless. The runtime stores a run whose plan holds only such
+    /// tools once, when it finishes (see `runtime`); a tool that is not sure says false.
+    fn read_only(&self) -> bool {
+        false
+    }
 }
 
 /// The registry with every built-in tool.

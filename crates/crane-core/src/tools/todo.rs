@@ -169,6 +169,7 @@ impl TodoListInput {
 
 impl TypedTool for TodoList {
     const NAME: &'static str = "todo_list";
+    const READ_ONLY: bool = true;
     const DESCRIPTION: &'static str = "List todos one page at a time (default 100, at most 1000 per call), oldest first; optionally only done or open ones. order \"newest_first\" puts the most recently added todo first (todos.0). count is how many todos match in all; next_cursor (null on the last page) passed back as cursor, with the same done and order, gives the next page.";
     type Input = TodoListInput;
     type Output = TodoListOutput;

@@ -15,6 +15,8 @@ use super::{Tool, ToolContext, ToolError, ToolFuture};
 pub trait TypedTool: Send + Sync + 'static {
     const NAME: &'static str;
     const DESCRIPTION: &'static str;
+    /// No side effects (see [`Tool::read_only`]); false unless a tool says so.
+    const READ_ONLY: bool = false;
     type Input: DeserializeOwned + JsonSchema + Send;
     type Output: Serialize + JsonSchema;
 
@@ -76,6 +78,9 @@ impl<T: TypedTool> Tool for Typed<T> {
     }
     fn output_schema(&self) -> &Value {
         &self.output_schema
+    }
+    fn read_only(&self) -> bool {
+        T::READ_ONLY
     }
     fn check(&self, input: &Value) -> Result<(), String> {
         let typed: T::Input = decode(input.clone()).map_err(|e| e.message)?;
