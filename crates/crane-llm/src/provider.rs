@@ -75,6 +75,8 @@ pub struct Provider {
     /// Shared by every [`Provider::with_model`] handle of the same server: a dead server opens
     /// one breaker, whichever model (planner variant) found out.
     breaker: Arc<CircuitBreaker>,
+    /// Whether the "streams without usage" warning was logged (once per server).
+    warned_stream_usage: Arc<AtomicBool>,
 }
 
 /// Whether a failed response means "the server does not support this structured mode".
@@ -193,6 +195,7 @@ impl Provider {
             mode_index: AtomicUsize::new(0),
             mode_confirmed: AtomicBool::new(false),
             breaker,
+            warned_stream_usage: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -221,6 +224,7 @@ impl Provider {
             mode_index: AtomicUsize::new(0),
             mode_confirmed: AtomicBool::new(false),
             breaker: self.breaker.clone(),
+            warned_stream_usage: self.warned_stream_usage.clone(),
         })
     }
 
@@ -586,9 +590,21 @@ impl Provider {
                     .map_err(|failure| mid_stream(failure, started))?;
             }
         }
-        decoder
+        let parsed = decoder
             .finish()
-            .map_err(|bad| self.bad_output(bad, mode, status))
+            .map_err(|bad| self.bad_output(bad, mode, status))?;
+        if parsed.usage == crate::types::Usage::default()
+            && !self.warned_stream_usage.swap(true, Ordering::AcqRel)
+        {
+            tracing::warn!(
+                provider = %self.config.name,
+                "the server streams answers without token usage (it ignores \
+                 stream_options.include_usage; llama-cpp-python does): usage and cost of its \
+                 streamed answers are recorded as 0, so token and cost budgets do not see them; \
+                 set stream = false for this provider where they matter"
+            );
+        }
+        Ok(parsed)
     }
 
     /// Decodes one event and hands its text on.
