@@ -27,8 +27,13 @@ pub(crate) fn endpoint(base_url: &str) -> String {
 /// The `POST /v1/messages` body for `mode` (`tools` or `prompt`; the provider never asks for
 /// the `response_format` modes, which this API does not have), as JSON bytes. The prompt's
 /// system text and schema are copied in as JSON text serialised once per
-/// [`crate::ChatPrompt`].
-pub(crate) fn build_body(req: &ChatRequest, model: &str, mode: StructuredMode) -> Vec<u8> {
+/// [`crate::ChatPrompt`]. `stream` asks for server-sent events (`"stream": true`).
+pub(crate) fn build_body(
+    req: &ChatRequest,
+    model: &str,
+    mode: StructuredMode,
+    stream: bool,
+) -> Vec<u8> {
     let prompt = &*req.prompt;
     let system = match mode {
         StructuredMode::Tools => prompt.system_json(),
@@ -56,6 +61,9 @@ pub(crate) fn build_body(req: &ChatRequest, model: &str, mode: StructuredMode) -
     w.raw("]");
     if let Some(t) = req.temperature {
         w.key("temperature").json(&crate::types::temperature_f64(t));
+    }
+    if stream {
+        w.key("stream").raw("true");
     }
     if mode == StructuredMode::Tools {
         let name = prompt.tool_name();
@@ -93,36 +101,17 @@ pub(crate) fn parse_response(body: &str, mode: StructuredMode) -> Result<Parsed,
             .find(|b| b["type"] == "tool_use")
             .map(|b| &b["input"])
             .filter(|input| input.is_object())
+            .cloned()
     } else {
         None
     };
-    let (value, raw_text) = match tool_input {
-        Some(input) => (input.clone(), input.to_string()),
-        None => {
-            let text: String = blocks
-                .iter()
-                .filter(|b| b["type"] == "text")
-                .filter_map(|b| b["text"].as_str())
-                .collect::<Vec<_>>()
-                .join("");
-            match extract_json(&text) {
-                Some(value) => (value, text),
-                None if mode == StructuredMode::Tools && text.is_empty() => {
-                    return Err(BadOutput::new("the model made no tool_use call", body));
-                }
-                None if finish_reason.as_deref() == Some("max_tokens") => {
-                    return Err(BadOutput::new(
-                        "output truncated at max_tokens before the JSON was complete \
-                         (stop_reason=max_tokens)",
-                        text,
-                    ));
-                }
-                None => {
-                    return Err(BadOutput::new("text content is not a JSON object", text));
-                }
-            }
-        }
-    };
+    let text: String = blocks
+        .iter()
+        .filter(|b| b["type"] == "text")
+        .filter_map(|b| b["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("");
+    let (value, raw_text) = answer(mode, tool_input, text, finish_reason.as_deref(), body)?;
     Ok(Parsed {
         value,
         raw_text,
@@ -130,6 +119,33 @@ pub(crate) fn parse_response(body: &str, mode: StructuredMode) -> Result<Parsed,
         usage,
         finish_reason,
     })
+}
+
+/// The answer object: the `tool_use` input when there is one, else the JSON in the text blocks.
+/// Shared by the plain and the streamed decoding.
+pub(crate) fn answer(
+    mode: StructuredMode,
+    tool_input: Option<Value>,
+    text: String,
+    finish_reason: Option<&str>,
+    body: &str,
+) -> Result<(Value, String), BadOutput> {
+    if let Some(input) = tool_input {
+        let raw = input.to_string();
+        return Ok((input, raw));
+    }
+    match extract_json(&text) {
+        Some(value) => Ok((value, text)),
+        None if mode == StructuredMode::Tools && text.is_empty() => {
+            Err(BadOutput::new("the model made no tool_use call", body))
+        }
+        None if finish_reason == Some("max_tokens") => Err(BadOutput::new(
+            "output truncated at max_tokens before the JSON was complete \
+             (stop_reason=max_tokens)",
+            text,
+        )),
+        None => Err(BadOutput::new("text content is not a JSON object", text)),
+    }
 }
 
 #[cfg(test)]
@@ -182,7 +198,7 @@ mod tests {
     }
 
     fn body(req: &ChatRequest, model: &str, mode: StructuredMode) -> Value {
-        serde_json::from_slice(&build_body(req, model, mode)).unwrap()
+        serde_json::from_slice(&build_body(req, model, mode, false)).unwrap()
     }
 
     #[test]

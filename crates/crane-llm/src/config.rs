@@ -189,11 +189,15 @@ pub struct ProviderConfig {
     pub pricing: HashMap<String, Pricing>,
     /// Extra headers sent with every request (e.g. an organisation id or a gateway key).
     pub extra_headers: Vec<(String, String)>,
+    /// Ask for a streamed answer (server-sent events) when the caller consumes the text as it
+    /// arrives ([`crate::Provider::chat_stream`]). Default on; a server that ignores it and
+    /// answers with one JSON body works either way.
+    pub stream: bool,
 }
 
 impl ProviderConfig {
     /// A configuration with the defaults: modes per kind, 30 s request timeout, 2 s connect
-    /// timeout, 2 retries, the default breaker, no pricing, no key.
+    /// timeout, 2 retries, the default breaker, no pricing, no key, streaming on.
     pub fn new(
         name: impl Into<String>,
         kind: ProviderKind,
@@ -213,6 +217,7 @@ impl ProviderConfig {
             breaker: BreakerConfig::default(),
             pricing: HashMap::new(),
             extra_headers: Vec::new(),
+            stream: true,
         }
     }
 
@@ -246,6 +251,7 @@ impl fmt::Debug for ProviderConfig {
             .field("breaker", &self.breaker)
             .field("pricing", &self.pricing)
             .field("extra_headers", &headers)
+            .field("stream", &self.stream)
             .finish()
     }
 }

@@ -21,6 +21,7 @@ mod openai;
 mod pricing;
 mod provider;
 mod retry;
+mod stream;
 mod types;
 mod wire;
 
@@ -29,6 +30,6 @@ pub use config::{ApiKey, ProviderConfig, ProviderKind, StructuredMode};
 pub use error::{ErrorKind, LlmError};
 pub use extract::extract_json;
 pub use pricing::{Pricing, add_usd, cost_usd, round_usd};
-pub use provider::Provider;
+pub use provider::{OnText, Provider};
 pub use retry::RetryConfig;
 pub use types::{ChatPrompt, ChatRequest, ChatResponse, Message, Role, Usage, temperature_f64};

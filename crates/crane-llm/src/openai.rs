@@ -15,8 +15,14 @@ pub(crate) fn endpoint(base_url: &str) -> String {
 }
 
 /// The `POST /chat/completions` body for `mode`, as JSON bytes. The prompt's system text and
-/// schema are copied in as JSON text serialised once per [`crate::ChatPrompt`].
-pub(crate) fn build_body(req: &ChatRequest, model: &str, mode: StructuredMode) -> Vec<u8> {
+/// schema are copied in as JSON text serialised once per [`crate::ChatPrompt`]. `stream` asks
+/// for server-sent events with a final usage chunk (`stream_options.include_usage`).
+pub(crate) fn build_body(
+    req: &ChatRequest,
+    model: &str,
+    mode: StructuredMode,
+    stream: bool,
+) -> Vec<u8> {
     let prompt = &*req.prompt;
     let system = match mode {
         // OpenAI's json_object only guarantees *some* object (and requires the word "JSON" in
@@ -47,7 +53,12 @@ pub(crate) fn build_body(req: &ChatRequest, model: &str, mode: StructuredMode) -
         separator = ",";
     }
     w.raw("]");
-    w.key("stream").raw("false");
+    if stream {
+        w.key("stream").raw("true");
+        w.key("stream_options").raw("{\"include_usage\":true}");
+    } else {
+        w.key("stream").raw("false");
+    }
     if let Some(t) = req.temperature {
         w.key("temperature").json(&crate::types::temperature_f64(t));
     }
@@ -122,29 +133,7 @@ pub(crate) fn parse_response(body: &str, mode: StructuredMode) -> Result<Parsed,
     } else {
         None
     };
-    // A server that ignores tool_choice may still answer with JSON text: accept it.
-    let (value, raw_text) = match tool_answer {
-        Some(answer) => answer,
-        None => {
-            let text = content.unwrap_or_default();
-            match extract_json(&text) {
-                Some(value) => (value, text),
-                None if mode == StructuredMode::Tools && text.is_empty() => {
-                    return Err(BadOutput::new("the model made no tool call", body));
-                }
-                None if finish_reason.as_deref() == Some("length") => {
-                    return Err(BadOutput::new(
-                        "output truncated at max_tokens before the JSON was complete \
-                         (finish_reason=length)",
-                        text,
-                    ));
-                }
-                None => {
-                    return Err(BadOutput::new("message content is not a JSON object", text));
-                }
-            }
-        }
-    };
+    let (value, raw_text) = answer(mode, tool_answer, content, finish_reason.as_deref(), body)?;
     Ok(Parsed {
         value,
         raw_text,
@@ -152,6 +141,35 @@ pub(crate) fn parse_response(body: &str, mode: StructuredMode) -> Result<Parsed,
         usage,
         finish_reason,
     })
+}
+
+/// The answer object: the tool call's arguments when there are some, else the JSON in the
+/// message text. Shared by the plain and the streamed decoding; `body` is quoted when the model
+/// made no tool call at all.
+pub(crate) fn answer(
+    mode: StructuredMode,
+    tool_answer: Option<(Value, String)>,
+    content: Option<String>,
+    finish_reason: Option<&str>,
+    body: &str,
+) -> Result<(Value, String), BadOutput> {
+    // A server that ignores tool_choice may still answer with JSON text: accept it.
+    if let Some(answer) = tool_answer {
+        return Ok(answer);
+    }
+    let text = content.unwrap_or_default();
+    match extract_json(&text) {
+        Some(value) => Ok((value, text)),
+        None if mode == StructuredMode::Tools && text.is_empty() => {
+            Err(BadOutput::new("the model made no tool call", body))
+        }
+        None if finish_reason == Some("length") => Err(BadOutput::new(
+            "output truncated at max_tokens before the JSON was complete \
+             (finish_reason=length)",
+            text,
+        )),
+        None => Err(BadOutput::new("message content is not a JSON object", text)),
+    }
 }
 
 /// Message content as text: a string, or the text parts of a content array.
@@ -177,7 +195,7 @@ mod tests {
 
     /// The body as `build_body` built it before it wrote bytes directly: a `Value` per call.
     /// The byte writer must produce the same JSON.
-    fn value_body(req: &ChatRequest, model: &str, mode: StructuredMode) -> Value {
+    fn value_body(req: &ChatRequest, model: &str, mode: StructuredMode, stream: bool) -> Value {
         let system = match mode {
             StructuredMode::JsonObject | StructuredMode::Prompt => req.prompt.system_with_schema(),
             StructuredMode::JsonSchema | StructuredMode::Tools => req.prompt.system().to_owned(),
@@ -195,7 +213,10 @@ mod tests {
         let mut body = Map::new();
         body.insert("model".into(), json!(model));
         body.insert("messages".into(), Value::Array(messages));
-        body.insert("stream".into(), json!(false));
+        body.insert("stream".into(), json!(stream));
+        if stream {
+            body.insert("stream_options".into(), json!({"include_usage": true}));
+        }
         if let Some(t) = req.temperature {
             body.insert(
                 "temperature".into(),
@@ -245,7 +266,7 @@ mod tests {
     }
 
     fn body(req: &ChatRequest, model: &str, mode: StructuredMode) -> Value {
-        serde_json::from_slice(&build_body(req, model, mode)).unwrap()
+        serde_json::from_slice(&build_body(req, model, mode, false)).unwrap()
     }
 
     const MODES: [StructuredMode; 4] = [
@@ -283,11 +304,15 @@ mod tests {
         for req in &requests {
             for mode in MODES {
                 for model in ["m", "org/model \"q\""] {
-                    assert_eq!(
-                        body(req, model, mode),
-                        value_body(req, model, mode),
-                        "{mode} {model} {req:?}"
-                    );
+                    for stream in [false, true] {
+                        let built: Value =
+                            serde_json::from_slice(&build_body(req, model, mode, stream)).unwrap();
+                        assert_eq!(
+                            built,
+                            value_body(req, model, mode, stream),
+                            "{mode} {model} {stream} {req:?}"
+                        );
+                    }
                 }
             }
         }

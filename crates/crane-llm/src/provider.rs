@@ -3,6 +3,13 @@
 //! structured mode, and runs one `chat` call as: breaker check → attempts (mode fallback on
 //! rejection, retries with backoff on availability failures, all bounded by the deadline) →
 //! decoded answer with usage and cost.
+//!
+//! [`Provider::chat_stream`] is the same call asking for a streamed answer (when the
+//! provider's `stream` setting is on): the answer's text is handed to the caller as it arrives
+//! and the answer object is still decided at the end, as for a plain response. A server that
+//! ignores `stream` and answers with one JSON body is decoded as a plain answer. A failure
+//! before any answer text arrived is retried like any other; once text has arrived it is not
+//! (the caller may already have acted on it), and the error says so.
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,7 +28,11 @@ use crate::error::{ErrorKind, LlmError, redact, snippet};
 use crate::openai;
 use crate::pricing::cost_usd;
 use crate::retry::parse_retry_after;
+use crate::stream::{Decoder, SseLines, StreamProblem};
 use crate::types::{BadOutput, ChatRequest, ChatResponse, Parsed};
+
+/// The caller's consumer of a streamed answer's text (see [`Provider::chat_stream`]).
+pub type OnText<'a> = &'a mut (dyn FnMut(&str) + Send);
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -64,6 +75,8 @@ pub struct Provider {
     /// Shared by every [`Provider::with_model`] handle of the same server: a dead server opens
     /// one breaker, whichever model (planner variant) found out.
     breaker: Arc<CircuitBreaker>,
+    /// Whether the "streams without usage" warning was logged (once per server).
+    warned_stream_usage: Arc<AtomicBool>,
 }
 
 /// Whether a failed response means "the server does not support this structured mode".
@@ -182,6 +195,7 @@ impl Provider {
             mode_index: AtomicUsize::new(0),
             mode_confirmed: AtomicBool::new(false),
             breaker,
+            warned_stream_usage: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -210,6 +224,7 @@ impl Provider {
             mode_index: AtomicUsize::new(0),
             mode_confirmed: AtomicBool::new(false),
             breaker: self.breaker.clone(),
+            warned_stream_usage: self.warned_stream_usage.clone(),
         })
     }
 
@@ -265,6 +280,28 @@ impl Provider {
     /// availability failures within the deadline and falls back through the configured modes
     /// when the server rejects one.
     pub async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        self.chat_with(req, None).await
+    }
+
+    /// Like [`Provider::chat`], asking for a streamed answer when the provider's `stream`
+    /// setting is on: `on_text` gets each piece of the answer's text as it arrives (message
+    /// text, or the tool call's arguments in the `tools` mode), in order; their concatenation
+    /// is the text the answer object is decoded from. A plain JSON answer (streaming off, or a
+    /// server that ignores it) calls `on_text` never; [`ChatResponse::streamed`] tells which.
+    /// Failures before the first piece are retried as usual; after it, never.
+    pub async fn chat_stream(
+        &self,
+        req: &ChatRequest,
+        on_text: OnText<'_>,
+    ) -> Result<ChatResponse, LlmError> {
+        self.chat_with(req, Some(on_text)).await
+    }
+
+    async fn chat_with(
+        &self,
+        req: &ChatRequest,
+        on_text: Option<OnText<'_>>,
+    ) -> Result<ChatResponse, LlmError> {
         let started = std::time::Instant::now();
         if req
             .deadline
@@ -282,7 +319,7 @@ impl Provider {
                  failing fast without calling the server",
             ));
         };
-        let result = self.call(req, started).await;
+        let result = self.call(req, started, on_text).await;
         permit.record(match &result {
             Ok(_) => Outcome::Success,
             Err(e) if e.kind.is_availability() => Outcome::Failure,
@@ -295,6 +332,7 @@ impl Provider {
         &self,
         req: &ChatRequest,
         started: std::time::Instant,
+        mut on_text: Option<OnText<'_>>,
     ) -> Result<ChatResponse, LlmError> {
         let model = req
             .model
@@ -314,10 +352,15 @@ impl Provider {
                 return Err(with_attempts(error, attempts));
             };
             attempts += 1;
-            let failure = match self.send_once(req, model, mode, timeout).await {
-                Ok(parsed) => {
+            let sent = self
+                .send_once(req, model, mode, timeout, on_text.as_deref_mut())
+                .await;
+            let failure = match sent {
+                Ok((parsed, streamed)) => {
                     self.remember_mode(start_index, mode_index);
-                    return Ok(self.response(parsed, mode, model, attempts, started));
+                    let mut response = self.response(parsed, mode, model, attempts, started);
+                    response.streamed = streamed;
+                    return Ok(response);
                 }
                 Err(failure) => failure,
             };
@@ -389,22 +432,35 @@ impl Provider {
         }
     }
 
-    /// One HTTP request in `mode`.
-    async fn send_once(
+    /// One HTTP request in `mode`; streamed when `on_text` is given and streaming is on.
+    /// Returns the answer and whether it arrived as a stream.
+    async fn send_once<'f>(
         &self,
         req: &ChatRequest,
         model: &str,
         mode: StructuredMode,
         timeout: Duration,
-    ) -> Result<Parsed, AttemptFailure> {
+        on_text: Option<&mut (dyn FnMut(&str) + Send + 'f)>,
+    ) -> Result<(Parsed, bool), AttemptFailure> {
+        let stream = on_text.is_some() && self.config.stream;
         let body = match self.config.kind {
-            ProviderKind::OpenAi => openai::build_body(req, model, mode),
-            ProviderKind::Anthropic => anthropic::build_body(req, model, mode),
+            ProviderKind::OpenAi => openai::build_body(req, model, mode, stream),
+            ProviderKind::Anthropic => anthropic::build_body(req, model, mode, stream),
+        };
+        let headers = if stream {
+            let mut headers = self.headers.clone();
+            headers.insert(
+                ACCEPT,
+                HeaderValue::from_static("text/event-stream, application/json"),
+            );
+            headers
+        } else {
+            self.headers.clone()
         };
         let mut builder = self
             .client
             .post(self.url.clone())
-            .headers(self.headers.clone())
+            .headers(headers)
             .timeout(timeout)
             .body(body);
         if let Some(traceparent) = req.traceparent.as_deref() {
@@ -434,6 +490,23 @@ impl Provider {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| parse_retry_after(v, SystemTime::now()))
             });
+        let event_stream = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim()
+                    .to_ascii_lowercase()
+                    .starts_with("text/event-stream")
+            });
+        if (200..300).contains(&status)
+            && event_stream
+            && let Some(on_text) = on_text.filter(|_| stream)
+        {
+            return self
+                .read_stream(response, status, mode, timeout, on_text)
+                .await
+                .map(|parsed| (parsed, true));
+        }
         let text = response
             .text()
             .await
@@ -444,18 +517,125 @@ impl Provider {
                 ProviderKind::OpenAi => openai::parse_response(&text, mode),
                 ProviderKind::Anthropic => anthropic::parse_response(&text, mode),
             };
-            return parsed.map_err(|BadOutput { reason, text }| {
-                let message = format!(
-                    "{reason} ({mode} mode): {}",
-                    snippet(&text, self.config.api_key.as_ref())
-                );
-                AttemptFailure::plain(
-                    self.error(ErrorKind::InvalidOutput, message)
-                        .with_status(status),
-                )
-            });
+            return parsed
+                .map(|parsed| (parsed, false))
+                .map_err(|bad| self.bad_output(bad, mode, status));
         }
         Err(self.status_failure(status, &text, retry_after, mode))
+    }
+
+    /// An answer that is not usable (→ InvalidOutput), with a redacted snippet of it.
+    fn bad_output(&self, bad: BadOutput, mode: StructuredMode, status: u16) -> AttemptFailure {
+        let BadOutput { reason, text } = bad;
+        let message = format!(
+            "{reason} ({mode} mode): {}",
+            snippet(&text, self.config.api_key.as_ref())
+        );
+        AttemptFailure::plain(
+            self.error(ErrorKind::InvalidOutput, message)
+                .with_status(status),
+        )
+    }
+
+    /// Reads a `text/event-stream` answer, handing its text to `on_text` as it arrives.
+    async fn read_stream<'f>(
+        &self,
+        mut response: reqwest::Response,
+        status: u16,
+        mode: StructuredMode,
+        timeout: Duration,
+        on_text: &mut (dyn FnMut(&str) + Send + 'f),
+    ) -> Result<Parsed, AttemptFailure> {
+        let mut sse = SseLines::default();
+        let mut decoder = Decoder::new(self.config.kind, mode);
+        let mut started = false;
+        // After text has arrived a failure is final for the call: the caller may have acted.
+        let mid_stream = |mut failure: AttemptFailure, started: bool| {
+            if started {
+                failure.final_for_call = true;
+                failure.error.message = format!(
+                    "{}; the answer had started streaming, so the request is not retried",
+                    failure.error.message
+                );
+            }
+            failure
+        };
+        while !decoder.is_done() {
+            let chunk = match response.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) => return Err(mid_stream(self.transport_failure(e, timeout), started)),
+            };
+            let events = sse.push(&chunk).map_err(|_| {
+                let bad = BadOutput::new(
+                    format!(
+                        "a streamed line is longer than {} bytes",
+                        crate::stream::MAX_LINE_BYTES
+                    ),
+                    "",
+                );
+                mid_stream(self.bad_output(bad, mode, status), started)
+            })?;
+            for data in events {
+                self.stream_event(&mut decoder, &data, mode, status, &mut started, on_text)
+                    .map_err(|failure| mid_stream(failure, started))?;
+                if decoder.is_done() {
+                    break;
+                }
+            }
+        }
+        if !decoder.is_done() {
+            for data in sse.finish() {
+                self.stream_event(&mut decoder, &data, mode, status, &mut started, on_text)
+                    .map_err(|failure| mid_stream(failure, started))?;
+            }
+        }
+        let parsed = decoder
+            .finish()
+            .map_err(|bad| self.bad_output(bad, mode, status))?;
+        if parsed.usage == crate::types::Usage::default()
+            && !self.warned_stream_usage.swap(true, Ordering::AcqRel)
+        {
+            tracing::warn!(
+                provider = %self.config.name,
+                "the server streams answers without token usage (it ignores \
+                 stream_options.include_usage; llama-cpp-python does): usage and cost of its \
+                 streamed answers are recorded as 0, so token and cost budgets do not see them; \
+                 set stream = false for this provider where they matter"
+            );
+        }
+        Ok(parsed)
+    }
+
+    /// Decodes one event and hands its text on.
+    fn stream_event(
+        &self,
+        decoder: &mut Decoder,
+        data: &str,
+        mode: StructuredMode,
+        status: u16,
+        started: &mut bool,
+        on_text: &mut (dyn FnMut(&str) + Send + '_),
+    ) -> Result<(), AttemptFailure> {
+        match decoder.event(data) {
+            Ok(Some(text)) => {
+                *started = true;
+                on_text(&text);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(StreamProblem::Bad(bad)) => Err(self.bad_output(bad, mode, status)),
+            Err(StreamProblem::ServerError(message)) => {
+                let snip = snippet(&message, self.config.api_key.as_ref());
+                Err(AttemptFailure::plain(
+                    self.error(
+                        ErrorKind::Server,
+                        format!("the server reported an error in the stream ({mode} mode): {snip}"),
+                    )
+                    .with_status(status),
+                ))
+            }
+        }
     }
 
     /// Classifies a non-2xx response.
@@ -624,6 +804,7 @@ impl Provider {
             finish_reason: parsed.finish_reason,
             attempts,
             latency,
+            streamed: false,
         }
     }
 

@@ -263,6 +263,8 @@ pub struct ChatResponse {
     pub attempts: u32,
     /// Wall time of the whole call, retries included.
     pub latency: Duration,
+    /// Whether the answer arrived as a stream (server-sent events) rather than one JSON body.
+    pub streamed: bool,
 }
 
 /// A successful response body decoded by one of the protocol modules.
@@ -276,7 +278,7 @@ pub(crate) struct Parsed {
 }
 
 /// Why a 2xx body is not a usable answer, with the text to quote (the content, or the body).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct BadOutput {
     pub reason: String,
     pub text: String,

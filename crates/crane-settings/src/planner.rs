@@ -88,6 +88,8 @@ pub struct ProviderFile {
     pub max_retries: Option<u32>,
     pub breaker_failures: Option<u32>,
     pub breaker_cooldown_ms: Option<u64>,
+    /// Ask for streamed answers when planning can use them (default true).
+    pub stream: Option<bool>,
 }
 
 fn default_kind() -> String {
@@ -118,6 +120,8 @@ pub struct LlmEnv {
     pub base_url: Option<String>,
     pub api_key: Option<String>,
     pub model: Option<String>,
+    /// `CRANE_LLM_STREAM`: streamed answers on or off for every provider (wins over the file).
+    pub stream: Option<bool>,
 }
 
 impl LlmEnv {
@@ -129,6 +133,7 @@ impl LlmEnv {
             base_url: var("CRANE_LLM_BASE_URL"),
             api_key: var("CRANE_LLM_API_KEY"),
             model: var("CRANE_LLM_MODEL"),
+            stream: var("CRANE_LLM_STREAM").and_then(|v| parse_bool(&v)),
         }
     }
 
@@ -137,6 +142,21 @@ impl LlmEnv {
             || self.api_key.is_some()
             || self.model.is_some()
             || self.provider.is_some()
+    }
+}
+
+/// `true`/`1`/`on`/`yes` or `false`/`0`/`off`/`no`; anything else is ignored with a warning.
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "on" | "yes" => Some(true),
+        "false" | "0" | "off" | "no" => Some(false),
+        other => {
+            tracing::warn!(
+                value = other,
+                "CRANE_LLM_STREAM is not true or false; ignoring it"
+            );
+            None
+        }
     }
 }
 
@@ -199,6 +219,9 @@ fn apply_settings(config: &mut ProviderConfig, p: &ProviderFile) -> crate::error
     }
     if let Some(ms) = p.timeout_ms {
         config.request_timeout = Duration::from_millis(ms);
+    }
+    if let Some(stream) = p.stream {
+        config.stream = stream;
     }
     if let Some(ms) = p.connect_timeout_ms {
         config.connect_timeout = Duration::from_millis(ms);
@@ -319,6 +342,11 @@ pub fn provider_configs(llm: &LlmFile, env: &LlmEnv) -> crate::error::Result<Vec
         apply_settings(&mut config, p)?;
         config.pricing = pricing.clone();
         providers.push(config);
+    }
+    if let Some(stream) = env.stream {
+        for config in &mut providers {
+            config.stream = stream;
+        }
     }
     Ok(providers)
 }

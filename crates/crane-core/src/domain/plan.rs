@@ -75,6 +75,11 @@ pub struct PlannerInfo {
     /// The planner variant the run asked for (directly or through an alias), at its version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<VariantRef>,
+    /// True when the plan holds only the steps that ran while a streamed plan was still being
+    /// generated: the run is still planning, or planning failed after those steps (the run
+    /// failed), or crane stopped meanwhile. Never set on a plan that validated as a whole.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// Which registered planner variant planned a run.
@@ -108,6 +113,7 @@ impl PlannerInfo {
             repaired: false,
             attempts: Vec::new(),
             variant: None,
+            partial: false,
         }
     }
 }

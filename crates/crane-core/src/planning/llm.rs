@@ -2,14 +2,21 @@
 //! routing, and one repair round. Whatever the model answers goes through the same validator
 //! as rule plans; this layer never panics on bad output, it reports a categorised failure and
 //! the chain moves on.
+//!
+//! With a [`StepSink`] (streamed planning) and a provider whose `stream` setting is on, the
+//! first call asks for a streamed answer and hands each step out as soon as it is complete and
+//! valid on its own ([`super::incremental`]). Once a step went out there is no repair round:
+//! the whole answer must validate and begin with exactly the steps handed out, else the layer
+//! fails and the chain stops ([`super::PlanError::InvalidAfterStep`]).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crane_llm::{ChatPrompt, ChatRequest, ChatResponse, LlmError, Message, Provider, Role};
+use crane_llm::{ChatPrompt, ChatRequest, ChatResponse, LlmError, Message, OnText, Provider, Role};
 use serde_json::Value;
 use tracing::Instrument;
 
+use super::incremental::{StepFeed, StepSink, raw_step};
 use super::prompt::PromptTemplate;
 use super::routing::{Tier, route};
 use super::stats::PlannerStats;
@@ -126,20 +133,7 @@ fn parse_steps(value: &Value) -> Result<Vec<PlanStep>, (String, String)> {
             format!("the model declined: {why}"),
         ));
     }
-    let raw = steps.iter().map(|s| {
-        (
-            s.get("tool")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            s.get("input").cloned().unwrap_or(Value::Null),
-            s.get("reasoning")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-        )
-    });
-    Ok(number_steps(raw))
+    Ok(number_steps(steps.iter().map(raw_step)))
 }
 
 impl LlmLayer {
@@ -187,6 +181,12 @@ impl LlmLayer {
         )
     }
 
+    /// Whether this layer asks for streamed answers when planning is streamed.
+    pub fn streams(&self) -> bool {
+        self.provider.config().stream
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn call(
         &self,
         messages: Vec<Message>,
@@ -195,6 +195,7 @@ impl LlmLayer {
         usage: &mut TokenUsage,
         cost: &mut Option<f64>,
         stats: &PlannerStats,
+        on_text: Option<OnText<'_>>,
     ) -> Result<ChatResponse, LlmError> {
         let mut spent = ctx.earlier;
         spent.add(Spend {
@@ -268,7 +269,15 @@ impl LlmLayer {
             );
         }
         let started = Instant::now();
-        let result = self.provider.chat(&request).instrument(span.clone()).await;
+        let result = match on_text {
+            Some(on_text) => {
+                self.provider
+                    .chat_stream(&request, on_text)
+                    .instrument(span.clone())
+                    .await
+            }
+            None => self.provider.chat(&request).instrument(span.clone()).await,
+        };
         match &result {
             Ok(r) => {
                 span.record("gen_ai.response.model", r.model.as_str());
@@ -330,7 +339,9 @@ impl LlmLayer {
     }
 
     /// Asks the model for a plan; validates it; on invalid output tries one repair round. Adds
-    /// the tokens and cost of every answered call to `spend`; a plan records the total.
+    /// the tokens and cost of every answered call to `spend`; a plan records the total. With
+    /// `sink`, steps are handed out early (module doc); the caller reads `sink.emitted()`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn plan(
         &self,
         prompt: &str,
@@ -338,6 +349,7 @@ impl LlmLayer {
         ctx: PlanContext<'_>,
         stats: &PlannerStats,
         spend: &mut Spend,
+        sink: Option<&StepSink>,
     ) -> Result<LlmPlan, (LayerFailure, Option<crane_llm::ErrorKind>)> {
         let layer = self.layer_name();
         let decision = route(prompt, &self.tiers);
@@ -350,8 +362,28 @@ impl LlmLayer {
             role: Role::User,
             content: prompt.to_owned(),
         };
+        let mut feed = sink.filter(|_| self.streams()).map(|sink| {
+            let mut info = self.info(model.as_deref().unwrap_or(self.provider.model()));
+            info.route = decision.clone();
+            info.partial = true;
+            StepFeed::new(registry, sink, info)
+        });
+        let mut push = |text: &str| {
+            if let Some(feed) = feed.as_mut() {
+                feed.push(text);
+            }
+        };
+        let on_text: Option<OnText<'_>> = sink.filter(|_| self.streams()).map(|_| &mut push as _);
         let first = self
-            .call(vec![user.clone()], model.clone(), ctx, usage, cost, stats)
+            .call(
+                vec![user.clone()],
+                model.clone(),
+                ctx,
+                usage,
+                cost,
+                stats,
+                on_text,
+            )
             .await
             .map_err(|e| {
                 (
@@ -359,6 +391,10 @@ impl LlmLayer {
                     Some(e.kind),
                 )
             })?;
+        let emitted = feed.as_ref().map_or(&[][..], StepFeed::emitted);
+        if !emitted.is_empty() {
+            return self.finish_streamed(&first, emitted, registry, decision, *usage, *cost);
+        }
 
         let problem = match parse_steps(&first.value) {
             Ok(steps) => match validate_plan(&steps, registry) {
@@ -397,6 +433,7 @@ impl LlmLayer {
                 usage,
                 cost,
                 stats,
+                None,
             )
             .await
             .map_err(|e| {
@@ -431,6 +468,58 @@ impl LlmLayer {
         }
     }
 
+    /// The answer of a call that handed out `emitted`: valid as a whole and beginning with
+    /// exactly those steps (tool and input), or a failure without a repair round.
+    fn finish_streamed(
+        &self,
+        response: &ChatResponse,
+        emitted: &[PlanStep],
+        registry: &ToolRegistry,
+        route: Option<crate::domain::RouteDecision>,
+        usage: TokenUsage,
+        cost: Option<f64>,
+    ) -> Result<LlmPlan, (LayerFailure, Option<crane_llm::ErrorKind>)> {
+        let layer = self.layer_name();
+        let invalid = |message: String| Err((failure(&layer, "invalid_plan", message), None));
+        let steps = match parse_steps(&response.value) {
+            Ok(steps) => steps,
+            Err((_, message)) => return invalid(message),
+        };
+        if let Err(violations) = validate_plan(&steps, registry) {
+            return invalid(
+                violations
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
+        }
+        if let Some(early) = emitted
+            .iter()
+            .zip(&steps)
+            .find(|(early, step)| early.tool != step.tool || early.input != step.input)
+            .map(|(early, _)| early)
+            .or_else(|| emitted.get(steps.len()))
+        {
+            return invalid(format!(
+                "the complete answer does not begin with the steps read from the stream \
+                 (step {} differs)",
+                early.step_number
+            ));
+        }
+        Ok(self.finish(steps, response, route, usage, cost, false))
+    }
+
+    /// The record of this layer's plans, before the call's outcome is known.
+    fn info(&self, model: &str) -> PlannerInfo {
+        let mut info =
+            PlannerInfo::simple(&self.layer_name(), &self.template.version, PlanSource::Llm);
+        info.provider = Some(self.provider.name().to_owned());
+        info.model = Some(model.to_owned());
+        info.prompt = Some(self.template.reference());
+        info
+    }
+
     fn finish(
         &self,
         steps: Vec<PlanStep>,
@@ -440,12 +529,8 @@ impl LlmLayer {
         cost: Option<f64>,
         repaired: bool,
     ) -> LlmPlan {
-        let mut info =
-            PlannerInfo::simple(&self.layer_name(), &self.template.version, PlanSource::Llm);
-        info.provider = Some(self.provider.name().to_owned());
-        info.model = Some(response.model.clone());
+        let mut info = self.info(&response.model);
         info.mode = Some(response.mode.as_str().to_owned());
-        info.prompt = Some(self.template.reference());
         info.route = route;
         info.usage = Some(usage);
         info.cost_usd = cost;

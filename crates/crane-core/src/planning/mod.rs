@@ -10,9 +10,17 @@
 //! Every plan, whoever produced it, goes through [`validate::validate_plan`] before anything
 //! runs. Auth/config errors from a provider fail the run loudly (unless configured to fall
 //! back) rather than silently degrading every run to the rule planner.
+//!
+//! Streamed planning ([`Planning::plan_streamed`], [`Planners::plan_streamed`]): an LLM layer
+//! hands steps to a [`StepSink`] while the answer is still arriving ([`incremental`]). A cache
+//! hit or a rule plan is never streamed. Once a step went out, nothing else is tried (no
+//! repair round, next layer, rule fallback or fallback variant: the step may have run); a
+//! failure then is [`PlanError::InvalidAfterStep`]. A streamed plan is validated as a whole
+//! like any other, recorded the same way, and cached only then.
 
 pub mod budget;
 pub mod cache;
+pub mod incremental;
 pub mod llm;
 pub mod prompt;
 pub mod prompt_library;
@@ -32,6 +40,7 @@ use tracing::Instrument;
 use crate::domain::{LayerFailure, Plan, PlanFailure, PlanSource, PlanStep, PlannerInfo};
 use crate::tools::ToolRegistry;
 pub use budget::{Allowance, PlanningBudget, TenantLimit};
+pub use incremental::{EarlyStep, StepSink};
 pub use llm::{LlmLayer, LlmLayerConfig, PlanContext, Spend};
 pub use validate::{PlanViolation, validate_plan};
 pub use variants::{Planners, Variant, VariantKind, VariantSpec};
@@ -59,6 +68,17 @@ pub enum PlanError {
         known: String,
         aliases: String,
     },
+    /// Streamed planning handed out steps `1..=step` (they may have run) and then the plan
+    /// turned out invalid, or the model's answer failed: planning stops there, trying nothing
+    /// else. `earlier`: the layers (or variants) that failed before; `spend`: what every LLM
+    /// call was billed.
+    #[error("the plan became invalid after step {step} was handed out for execution, so no other planner was tried: {} ({}): {}", failure.layer, failure.category, failure.message)]
+    InvalidAfterStep {
+        step: u32,
+        failure: Box<LayerFailure>,
+        earlier: Vec<LayerFailure>,
+        spend: Spend,
+    },
     /// A provider rejected crane's credentials or configuration: fix the config. `earlier`:
     /// the layers (or variants) that failed before it; `spend`: what their LLM calls were billed.
     #[error("LLM provider misconfigured ({}): {}; fix the provider's API key, URL or model in the configuration", failure.category, failure.message)]
@@ -74,7 +94,9 @@ impl PlanError {
     /// [`PlanError::Exhausted`] or [`PlanError::Misconfigured`]).
     pub fn spend(&self) -> Spend {
         match self {
-            Self::Exhausted { spend, .. } | Self::Misconfigured { spend, .. } => *spend,
+            Self::Exhausted { spend, .. }
+            | Self::Misconfigured { spend, .. }
+            | Self::InvalidAfterStep { spend, .. } => *spend,
             _ => Spend::default(),
         }
     }
@@ -95,6 +117,12 @@ impl PlanError {
                 failure,
                 earlier,
                 spend,
+            }
+            | Self::InvalidAfterStep {
+                failure,
+                earlier,
+                spend,
+                ..
             } => {
                 let (usage, cost_usd) = spend.record();
                 let mut attempts = earlier.clone();
@@ -283,6 +311,26 @@ impl Planning {
         earlier: Spend,
         allowance: &Allowance,
     ) -> Result<Plan, PlanError> {
+        self.plan_streamed(prompt, traceparent, earlier, allowance, None)
+            .await
+    }
+
+    /// Whether planning with this chain can hand out steps early: an LLM layer asks for
+    /// streamed answers.
+    pub fn streams(&self) -> bool {
+        self.strategy != Strategy::Rule && self.layers.iter().any(LlmLayer::streams)
+    }
+
+    /// Like [`Planning::plan_within`], handing the steps of a streamed LLM answer to `sink` as
+    /// they arrive (module doc).
+    pub async fn plan_streamed(
+        &self,
+        prompt: &str,
+        traceparent: Option<&str>,
+        earlier: Spend,
+        allowance: &Allowance,
+        sink: Option<&StepSink>,
+    ) -> Result<Plan, PlanError> {
         let started = Instant::now();
         let span = tracing::debug_span!(
             "plan",
@@ -292,7 +340,7 @@ impl Planning {
             error.type = tracing::field::Empty,
         );
         let result = self
-            .plan_inner(prompt, traceparent, earlier, allowance)
+            .plan_inner(prompt, traceparent, earlier, allowance, sink)
             .instrument(span.clone())
             .await;
         match &result {
@@ -315,6 +363,7 @@ impl Planning {
                     PlanError::Exhausted { .. } => "exhausted",
                     // The provider call already counted its own category (auth or config).
                     PlanError::Misconfigured { .. } => "misconfigured",
+                    PlanError::InvalidAfterStep { .. } => "invalid_after_step",
                     PlanError::UnknownPlanner { .. } => "unknown_planner",
                 });
                 self.stats.plan_failed();
@@ -353,6 +402,7 @@ impl Planning {
         traceparent: Option<&str>,
         earlier: Spend,
         allowance: &Allowance,
+        sink: Option<&StepSink>,
     ) -> Result<Plan, PlanError> {
         let started = Instant::now();
         let tenant = match allowance {
@@ -375,8 +425,16 @@ impl Planning {
                             spend: Spend::default(),
                         });
                     }
-                    self.llm_chain(prompt, traceparent, earlier, vec![first], false, tenant)
-                        .await?
+                    self.llm_chain(
+                        prompt,
+                        traceparent,
+                        earlier,
+                        vec![first],
+                        false,
+                        tenant,
+                        sink,
+                    )
+                    .await?
                 }
             },
             Strategy::LlmFirst => {
@@ -404,6 +462,7 @@ impl Planning {
                         Vec::new(),
                         self.rule_fallback,
                         tenant,
+                        sink,
                     )
                     .await?
                 }
@@ -430,7 +489,9 @@ impl Planning {
     }
 
     /// Cache → LLM layers → (optionally) rule fallback. `tenant`: what the tenant's spend
-    /// budgets leave, checked before every call.
+    /// budgets leave, checked before every call. `sink`: streamed planning; once a layer
+    /// handed out a step, its failure ends the chain.
+    #[allow(clippy::too_many_arguments)]
     async fn llm_chain(
         &self,
         prompt: &str,
@@ -439,6 +500,7 @@ impl Planning {
         mut failures: Vec<LayerFailure>,
         rule_fallback: bool,
         tenant: Option<&TenantLimit>,
+        sink: Option<&StepSink>,
     ) -> Result<(Vec<PlanStep>, PlannerInfo), PlanError> {
         let identity = self
             .layers
@@ -466,7 +528,7 @@ impl Planning {
         let mut spend = llm::Spend::default();
         for layer in &self.layers {
             match layer
-                .plan(prompt, &self.registry, ctx, &self.stats, &mut spend)
+                .plan(prompt, &self.registry, ctx, &self.stats, &mut spend, sink)
                 .await
             {
                 Ok(plan) => {
@@ -482,6 +544,17 @@ impl Planning {
                         );
                     }
                     return Ok((plan.steps, info));
+                }
+                Err((failure, _)) if sink.is_some_and(|s| s.emitted() > 0) => {
+                    let step = sink.map_or(0, StepSink::emitted);
+                    tracing::warn!(layer = %failure.layer, category = %failure.category, error = %failure.message, step, "LLM plan failed after steps were handed out; no fallback");
+                    metrics::counter!("crane_plan_layer_failures_total", "reason" => "invalid_after_step").increment(1);
+                    return Err(PlanError::InvalidAfterStep {
+                        step,
+                        failure: Box::new(failure),
+                        earlier: failures,
+                        spend,
+                    });
                 }
                 Err((failure, kind)) => {
                     let misconfigured = matches!(

@@ -408,6 +408,31 @@ impl Planners {
         traceparent: Option<&str>,
         allowance: &Allowance,
     ) -> Result<Plan, PlanError> {
+        self.plan_streamed(requested, prompt, traceparent, allowance, None)
+            .await
+    }
+
+    /// Whether planning `requested` can hand out steps early (a variant of its chain has an
+    /// LLM layer that asks for streamed answers). False for a name that does not resolve.
+    pub fn streams(&self, requested: Option<&str>) -> bool {
+        self.resolve(requested).is_ok_and(|(variant, _)| {
+            std::iter::once(variant)
+                .chain(variant.spec.fallback.iter().filter_map(|n| self.get(n)))
+                .any(|v| v.planning.streams())
+        })
+    }
+
+    /// Like [`Planners::plan_within`], handing the steps of a streamed LLM answer to `sink` as
+    /// they arrive (see [`Planning::plan_streamed`]). Once a step went out, no fallback
+    /// variant is tried.
+    pub async fn plan_streamed(
+        &self,
+        requested: Option<&str>,
+        prompt: &str,
+        traceparent: Option<&str>,
+        allowance: &Allowance,
+        sink: Option<&super::StepSink>,
+    ) -> Result<Plan, PlanError> {
         let (variant, alias) = self.resolve(requested)?;
         let chain = std::iter::once(variant).chain(
             variant
@@ -423,7 +448,7 @@ impl Planners {
             // The planning budget is per run: earlier variants' spend counts.
             match v
                 .planning
-                .plan_within(prompt, traceparent, spend, allowance)
+                .plan_streamed(prompt, traceparent, spend, allowance, sink)
                 .await
             {
                 Ok(mut plan) => {
@@ -456,6 +481,22 @@ impl Planners {
                     spend.add(own);
                     failures.extend(earlier);
                     return Err(PlanError::Misconfigured {
+                        failure,
+                        earlier: failures,
+                        spend,
+                    });
+                }
+                Err(PlanError::InvalidAfterStep {
+                    step,
+                    failure,
+                    earlier,
+                    spend: own,
+                }) => {
+                    // Steps went out (and may have run): no other variant may plan this run.
+                    spend.add(own);
+                    failures.extend(earlier);
+                    return Err(PlanError::InvalidAfterStep {
+                        step,
                         failure,
                         earlier: failures,
                         spend,

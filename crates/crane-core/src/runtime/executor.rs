@@ -28,33 +28,42 @@ pub(super) async fn execute(
     run: &mut Run,
     cancel: &CancellationToken,
 ) -> Result<(), StoreError> {
+    let first = run.completed_steps();
+    run.execution_log.truncate(first);
+    // The stored outputs of steps completed before (a truncated copy stays one: references
+    // into it fail, see `reference::lookup`); then the full outputs of the steps run here.
+    let outputs = stored_outputs(run);
+    execute_rest(inner, run, cancel, outputs).await
+}
+
+/// The outputs of the steps in the execution log, as stored.
+pub(super) fn stored_outputs(run: &Run) -> Vec<Value> {
+    run.execution_log
+        .iter()
+        .map(|s| s.output.clone().unwrap_or(Value::Null))
+        .collect()
+}
+
+/// [`execute`] after the execution log's steps (all completed), whose outputs are `outputs`
+/// (full ones for steps run by this process, stored copies otherwise).
+pub(super) async fn execute_rest(
+    inner: &Inner,
+    run: &mut Run,
+    cancel: &CancellationToken,
+    mut outputs: Vec<Value>,
+) -> Result<(), StoreError> {
     let steps: Vec<PlanStep> = run
         .plan
         .as_ref()
         .map(|p| p.steps.clone())
         .unwrap_or_default();
-    let first = run.completed_steps();
-    run.execution_log.truncate(first);
-    // The stored outputs of steps completed before (a truncated copy stays one: references
-    // into it fail, see `reference::lookup`); then the full outputs of the steps run here.
-    let mut outputs: Vec<Value> = run
-        .execution_log
-        .iter()
-        .map(|s| s.output.clone().unwrap_or(Value::Null))
-        .collect();
-
+    let first = run.execution_log.len();
     for step in steps.iter().skip(first) {
         if cancel.is_cancelled() {
             return finish(inner, run, RunStatus::Cancelled, Some("cancelled".into())).await;
         }
-        let mut record = execute_step(inner, run, step, &outputs, cancel).await;
-        let status = record.status;
-        let error = record.error.clone();
-        record.input = output::bounded(&record.input);
-        let full = record.output.take();
-        record.output = full.as_ref().map(output::bounded);
-        outputs.push(full.unwrap_or(Value::Null));
-        run.execution_log.push(record);
+        let record = execute_step(inner, run, step, &outputs, cancel).await;
+        let (status, error) = record_step(run, &mut outputs, record);
         match status {
             // Saved so that recovery resumes after this step. A read-only step is not worth a
             // commit: running it again after a crash changes nothing.
@@ -75,12 +84,7 @@ pub(super) async fn execute(
                 .await;
             }
             StepStatus::Failed | StepStatus::Running => {
-                let message = format!(
-                    "step {} ({}) failed: {}",
-                    step.step_number,
-                    step.tool,
-                    error.unwrap_or_default()
-                );
+                let message = step_failure(step, error);
                 return finish(inner, run, RunStatus::Failed, Some(message)).await;
             }
         }
@@ -88,6 +92,33 @@ pub(super) async fn execute(
     // The result is the last output as stored: bounded like the execution log.
     run.result = run.execution_log.last().and_then(|s| s.output.clone());
     finish(inner, run, RunStatus::Completed, None).await
+}
+
+/// Appends a finished step's record to the run (input and output bounded, the full output kept
+/// in `outputs` for later references); returns its status and error.
+pub(super) fn record_step(
+    run: &mut Run,
+    outputs: &mut Vec<Value>,
+    mut record: StepRecord,
+) -> (StepStatus, Option<String>) {
+    let status = record.status;
+    let error = record.error.clone();
+    record.input = output::bounded(&record.input);
+    let full = record.output.take();
+    record.output = full.as_ref().map(output::bounded);
+    outputs.push(full.unwrap_or(Value::Null));
+    run.execution_log.push(record);
+    (status, error)
+}
+
+/// The run's error when `step` failed.
+pub(super) fn step_failure(step: &PlanStep, error: Option<String>) -> String {
+    format!(
+        "step {} ({}) failed: {}",
+        step.step_number,
+        step.tool,
+        error.unwrap_or_default()
+    )
 }
 
 pub(super) async fn finish(
@@ -141,7 +172,9 @@ fn registered_name(inner: &Inner, name: &str) -> &'static str {
     inner.registry.get(name).map_or("unknown", |t| t.name())
 }
 
-async fn execute_step(
+/// Runs one step (references resolved against `outputs`, input checked, attempts with
+/// timeout and retries) and returns its record; records nothing on the run.
+pub(super) async fn execute_step(
     inner: &Inner,
     run: &Run,
     step: &PlanStep,

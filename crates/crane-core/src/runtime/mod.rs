@@ -11,6 +11,7 @@ mod error;
 mod executor;
 pub mod registry;
 pub mod retry;
+mod streamed;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -609,7 +610,7 @@ async fn plan_and_execute(
     untraced: bool,
     durability: Durability,
 ) -> Result<(), crate::store::StoreError> {
-    if run.plan.is_none() {
+    if streamed::needs_plan(run) {
         // Sent on LLM calls when no span of the run carries an exported trace context: export
         // off, or a trace not recorded (sampled flag off, so the model server does not record
         // it either).
@@ -622,15 +623,11 @@ async fn plan_and_execute(
             .budgets
             .get()
             .map_or(Allowance::Unlimited, |b| b.allowance(&run.tenant));
-        let planned = inner
-            .planners
-            .plan_within(
-                run.planner.as_deref(),
-                &run.prompt,
-                traceparent.as_deref(),
-                &allowance,
-            )
-            .await;
+        let planned =
+            match streamed::plan(inner, run, cancel, traceparent.as_deref(), &allowance).await {
+                streamed::Planned::Whole(planned) => planned,
+                streamed::Planned::Done(result) => return result,
+            };
         record_spend(inner, &run.tenant, &planned).await;
         match planned {
             Ok(plan) => {

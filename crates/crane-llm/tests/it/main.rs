@@ -7,3 +7,4 @@ mod anthropic;
 mod breaker;
 mod common;
 mod openai;
+mod stream;

@@ -413,7 +413,9 @@ async fn llm_plan_records_provider_usage_cost_and_request_shape() {
     assert_eq!(auth, format!("Bearer {KEY}"));
     let body: Value = requests[0].body_json().expect("JSON body");
     assert_eq!(body["model"], MODEL);
-    assert_eq!(body["stream"], false);
+    // Streamed planning asks for a stream (on by default); this mock answers plain JSON,
+    // which is decoded as the normal answer.
+    assert_eq!(body["stream"], true);
     assert_eq!(body["response_format"]["type"], "json_schema");
     let schema = &body["response_format"]["json_schema"]["schema"];
     assert!(schema["properties"]["steps"].is_object(), "{schema}");

@@ -12,6 +12,7 @@ mod hardening;
 mod lifecycle;
 mod llm_faults;
 mod llm_real;
+mod llm_stream;
 mod logs;
 mod mlflow;
 mod observability;

@@ -1,0 +1,327 @@
+//! Streamed planning and execution: plan a run with a [`StepSink`] and execute each step the
+//! LLM layer hands out while the model is still writing the next ones.
+//!
+//! - Planning and execution run concurrently in the run's task (`join!`): the executing side
+//!   takes each early step in order and runs it with the executor's per-step function; a step
+//!   whose input is not valid on its own (e.g. a reference to a later step) is never handed
+//!   out, so it waits for the whole plan.
+//! - Durability: each completed early step is saved together with the plan so far (the steps
+//!   handed out, `planner.partial` set). After a crash the run resumes with that partial plan;
+//!   it is planned again and the new plan must begin with exactly the steps that ran (same tool
+//!   and input), which are not run again; otherwise the run fails. A retried run whose plan is
+//!   partial goes the same way.
+//! - When planning finishes, the final plan (validated as a whole by the planner) must begin
+//!   with exactly the steps that ran; it replaces the partial plan, is saved, and the remaining
+//!   steps run through the executor's normal loop (with the full outputs of the early steps).
+//! - When planning fails after a step ran (the plan became invalid, or the model's answer
+//!   broke off), the run fails with the error naming the step and why; its step records and
+//!   the partial plan stay, and `plan_failure` records the layers and what they cost.
+//! - A step that fails early fails the run like any failed step, once planning finished (its
+//!   spend is recorded; a cancel waits for planning too, as before streaming).
+//! - When nothing was handed out (a rule plan, a cache hit, a server that answered in one
+//!   body, streaming off) the outcome goes back to `plan_and_execute`'s normal path unchanged.
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Inner, executor, record_spend};
+use crate::domain::StepStatus;
+use crate::domain::{LayerFailure, Plan, PlanFailure, PlanStep, PlannerInfo, Run, RunStatus};
+use crate::planning::{Allowance, EarlyStep, PlanError, StepSink};
+use crate::store::StoreError;
+
+/// What planning leaves to `plan_and_execute`.
+pub(super) enum Planned {
+    /// No step ran before planning finished: the normal path records, saves and executes it.
+    Whole(Result<Plan, PlanError>),
+    /// Steps ran early (or the plan contradicts steps that ran before): the run was finished
+    /// here.
+    Done(Result<(), StoreError>),
+}
+
+/// Whether the run needs planning: it has no plan, or only the partial plan of steps that ran
+/// while an earlier streamed planning was still going.
+pub(super) fn needs_plan(run: &Run) -> bool {
+    run.plan.as_ref().is_none_or(|p| p.planner.partial)
+}
+
+/// Why the early execution stopped before planning finished.
+enum Stop {
+    /// A step failed (the run's error).
+    Failed(String),
+    Cancelled(String),
+    /// A step of the new plan differs from the step that ran under the partial plan.
+    Mismatch(String),
+    Store(StoreError),
+}
+
+/// What the early execution did.
+struct Early {
+    /// Outputs of the steps in the execution log (full ones for the steps run here).
+    outputs: Vec<Value>,
+    /// The steps of the partial plan: the earlier partial plan's, then those handed out.
+    known: Vec<PlanStep>,
+    /// Steps run here.
+    ran: usize,
+    stop: Option<Stop>,
+}
+
+/// Plans the run, executing steps as they are handed out when its planner streams.
+pub(super) async fn plan(
+    inner: &Inner,
+    run: &mut Run,
+    cancel: &CancellationToken,
+    traceparent: Option<&str>,
+    allowance: &Allowance,
+) -> Planned {
+    // Steps of an earlier partial plan (a crash or a retry): the new plan must begin with them.
+    let prior: Vec<PlanStep> = run
+        .plan
+        .as_ref()
+        .filter(|p| p.planner.partial)
+        .map(|p| p.steps.clone())
+        .unwrap_or_default();
+    let requested = run.planner.clone();
+    if !inner.planners.streams(requested.as_deref()) {
+        let planned = inner
+            .planners
+            .plan_within(requested.as_deref(), &run.prompt, traceparent, allowance)
+            .await;
+        return check_prior(inner, run, planned, &prior).await;
+    }
+    let (sink, rx) = StepSink::channel();
+    let prompt = run.prompt.clone();
+    let planners = &inner.planners;
+    let planning = async move {
+        let planned = planners
+            .plan_streamed(
+                requested.as_deref(),
+                &prompt,
+                traceparent,
+                allowance,
+                Some(&sink),
+            )
+            .await;
+        // Closes the channel: the executing side stops waiting for steps.
+        drop(sink);
+        planned
+    };
+    let executing = execute_early(inner, run, cancel, rx, &prior);
+    let (planned, early) = tokio::join!(planning, executing);
+    let Early {
+        outputs,
+        known,
+        ran,
+        stop,
+    } = early;
+    if ran == 0 && !matches!(stop, Some(Stop::Mismatch(_))) {
+        return check_prior(inner, run, planned, &prior).await;
+    }
+    record_spend(inner, &run.tenant, &planned).await;
+    let mut plan = match planned {
+        Ok(plan) => plan,
+        Err(e) => {
+            record_plan_failure(run, e.failure_record());
+            let message = match (&e, stop) {
+                (_, Some(Stop::Store(e))) => return Planned::Done(Err(e)),
+                (_, Some(Stop::Cancelled(why))) => {
+                    return Planned::Done(
+                        executor::finish(inner, run, RunStatus::Cancelled, Some(why)).await,
+                    );
+                }
+                (_, Some(Stop::Failed(why))) => format!("{why}; planning failed as well: {e}"),
+                (_, Some(Stop::Mismatch(why))) => why,
+                (PlanError::InvalidAfterStep { .. }, None) => e.to_string(),
+                (_, None) => format!(
+                    "planning failed after step {} ran: {e}",
+                    run.completed_steps()
+                ),
+            };
+            return Planned::Done(
+                executor::finish(inner, run, RunStatus::Failed, Some(message)).await,
+            );
+        }
+    };
+    let mismatch = match &stop {
+        Some(Stop::Mismatch(why)) => Some(why.clone()),
+        _ => differs(&plan.steps, &known),
+    };
+    if let Some(why) = mismatch {
+        return Planned::Done(fail_contradicted(inner, run, &plan, why).await);
+    }
+    plan.planner.partial = false;
+    run.plan = Some(plan);
+    match stop {
+        Some(Stop::Store(e)) => Planned::Done(Err(e)),
+        Some(Stop::Cancelled(why)) => {
+            Planned::Done(executor::finish(inner, run, RunStatus::Cancelled, Some(why)).await)
+        }
+        Some(Stop::Failed(why)) => {
+            Planned::Done(executor::finish(inner, run, RunStatus::Failed, Some(why)).await)
+        }
+        Some(Stop::Mismatch(_)) | None => {
+            // The whole plan replaces the partial one before any further step runs.
+            if let Err(e) = inner.store.save_run(run).await {
+                return Planned::Done(Err(e));
+            }
+            Planned::Done(executor::execute_rest(inner, run, cancel, outputs).await)
+        }
+    }
+}
+
+/// Runs each step handed out, in order, until planning finishes or a step does not complete.
+async fn execute_early(
+    inner: &Inner,
+    run: &mut Run,
+    cancel: &CancellationToken,
+    mut rx: mpsc::UnboundedReceiver<EarlyStep>,
+    prior: &[PlanStep],
+) -> Early {
+    let done_before = run.completed_steps();
+    run.execution_log.truncate(done_before);
+    let plan_id = run
+        .plan
+        .as_ref()
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), |p| p.plan_id.clone());
+    let mut early = Early {
+        outputs: executor::stored_outputs(run),
+        known: prior.to_vec(),
+        ran: 0,
+        stop: None,
+    };
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                early.stop = Some(Stop::Cancelled("cancelled".into()));
+                return early;
+            }
+            next = rx.recv() => next,
+        };
+        let Some(EarlyStep { step, planner }) = next else {
+            return early;
+        };
+        let n = step.step_number as usize;
+        if let Some(before) = n.checked_sub(1).and_then(|i| prior.get(i)) {
+            if before.tool != step.tool || before.input != step.input {
+                early.stop = Some(Stop::Mismatch(contradiction(n, before, Some(&step))));
+                return early;
+            }
+            if n <= done_before {
+                continue;
+            }
+        } else {
+            early.known.push(step.clone());
+        }
+        let record = executor::execute_step(inner, run, &step, &early.outputs, cancel).await;
+        let (status, error) = executor::record_step(run, &mut early.outputs, record);
+        early.ran += 1;
+        run.plan = Some(partial_plan(&plan_id, planner, &early.known));
+        match status {
+            StepStatus::Completed => {
+                // The plan so far goes with the step's record: a crash re-runs nothing.
+                if let Err(e) = inner.store.save_run(run).await {
+                    early.stop = Some(Stop::Store(e));
+                    return early;
+                }
+            }
+            StepStatus::Cancelled => {
+                early.stop = Some(Stop::Cancelled("cancelled while step was running".into()));
+                return early;
+            }
+            StepStatus::Failed | StepStatus::Running => {
+                early.stop = Some(Stop::Failed(executor::step_failure(&step, error)));
+                return early;
+            }
+        }
+    }
+}
+
+/// The plan of the steps handed out so far.
+fn partial_plan(plan_id: &str, mut planner: PlannerInfo, steps: &[PlanStep]) -> Plan {
+    planner.partial = true;
+    Plan {
+        plan_id: plan_id.to_owned(),
+        planner,
+        steps: steps.to_vec(),
+    }
+}
+
+/// The normal path's outcome, unless the plan contradicts the steps of an earlier partial
+/// plan that already ran.
+async fn check_prior(
+    inner: &Inner,
+    run: &mut Run,
+    planned: Result<Plan, PlanError>,
+    prior: &[PlanStep],
+) -> Planned {
+    if let Ok(plan) = &planned
+        && let Some(why) = differs(&plan.steps, prior)
+    {
+        record_spend(inner, &run.tenant, &planned).await;
+        return Planned::Done(fail_contradicted(inner, run, plan, why).await);
+    }
+    Planned::Whole(planned)
+}
+
+/// Why `steps` does not begin with `known` (same tool and input), if it does not.
+fn differs(steps: &[PlanStep], known: &[PlanStep]) -> Option<String> {
+    known.iter().enumerate().find_map(|(i, before)| {
+        let step = steps.get(i);
+        let same = step.is_some_and(|s| s.tool == before.tool && s.input == before.input);
+        (!same).then(|| contradiction(i + 1, before, step))
+    })
+}
+
+fn contradiction(n: usize, before: &PlanStep, now: Option<&PlanStep>) -> String {
+    match now {
+        Some(now) => format!(
+            "the plan changed after step {n} ran: the new plan's step {n} is {} {}, but {} {} already ran; submit the task again",
+            now.tool, now.input, before.tool, before.input
+        ),
+        None => format!(
+            "the plan changed after step {n} ran: the new plan has no step {n}, but {} {} already ran; submit the task again",
+            before.tool, before.input
+        ),
+    }
+}
+
+/// Fails a run whose new plan contradicts steps that ran: the partial plan stays, and what
+/// the plan cost goes to `plan_failure`.
+async fn fail_contradicted(
+    inner: &Inner,
+    run: &mut Run,
+    plan: &Plan,
+    why: String,
+) -> Result<(), StoreError> {
+    record_plan_failure(
+        run,
+        Some(PlanFailure {
+            attempts: vec![LayerFailure {
+                layer: plan.planner.name.clone(),
+                category: "invalid_after_step".into(),
+                message: why.clone(),
+            }],
+            usage: plan.planner.usage,
+            cost_usd: plan.planner.cost_usd,
+        }),
+    );
+    executor::finish(inner, run, RunStatus::Failed, Some(why)).await
+}
+
+/// Records a failed planning's layers and spend (a retried run keeps what earlier failed
+/// planning was billed), as `plan_and_execute` does.
+fn record_plan_failure(run: &mut Run, failure: Option<PlanFailure>) {
+    let earlier = run.plan_failure.take();
+    run.plan_failure = match (failure, earlier) {
+        (Some(mut now), Some(before)) => {
+            now.add_spend(&before);
+            Some(now)
+        }
+        (now, before) => now.or(before),
+    };
+    if let Some(cost) = run.plan_failure.as_ref().and_then(|f| f.cost_usd) {
+        tracing::Span::current().record("crane.cost.usd", cost);
+    }
+}
