@@ -155,8 +155,14 @@ async fn answer(
     if let Some(rx) = submitted.finished {
         if let Ok(Ok(done)) = tokio::time::timeout(wait_bound(state, q), rx).await {
             run = done;
-        } else if let Ok(current) = state.runtime.get(&run.run_id).await {
-            run = current;
+        } else {
+            // The run goes on after this answer: it is stored before it is acknowledged.
+            if let Err(e) = state.runtime.acknowledge(&run).await {
+                return ApiError::from(e).into_response();
+            }
+            if let Ok(current) = state.runtime.get(&run.run_id).await {
+                run = current;
+            }
         }
     }
     let location = format!("/runs/{}", run.run_id);

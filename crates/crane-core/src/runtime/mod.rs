@@ -352,6 +352,15 @@ impl Runtime {
         wait.then_some(rx)
     }
 
+    /// Makes sure a run handed to a caller before it finished is stored (a deferred run, see
+    /// `Durability`, is stored as `run` shows it unless its worker stored it already). Call it
+    /// before acknowledging a run whose wait ended early: nothing is acknowledged before it is
+    /// committed.
+    pub async fn acknowledge(&self, run: &Run) -> Result<(), RuntimeError> {
+        self.inner.store.insert_run_if_absent(run).await?;
+        Ok(())
+    }
+
     /// The run with this id.
     pub async fn get(&self, run_id: &str) -> Result<Run, RuntimeError> {
         self.inner
@@ -632,16 +641,11 @@ async fn plan_and_execute(
         match planned {
             Ok(plan) => {
                 let deterministic = plan.planner.source == PlanSource::Rule;
-                let read_only = executor::read_only(inner, &plan);
                 run.plan = Some(plan);
-                match durability {
-                    // A rule plan is a pure function of the prompt and planner version: after a
-                    // crash it is re-made identically. Any other plan is saved before it runs.
-                    Durability::Stored if !deterministic => inner.store.save_run(run).await?,
-                    Durability::Stored => {}
-                    // Stored with its plan before the first side effect.
-                    Durability::Deferred if !read_only => inner.store.put_run(run).await?,
-                    Durability::Deferred => {}
+                // A rule plan is a pure function of the prompt and planner version: after a
+                // crash it is re-made identically. Any other plan is saved before it runs.
+                if durability == Durability::Stored && !deterministic {
+                    inner.store.save_run(run).await?;
                 }
             }
             Err(e) => {
@@ -661,6 +665,16 @@ async fn plan_and_execute(
                 return executor::finish(inner, run, RunStatus::Failed, Some(e.to_string())).await;
             }
         }
+    }
+    // A deferred run is stored with its plan (planned or the caller's) before its first side
+    // effect; a plan of read-only tools only is stored once, when it finishes.
+    if durability == Durability::Deferred
+        && run
+            .plan
+            .as_ref()
+            .is_some_and(|p| !executor::read_only(inner, p))
+    {
+        inner.store.put_run(run).await?;
     }
     executor::execute(inner, run, cancel).await
 }

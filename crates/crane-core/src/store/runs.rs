@@ -113,6 +113,28 @@ impl Store {
         .await
     }
 
+    /// Stores `run` unless a run with its id is stored already (then nothing changes).
+    /// Returns true when it stored it.
+    pub async fn insert_run_if_absent(&self, run: &Run) -> Result<bool, StoreError> {
+        let body = encode(run)?;
+        let run_id = run.run_id.clone();
+        let status = run.status.as_str();
+        let user = run.user_id.clone();
+        let key = run.idempotency_key.clone();
+        let created = run.created_at.to_rfc3339();
+        let tenant = run.tenant.clone();
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "INSERT INTO runs (run_id, status, user_id, idempotency_key, created_at, updated_at, body, tenant)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7) ON CONFLICT (run_id) DO NOTHING",
+                )?
+                .execute(params![run_id, status, user, key, created, body, tenant])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     /// Saves the full state of an existing run.
     pub async fn save_run(&self, run: &Run) -> Result<(), StoreError> {
         let body = encode(run)?;
