@@ -35,6 +35,8 @@ pub struct DebugSleep;
 
 impl TypedTool for DebugSleep {
     const NAME: &'static str = "debug_sleep";
+    /// It only waits.
+    const READ_ONLY: bool = true;
     const DESCRIPTION: &'static str = "Debug: sleep for `ms` milliseconds, then succeed.";
     type Input = SleepInput;
     type Output = DebugOutput;

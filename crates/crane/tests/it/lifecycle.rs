@@ -309,6 +309,38 @@ async fn runs_survive_a_graceful_restart() {
     assert_eq!(todos, ["buy milk", "call the bank"]);
 }
 
+/// A waited-for run without an idempotency key is stored only when it finishes or before its
+/// first side effect; whatever the answer shows is committed: a finished run is there at once,
+/// and a read-only run (nothing stored before it finishes) whose bounded wait ended first is
+/// stored before that answer, so it survives kill -9 and resumes.
+#[tokio::test]
+async fn waited_runs_are_stored_before_they_are_answered_and_survive_kill9() {
+    let mut server = Server::start_debug(&["--step-timeout-ms", "60000"]).await;
+    let done = server.run_prompt("what is 6 times 7").await;
+    assert_eq!(done["status"], "completed", "{done}");
+    server.kill9().await;
+    server.restart().await;
+    let stored = server.get_run(done["run_id"].as_str().unwrap()).await;
+    assert_eq!(stored, done, "the answered run was not what was stored");
+
+    let (status, _, acked) = server
+        .post_json(
+            "/runs?wait=true&timeout_ms=300",
+            &json!({"prompt": "crash test", "steps": [
+                {"tool": "debug_sleep", "input": {"ms": 1500}},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{acked}");
+    assert!(acked["status"] == "pending" || acked["status"] == "running", "{acked}");
+    let run_id = acked["run_id"].as_str().unwrap().to_owned();
+    server.kill9().await;
+    server.restart().await;
+    let done = server.wait_status(&run_id, "completed").await;
+    assert_eq!(step_statuses(&done), ["completed"], "{done}");
+    assert_eq!(done["created_at"], acked["created_at"], "{done}");
+}
+
 #[tokio::test]
 async fn kill9_mid_run_resumes_after_restart() {
     let mut server = Server::start_debug(&["--step-timeout-ms", "60000"]).await;
