@@ -186,7 +186,7 @@ impl LlmLayer {
         self.provider.config().stream
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments)]
     async fn call(
         &self,
         messages: Vec<Message>,
@@ -341,7 +341,6 @@ impl LlmLayer {
     /// Asks the model for a plan; validates it; on invalid output tries one repair round. Adds
     /// the tokens and cost of every answered call to `spend`; a plan records the total. With
     /// `sink`, steps are handed out early (module doc); the caller reads `sink.emitted()`.
-    #[allow(clippy::too_many_arguments)]
     pub async fn plan(
         &self,
         prompt: &str,

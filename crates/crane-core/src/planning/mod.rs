@@ -491,7 +491,7 @@ impl Planning {
     /// Cache → LLM layers → (optionally) rule fallback. `tenant`: what the tenant's spend
     /// budgets leave, checked before every call. `sink`: streamed planning; once a layer
     /// handed out a step, its failure ends the chain.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments)]
     async fn llm_chain(
         &self,
         prompt: &str,

