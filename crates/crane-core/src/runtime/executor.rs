@@ -157,7 +157,7 @@ pub(super) async fn finish(
 }
 
 /// True when the tool is registered and has no side effects.
-fn read_only_tool(inner: &Inner, name: &str) -> bool {
+pub(super) fn read_only_tool(inner: &Inner, name: &str) -> bool {
     inner.registry.get(name).is_some_and(|t| t.read_only())
 }
 

@@ -166,7 +166,7 @@ pub(super) async fn plan(
         }
         Some(Stop::Mismatch(_)) | None => {
             // The whole plan replaces the partial one before any further step runs.
-            if let Err(e) = inner.store.save_run(run).await {
+            if let Err(e) = inner.store.put_run(run).await {
                 return Planned::Done(Err(e));
             }
             Planned::Done(executor::execute_rest(inner, run, cancel, outputs).await)
@@ -218,6 +218,16 @@ async fn execute_early(
         } else {
             early.known.push(step.clone());
         }
+        // A step with side effects runs only once the plan so far (this step included) is
+        // stored: after a crash the run resumes with the plan whose effects happened, and a run
+        // not stored yet (a deferred one, see `Durability`) is stored before its first effect.
+        if !executor::read_only_tool(inner, &step.tool) {
+            run.plan = Some(partial_plan(&plan_id, planner.clone(), &early.known));
+            if let Err(e) = inner.store.put_run(run).await {
+                early.stop = Some(Stop::Store(e));
+                return early;
+            }
+        }
         let record = executor::execute_step(inner, run, &step, &early.outputs, cancel).await;
         let (status, error) = executor::record_step(run, &mut early.outputs, record);
         early.ran += 1;
@@ -225,7 +235,7 @@ async fn execute_early(
         match status {
             StepStatus::Completed => {
                 // The plan so far goes with the step's record: a crash re-runs nothing.
-                if let Err(e) = inner.store.save_run(run).await {
+                if let Err(e) = inner.store.put_run(run).await {
                     early.stop = Some(Stop::Store(e));
                     return early;
                 }
