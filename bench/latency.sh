@@ -6,6 +6,7 @@
 #   bench/latency.sh [--crane PATH] [--duration S] [--warmup S] [POINT...]
 #
 # Points (default: all but memory):
+#   health1   GET /health at 1 connection: the floor of the HTTP stack on this machine
 #   rule1     rule-planned "calculate 2+3 plus N" at 1 connection
 #   rule16    the same at 16 connections
 #   mock1     the bare mock model server at 1 connection (a planning-sized chat request)
@@ -33,11 +34,11 @@ while [[ $# -gt 0 ]]; do
         --duration) DURATION="$2"; shift 2 ;;
         --warmup) WARMUP="$2"; shift 2 ;;
         --runs) RUNS="$2"; shift 2 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) POINTS+=("$1"); shift ;;
     esac
 done
-[[ ${#POINTS[@]} -gt 0 ]] || POINTS=(rule1 rule16 mock1 llm1 mock16 llm16 mixed32)
+[[ ${#POINTS[@]} -gt 0 ]] || POINTS=(health1 rule1 rule16 mock1 llm1 mock16 llm16 mixed32)
 [[ -x "$CRANE" ]] || { echo "no crane binary at $CRANE (cargo build --release -p crane, or --crane PATH)" >&2; exit 1; }
 
 need() { command -v "$1" >/dev/null 2>&1 || command -v "/usr/sbin/$1" >/dev/null 2>&1; }
@@ -146,6 +147,10 @@ wrk_point() { # name conns mix url script
 echo "crane: $CRANE ($("$CRANE" --version)); duration ${DURATION}s after ${WARMUP}s warm-up; server on core 0, wrk + nginx on core 1"
 for point in "${POINTS[@]}"; do
     case "$point" in
+        health1)
+            start_crane rule
+            wrk_point "$point" 1 - "$URL/health" bench/wrk/get.lua
+            stop_crane ;;
         rule1|rule16)
             start_crane rule
             wrk_point "$point" "${point#rule}" rule "$URL" bench/wrk/runs.lua
