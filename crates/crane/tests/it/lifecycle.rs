@@ -332,7 +332,10 @@ async fn waited_runs_are_stored_before_they_are_answered_and_survive_kill9() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{acked}");
-    assert!(acked["status"] == "pending" || acked["status"] == "running", "{acked}");
+    assert!(
+        acked["status"] == "pending" || acked["status"] == "running",
+        "{acked}"
+    );
     let run_id = acked["run_id"].as_str().unwrap().to_owned();
     server.kill9().await;
     server.restart().await;
