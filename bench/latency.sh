@@ -62,7 +62,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # The mock model server: nginx answering every chat completion at once with one valid plan.
 MOCK_PORT="$(free_port)"
-PLAN='{\"steps\":[{\"tool\":\"calculator\",\"input\":{\"expression\":\"7*6\"},\"reasoning\":\"multiply\"}]}'
+# nginx reads \\ in a quoted string as \, so the JSON escapes of the content survive.
+PLAN='{\\"steps\\":[{\\"tool\\":\\"calculator\\",\\"input\\":{\\"expression\\":\\"7*6\\"},\\"reasoning\\":\\"multiply\\"}]}'
 CHAT="{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion\",\"model\":\"bench\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"$PLAN\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":900,\"completion_tokens\":30,\"total_tokens\":930}}"
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx/nginx.conf" <<CONF

@@ -20,8 +20,11 @@ local prompts = {
   "0.1 + 0.2",
   "add a todo to buy milk, then show me all my tasks",
 }
-local n = 0
-local bad = 0
+-- Numbers in prompts start at a random base per wrk process, so a measured run never repeats
+-- a prompt of its warm-up (the exact plan cache would answer it).
+math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+local n = math.random(1, 1000000000)
+bad = 0
 local threads = {}
 
 function setup(thread)
@@ -52,7 +55,10 @@ function request()
 end
 
 function response(status, headers, body)
-  if status ~= 201 or not string.find(body, '"status":"completed"', 1, true) then
+  -- An LLM-planned point counts only runs the model planned (a fallback to the rule planner
+  -- would measure the wrong path).
+  local planned = mix ~= "llm" or string.find(body, '"source":"llm"', 1, true)
+  if status ~= 201 or not string.find(body, '"status":"completed"', 1, true) or not planned then
     bad = bad + 1
     if bad <= 3 then
       io.stderr:write("unexpected answer " .. status .. ": " .. string.sub(body, 1, 300) .. "\n")
