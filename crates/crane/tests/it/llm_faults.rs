@@ -50,8 +50,31 @@ impl LlmCrane {
 
     /// Like [`LlmCrane::start`] with `RUST_LOG` set to `log`.
     pub async fn start_with_log(env: &[(&str, &str)], config: Option<&str>, log: &str) -> Self {
-        let root = tempfile::tempdir().expect("temp dir");
-        let mut cmd = crane_command(root.path());
+        let mut crane = Self {
+            child: None,
+            base: String::new(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(300))
+                .build()
+                .expect("http client"),
+            root: tempfile::tempdir().expect("temp dir"),
+        };
+        crane.spawn(env, config, log).await;
+        crane
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same data dir with `env` and
+    /// `config` (a new port).
+    pub async fn kill9_and_restart(&mut self, env: &[(&str, &str)], config: Option<&str>) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill -9 crane");
+        }
+        self.spawn(env, config, "info").await;
+    }
+
+    async fn spawn(&mut self, env: &[(&str, &str)], config: Option<&str>, log: &str) {
+        let root = self.root.path();
+        let mut cmd = crane_command(root);
         cmd.env_remove("CRANE_PLANNER_STRATEGY");
         cmd.env("RUST_LOG", log);
         for (name, value) in env {
@@ -61,13 +84,17 @@ impl LlmCrane {
             .arg("--addr")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
-            .arg(root.path().join("data"));
+            .arg(root.join("data"));
         if let Some(text) = config {
-            let file = root.path().join("crane.toml");
+            let file = root.join("crane.toml");
             std::fs::write(&file, text).expect("write crane.toml");
             cmd.arg("--config").arg(&file);
         }
-        let log_file = std::fs::File::create(root.path().join("server.log")).expect("log file");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.join("server.log"))
+            .expect("log file");
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))
@@ -75,15 +102,6 @@ impl LlmCrane {
         let mut child = cmd.spawn().expect("spawn crane serve");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let mut crane = Self {
-            child: None,
-            base: String::new(),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(300))
-                .build()
-                .expect("http client"),
-            root,
-        };
         let line = match tokio::time::timeout(DEADLINE, lines.next_line()).await {
             Ok(Ok(Some(line))) => line,
             other => {
@@ -91,18 +109,17 @@ impl LlmCrane {
                 let _ = child.wait().await;
                 panic!(
                     "crane serve did not announce its address ({other:?}); logs:\n{}",
-                    crane.logs()
+                    self.logs()
                 );
             }
         };
-        crane.base = line
+        self.base = line
             .strip_prefix("crane listening on ")
             .unwrap_or_else(|| panic!("unexpected first stdout line: {line:?}"))
             .trim()
             .to_owned();
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        crane.child = Some(child);
-        crane
+        self.child = Some(child);
     }
 
     fn log_path(&self) -> PathBuf {

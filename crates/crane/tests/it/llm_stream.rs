@@ -437,3 +437,48 @@ async fn a_plain_json_answer_to_a_streamed_request_still_plans() {
     assert_eq!(bodies[1]["stream"], false);
     assert!(bodies[1].get("stream_options").is_none());
 }
+
+#[tokio::test]
+async fn a_crash_after_an_early_step_replans_around_it_and_reruns_nothing() {
+    // The first answer stops after step 1 for good; crane is killed meanwhile. After the
+    // restart the run is planned again (the second answer), must begin with step 1, and only
+    // step 2 runs.
+    let never = Arc::new(Notify::new());
+    let (head, rest) = plan_halves(
+        "crash milk",
+        json!({"tool": "todo_list", "input": {}, "reasoning": "show"}),
+    );
+    let mock = StreamMock::start(vec![
+        vec![sse_head(), openai_deltas(&head), Part::Wait(never)],
+        vec![
+            sse_head(),
+            openai_deltas(&format!("{head}{rest}")),
+            openai_end(),
+        ],
+    ])
+    .await;
+    let env = env(&mock.url);
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let config = format!("{CONFIG}{PRICING}");
+    let mut crane = start_crane(&env, &config).await;
+    let run_id = submit(&crane, "add crash milk and list my todos").await;
+    let before = wait_run(&crane, &run_id, "step 1 completed", |r| {
+        completed_steps(r) >= 1
+    })
+    .await;
+    assert_eq!(planner(&before)["partial"], true, "{before}");
+
+    crane.kill9_and_restart(&refs, Some(&config)).await;
+    let run = wait_run(&crane, &run_id, "the end", |r| {
+        r["status"] != "running" && r["status"] != "pending"
+    })
+    .await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert!(planner(&run).get("partial").is_none(), "{run}");
+    assert_eq!(completed_steps(&run), 2, "{run}");
+    // Step 1 is the record made before the crash, not a second execution.
+    assert_eq!(run["execution_log"][0], before["execution_log"][0]);
+    let listed = run["result"].to_string();
+    assert_eq!(listed.matches("crash milk").count(), 1, "{listed}");
+    assert_eq!(mock.bodies().len(), 2);
+}
