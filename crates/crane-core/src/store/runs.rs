@@ -44,6 +44,31 @@ fn encode(run: &Run) -> Result<String, StoreError> {
     serde_json::to_string(run).map_err(|e| StoreError::Corrupt(format!("run body: {e}")))
 }
 
+/// The columns of a run's row, taken from the run before it moves to the writer.
+struct Row {
+    run_id: String,
+    status: &'static str,
+    user: Option<String>,
+    key: Option<String>,
+    created: String,
+    body: String,
+    tenant: String,
+}
+
+impl Row {
+    fn of(run: &Run) -> Result<Self, StoreError> {
+        Ok(Self {
+            run_id: run.run_id.clone(),
+            status: run.status.as_str(),
+            user: run.user_id.clone(),
+            key: run.idempotency_key.clone(),
+            created: run.created_at.to_rfc3339(),
+            body: encode(run)?,
+            tenant: run.tenant.clone(),
+        })
+    }
+}
+
 fn get_by_key(conn: &Connection, tenant: &str, key: &str) -> Result<Option<Run>, StoreError> {
     let body: Option<String> = conn
         .prepare_cached(
@@ -57,13 +82,15 @@ fn get_by_key(conn: &Connection, tenant: &str, key: &str) -> Result<Option<Run>,
 impl Store {
     /// Stores a new run. With an idempotency key already used, returns the original run.
     pub async fn insert_run(&self, run: &Run) -> Result<InsertOutcome, StoreError> {
-        let body = encode(run)?;
-        let run_id = run.run_id.clone();
-        let status = run.status.as_str();
-        let user = run.user_id.clone();
-        let key = run.idempotency_key.clone();
-        let created = run.created_at.to_rfc3339();
-        let tenant = run.tenant.clone();
+        let Row {
+            run_id,
+            status,
+            user,
+            key,
+            created,
+            body,
+            tenant,
+        } = Row::of(run)?;
         self.write(move |conn| {
             if let Some(key) = &key
                 && let Some(existing) = get_by_key(conn, &tenant, key)?
@@ -84,13 +111,15 @@ impl Store {
     /// run id). The runtime stores some runs only when they finish or just before their first
     /// side effect (see `runtime::submit`); every later save of such a run goes through here.
     pub async fn put_run(&self, run: &Run) -> Result<(), StoreError> {
-        let body = encode(run)?;
-        let run_id = run.run_id.clone();
-        let status = run.status.as_str();
-        let user = run.user_id.clone();
-        let key = run.idempotency_key.clone();
-        let created = run.created_at.to_rfc3339();
-        let tenant = run.tenant.clone();
+        let Row {
+            run_id,
+            status,
+            user,
+            key,
+            created,
+            body,
+            tenant,
+        } = Row::of(run)?;
         self.write(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO runs (run_id, status, user_id, idempotency_key, created_at, updated_at, body, tenant)
@@ -116,13 +145,15 @@ impl Store {
     /// Stores `run` unless a run with its id is stored already (then nothing changes).
     /// Returns true when it stored it.
     pub async fn insert_run_if_absent(&self, run: &Run) -> Result<bool, StoreError> {
-        let body = encode(run)?;
-        let run_id = run.run_id.clone();
-        let status = run.status.as_str();
-        let user = run.user_id.clone();
-        let key = run.idempotency_key.clone();
-        let created = run.created_at.to_rfc3339();
-        let tenant = run.tenant.clone();
+        let Row {
+            run_id,
+            status,
+            user,
+            key,
+            created,
+            body,
+            tenant,
+        } = Row::of(run)?;
         self.write(move |conn| {
             let n = conn
                 .prepare_cached(

@@ -435,14 +435,13 @@ async fn queued_runs_wait_for_a_worker_and_can_be_cancelled() {
         .await;
     // The slow run holds the only worker before the second arrives (two spawned tasks may
     // otherwise take the worker in either order).
-    let deadline = tokio::time::Instant::now() + crate::support::DEADLINE;
-    while server.get_run(slow["run_id"].as_str().unwrap()).await["status"] != "running" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the slow run never started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    server
+        .wait_for(
+            slow["run_id"].as_str().unwrap(),
+            "the slow run to start",
+            |r| r["status"] == "running",
+        )
+        .await;
     let queued = server
         .create_run(
             &json!({"prompt": "queued", "steps": [{"tool": "todo_add", "input": {"title": "never added"}}]}),
