@@ -32,7 +32,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::error::ApiError;
 
 /// Longest a cached key (or a cached "no such key") is trusted before the store is asked again.
-pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+pub const KEY_CACHE_TTL: Duration = Duration::from_millis(500);
 
 /// The right each route needs: (method, route template, least role). A route missing here is
 /// refused (403) for every key; a unit test checks every route has a rule.

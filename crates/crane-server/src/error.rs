@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use crane_core::runtime::RuntimeError;
+use crane_core::store::StoreError;
 use serde_json::{Value, json};
 
 /// An HTTP error with a stable machine-readable code.
@@ -97,6 +98,16 @@ impl From<RuntimeError> for ApiError {
                             "retry_after_secs": refusal.retry_after_secs,
                         }));
                 error.retry_after = Some(refusal.retry_after_secs);
+                error
+            }
+            RuntimeError::Store(StoreError::Unavailable(why)) => {
+                tracing::warn!(%why, "the database is unavailable");
+                let mut error = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    format!("crane cannot reach its database ({why}); retry shortly"),
+                );
+                error.retry_after = Some(1);
                 error
             }
             RuntimeError::Store(error) => {

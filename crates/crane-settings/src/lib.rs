@@ -39,6 +39,8 @@ pub use error::{Result, SettingsError};
 pub struct Overrides {
     /// `--data-dir` / `CRANE_DATA_DIR`.
     pub data_dir: Option<PathBuf>,
+    /// `--database-url` / `CRANE_DATABASE_URL` (may hold a password: never log it).
+    pub database_url: Option<String>,
     /// `--config` / `CRANE_CONFIG`.
     pub config: Option<PathBuf>,
     /// `--addr` / `CRANE_ADDR`.
@@ -262,6 +264,14 @@ pub struct RetryFile {
 pub struct StoreFile {
     /// `normal` (survives a killed process) or `full` (also survives power loss).
     pub synchronous: Option<String>,
+    /// `postgres://...`: the PostgreSQL database every replica shares (the flag and
+    /// `CRANE_DATABASE_URL` win over it).
+    pub database_url: Option<String>,
+    /// Most PostgreSQL connections per replica (default 16).
+    pub pool_size: Option<u32>,
+    /// How long a replica's lease on a run lasts without a heartbeat, in milliseconds
+    /// (default 10000; PostgreSQL only).
+    pub lease_ms: Option<u64>,
 }
 
 /// Effective settings after merging every source.
@@ -435,6 +445,16 @@ impl Settings {
             runtime,
             store: StoreConfig {
                 synchronous,
+                database_url: common
+                    .database_url
+                    .clone()
+                    .or(file.store.database_url)
+                    .filter(|u| !u.trim().is_empty()),
+                pool_size: file.store.pool_size.unwrap_or(16).clamp(2, 1000),
+                lease: file
+                    .store
+                    .lease_ms
+                    .map_or(Duration::from_secs(10), |m| ms(m.max(300))),
                 ..StoreConfig::default()
             },
             planner: file.planner,

@@ -76,7 +76,7 @@ pub struct RegistryFile {
 impl RegistryFile {
     /// The alias reload interval.
     pub fn alias_refresh(&self) -> Duration {
-        Duration::from_millis(self.alias_refresh_ms.unwrap_or(1000).max(50))
+        Duration::from_millis(self.alias_refresh_ms.unwrap_or(500).max(50))
     }
 }
 

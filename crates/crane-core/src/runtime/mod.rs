@@ -308,16 +308,18 @@ impl Runtime {
             let mut run = run;
             let outcome = work(&inner, &mut run, &cancel, untraced, durability).await;
             drop(permit);
-            match outcome {
+            let saved = match outcome {
                 Err(error) => {
-                    tracing::error!(run_id = %run.run_id, %error, "run could not be saved; it stays unfinished and resumes at the next start");
+                    tracing::error!(run_id = %run.run_id, %error, "run could not be saved; it stays unfinished and resumes later (at the next start, or on any replica once its lease lapses)");
+                    false
                 }
                 Ok(()) => {
                     if let Some(observer) = inner.observer.get() {
                         observer.finished(&run);
                     }
+                    true
                 }
-            }
+            };
             let waiters = inner
                 .inflight
                 .lock()
@@ -331,6 +333,11 @@ impl Runtime {
                 })
                 .map(|e| e.waiters)
                 .unwrap_or_default();
+            // A run whose final state is not stored is not handed to its waiters as finished:
+            // their channel closes and they answer from the store (see `Runtime::wait`).
+            if !saved {
+                return;
+            }
             // The last waiter gets the run itself; only extra waiters cost a clone.
             let mut waiters = waiters;
             let last = waiters.pop();
@@ -477,18 +484,72 @@ impl Runtime {
         }
     }
 
-    /// Queues every run left pending or running by a previous process. Returns how many.
+    /// Queues every run left pending or running by a previous process (with PostgreSQL: every
+    /// run whose replica's lease lapsed, now leased to this one). Returns how many.
     pub async fn recover(&self) -> Result<usize, RuntimeError> {
-        let ids = self.inner.store.unfinished_run_ids().await?;
+        let runs = self.inner.store.unfinished_runs().await?;
+        Ok(self.resume(runs))
+    }
+
+    /// Queues runs to resume from their last completed step, skipping any still executing
+    /// here.
+    fn resume(&self, runs: Vec<Run>) -> usize {
         let mut n = 0;
-        for id in ids {
-            if let Some(run) = self.inner.store.get_run(&id).await? {
-                tracing::info!(run_id = %run.run_id, status = run.status.as_str(), completed_steps = run.completed_steps(), "resuming unfinished run");
-                self.enqueue(run, false, Durability::Stored);
-                n += 1;
+        for run in runs {
+            let here = self
+                .inner
+                .inflight
+                .lock()
+                .is_ok_and(|m| m.contains_key(&run.run_id));
+            if here {
+                continue;
             }
+            tracing::info!(run_id = %run.run_id, status = run.status.as_str(), completed_steps = run.completed_steps(), "resuming unfinished run");
+            self.enqueue(run, false, Durability::Stored);
+            n += 1;
         }
-        Ok(n)
+        n
+    }
+
+    /// With PostgreSQL, claims every `every` the runs of replicas whose lease lapsed (as many
+    /// as the queue has room for) and resumes them here. Does nothing with SQLite (one process
+    /// owns the data dir; [`Runtime::recover`] resumes its runs at start). Stops when the
+    /// runtime drains or is dropped.
+    pub fn spawn_reclaim(&self, every: Duration) {
+        if self.inner.store.postgres().is_none() {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                if inner.closing.load(Ordering::Relaxed) {
+                    break;
+                }
+                let room = inner
+                    .config
+                    .max_queue
+                    .saturating_sub(inner.queued.load(Ordering::Relaxed))
+                    .min(RECLAIM_BATCH);
+                if room == 0 {
+                    continue;
+                }
+                let runtime = Runtime { inner };
+                match runtime.inner.store.claim_orphaned_runs(room).await {
+                    Ok(runs) if !runs.is_empty() => {
+                        let n = runtime.resume(runs);
+                        tracing::info!(runs = n, "resumed runs of a replica whose lease lapsed");
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "could not claim the runs of lapsed replicas")
+                    }
+                }
+            }
+        });
     }
 
     /// Stops accepting runs and waits up to `timeout` for in-flight runs to finish. Runs still
@@ -581,6 +642,9 @@ async fn work(
     checkpoint.abort();
     result
 }
+
+/// Most orphaned runs claimed at once (see [`Runtime::spawn_reclaim`]).
+const RECLAIM_BATCH: usize = 64;
 
 /// How long a run executes before its `running` state is written.
 const RUNNING_CHECKPOINT_DELAY: Duration = Duration::from_millis(2);

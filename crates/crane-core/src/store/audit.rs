@@ -5,7 +5,7 @@ use rusqlite::params;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 
 /// One audit entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -29,7 +29,7 @@ pub struct AuditPage {
     pub next_cursor: Option<i64>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Appends an entry.
     pub async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
         self.write(move |conn| {

@@ -5,7 +5,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 
 /// A period's spend as stored.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -42,7 +42,7 @@ fn tokens_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-impl Store {
+impl SqliteStore {
     /// The spend of `tenant`'s `window` budget in the period starting at `period_start`.
     pub async fn budget_spend(
         &self,
@@ -143,6 +143,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use crate::store::StoreConfig;
 
     #[tokio::test]

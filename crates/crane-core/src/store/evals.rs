@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 
 /// One stored eval as listed: id, time and summary (no report).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -36,7 +36,7 @@ fn decode(what: &str, text: &str) -> Result<Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("eval {what}: {e}")))
 }
 
-impl Store {
+impl SqliteStore {
     /// Stores an eval's summary and report under `eval_id` (which must be new) for `tenant`.
     pub async fn insert_eval(
         &self,

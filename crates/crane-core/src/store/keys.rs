@@ -5,7 +5,7 @@
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 use crate::access::Role;
 
 /// One stored API key. `hash` is the SHA-256 of the secret; it is never serialised.
@@ -37,7 +37,7 @@ fn decode(r: &Row<'_>) -> rusqlite::Result<ApiKeyRow> {
     })
 }
 
-impl Store {
+impl SqliteStore {
     /// Stores a new key.
     pub async fn insert_api_key(&self, key: &ApiKeyRow) -> Result<(), StoreError> {
         let k = key.clone();

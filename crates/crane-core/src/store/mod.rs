@@ -1,13 +1,14 @@
-//! The durable store: embedded SQLite (WAL) under the data dir.
+//! The durable store behind one interface, [`Store`], with two backends:
 //!
-//! Writes go through one writer thread that groups concurrent writes into a single transaction
-//! (group commit): each write still gets its own savepoint, so one failing write never undoes
-//! another, and its caller hears back only after the transaction committed. Reads use a small
-//! pool of read-only connections, which WAL lets run beside the writer.
+//! - embedded SQLite (WAL) in the data dir, the default ([`sqlite`]: group commit, a read pool,
+//!   a checkpoint thread); the queries of each record kind live beside its types (`runs.rs`,
+//!   `todos.rs`, ...);
+//! - PostgreSQL ([`postgres`]), shared by several crane replicas (`CRANE_DATABASE_URL`): the
+//!   same records and guarantees, plus leases on the runs a replica executes, so another
+//!   replica resumes the runs of one that died.
 //!
-//! Durability: `synchronous=NORMAL` in WAL mode — a committed transaction survives a killed
-//! process (kill -9); an OS crash or power loss may lose the last transactions. Set
-//! `synchronous = "full"` in the config to survive those too, at a throughput cost.
+//! [`Store`] is an enum over the two, so callers hold one concrete `Arc<Store>` and every call
+//! is a match, not a virtual call through a boxed future. Each backend has its own migrations.
 
 mod audit;
 mod budgets;
@@ -16,35 +17,47 @@ mod evals;
 mod keys;
 mod migrations;
 mod pool;
+pub mod postgres;
 mod registry;
 mod runs;
+mod sqlite;
 mod todos;
 mod writer;
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
-use rusqlite::Connection;
+use serde_json::Value;
 
 pub use audit::{AuditEntry, AuditPage};
 pub use budgets::{BudgetSpendRow, SpendUpdate};
 pub use evals::{EvalPage, EvalSummary, StoredEval};
 pub use keys::ApiKeyRow;
+pub use postgres::PgStore;
 pub use registry::{AliasMove, PromptVersion, Registration, RollbackError};
 pub use runs::{InsertOutcome, RunFilter, RunPage};
+pub use sqlite::SqliteStore;
 pub use todos::{
     MAX_CANDIDATES, Selected, Todo, TodoFilter, TodoLookupError, TodoMatch, TodoOrder, TodoPage,
     TodoSelector,
 };
+
+use crate::domain::{Run, RunStatus, Timestamp};
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Postgres(String),
+    /// The database cannot be reached (PostgreSQL down, or no connection free in time).
+    #[error("the database is unavailable ({0}); retry when it is back")]
+    Unavailable(String),
     #[error("could not open the data dir {path}: {source}")]
     DataDir {
-        path: PathBuf,
+        path: std::path::PathBuf,
         source: std::io::Error,
     },
     #[error("stored record is corrupt: {0}")]
@@ -53,18 +66,23 @@ pub enum StoreError {
         "the database was written by a newer crane (schema version {found}, this build knows {known}); upgrade crane"
     )]
     TooNew { found: i64, known: i64 },
+    /// Another replica took over the run (this replica's lease on it lapsed).
+    #[error("run {0} is now executed by another replica (this replica's lease on it lapsed)")]
+    LeaseLost(String),
     #[error("the store is shut down")]
     Closed,
 }
 
 impl StoreError {
-    /// True for failures that may pass on their own (a busy or locked database).
+    /// True for failures that may pass on their own (a busy or locked database, a database
+    /// that is down for a moment).
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
                 e.code,
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
             ),
+            Self::Unavailable(_) => true,
             _ => false,
         }
     }
@@ -81,13 +99,37 @@ pub enum Synchronous {
 }
 
 /// Store settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoreConfig {
     pub synchronous: Synchronous,
-    /// Read-only connections in the pool.
+    /// Read-only connections in the pool (SQLite).
     pub readers: usize,
-    /// Most writes grouped in one transaction.
+    /// Most writes grouped in one transaction (SQLite).
     pub max_batch: usize,
+    /// `postgres://...`: use this PostgreSQL database instead of SQLite in the data dir.
+    /// May hold a password: never logged (see the `Debug` impl).
+    pub database_url: Option<String>,
+    /// Most connections this replica opens to PostgreSQL.
+    pub pool_size: u32,
+    /// How long a replica's claim on a run it executes lasts without a heartbeat
+    /// (PostgreSQL): after it, another replica resumes the run.
+    pub lease: std::time::Duration,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("synchronous", &self.synchronous)
+            .field("readers", &self.readers)
+            .field("max_batch", &self.max_batch)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(postgres::redact_url),
+            )
+            .field("pool_size", &self.pool_size)
+            .field("lease", &self.lease)
+            .finish()
+    }
 }
 
 impl Default for StoreConfig {
@@ -96,108 +138,381 @@ impl Default for StoreConfig {
             synchronous: Synchronous::Normal,
             readers: 4,
             max_batch: 512,
+            database_url: None,
+            pool_size: 16,
+            lease: std::time::Duration::from_secs(10),
         }
     }
 }
 
-/// The durable store.
-pub struct Store {
-    writer: writer::Writer,
-    _checkpointer: checkpoint::Checkpointer,
-    readers: pool::ReadPool,
-    path: PathBuf,
+/// The durable store: SQLite or PostgreSQL (see the module docs).
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Calls the same method on whichever backend the store is.
+macro_rules! on_backend {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Sqlite(s) => s.$method($($arg),*).await,
+            Store::Postgres(p) => p.$method($($arg),*).await,
+        }
+    };
 }
 
 impl Store {
-    /// Opens (creating if needed) `crane.db` in `data_dir` and applies pending migrations.
+    /// Opens (creating if needed) the SQLite database `crane.db` in `data_dir` and applies
+    /// pending migrations.
     pub fn open(data_dir: &Path, config: &StoreConfig) -> Result<Arc<Self>, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
-        let path = data_dir.join("crane.db");
-        let mut conn = Connection::open(&path)?;
-        configure(&conn, config.synchronous)?;
-        migrations::apply(&mut conn)?;
-        // Checkpoints run on their own thread so commits never pay for them.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
-        let checkpointer = checkpoint::Checkpointer::start(Connection::open(&path)?)?;
-        let mut readers = Vec::with_capacity(config.readers.max(1));
-        for _ in 0..config.readers.max(1) {
-            let r = Connection::open_with_flags(
-                &path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
-            r.busy_timeout(std::time::Duration::from_secs(5))?;
-            readers.push(r);
+        Ok(Arc::new(Self::Sqlite(SqliteStore::open(data_dir, config)?)))
+    }
+
+    /// Opens the store `config` names: PostgreSQL when it has a `database_url` (migrating it),
+    /// else SQLite in `data_dir`.
+    pub async fn connect(data_dir: &Path, config: &StoreConfig) -> Result<Arc<Self>, StoreError> {
+        match &config.database_url {
+            Some(url) => Ok(Arc::new(Self::Postgres(
+                PgStore::connect(url, config).await?,
+            ))),
+            None => Self::open(data_dir, config),
         }
-        Ok(Arc::new(Self {
-            writer: writer::Writer::start(
-                conn,
-                config.max_batch,
-                match config.synchronous {
-                    Synchronous::Normal => writer::Mode::Inline,
-                    Synchronous::Full => writer::Mode::Thread,
-                },
-            )?,
-            _checkpointer: checkpointer,
-            readers: pool::ReadPool::new(readers),
-            path,
-        }))
     }
 
-    /// Path of the database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
     }
 
-    /// Runs `f` inside the next group-commit transaction; resolves after the commit.
-    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
-    {
-        self.writer.write(f).await
+    /// The PostgreSQL backend, when this is one.
+    pub fn postgres(&self) -> Option<&PgStore> {
+        match self {
+            Self::Postgres(p) => Some(p),
+            Self::Sqlite(_) => None,
+        }
     }
 
-    /// Runs `f` on a read-only connection.
-    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
-    {
-        self.readers.read(f).await
-    }
-
-    /// Runs `f` on a read-only connection on the calling thread when one is free (else like
-    /// [`Store::read`]): for reads of a few rows on the request path only.
-    pub async fn read_now<R, F>(&self, f: F) -> Result<R, StoreError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
-    {
-        self.readers.read_now(f).await
-    }
-
-    /// Stops the writer after the writes already queued; later writes fail with `Closed`.
+    /// Stops writing: SQLite finishes the writes already queued; PostgreSQL releases this
+    /// replica's leases and closes its pool. Later writes fail with `Closed`.
     pub async fn close(&self) {
-        self.writer.close().await;
+        on_backend!(self.close())
     }
-}
 
-fn configure(conn: &Connection, sync: Synchronous) -> Result<(), StoreError> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(
-        None,
-        "synchronous",
-        match sync {
-            Synchronous::Normal => "NORMAL",
-            Synchronous::Full => "FULL",
-        },
-    )?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    Ok(())
+    // Runs.
+
+    /// Stores a new run. With an idempotency key the tenant used already, returns that run.
+    pub async fn insert_run(&self, run: &Run) -> Result<InsertOutcome, StoreError> {
+        on_backend!(self.insert_run(run))
+    }
+
+    /// Stores the full state of a run whether or not it is stored yet (insert or update by
+    /// run id).
+    pub async fn put_run(&self, run: &Run) -> Result<(), StoreError> {
+        on_backend!(self.put_run(run))
+    }
+
+    /// Stores `run` unless a run with its id is stored already; true when it stored it.
+    pub async fn insert_run_if_absent(&self, run: &Run) -> Result<bool, StoreError> {
+        on_backend!(self.insert_run_if_absent(run))
+    }
+
+    /// Saves the full state of an existing run.
+    pub async fn save_run(&self, run: &Run) -> Result<(), StoreError> {
+        on_backend!(self.save_run(run))
+    }
+
+    /// Saves `run` only if its stored status is one of `expected`; false otherwise.
+    pub async fn save_run_if(&self, run: &Run, expected: &[RunStatus]) -> Result<bool, StoreError> {
+        on_backend!(self.save_run_if(run, expected))
+    }
+
+    /// Marks a stored `pending` run `running`; false when it is in any other state.
+    pub async fn mark_running(
+        &self,
+        run_id: &str,
+        started_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        on_backend!(self.mark_running(run_id, started_at))
+    }
+
+    /// The run with this id.
+    pub async fn get_run(&self, run_id: &str) -> Result<Option<Run>, StoreError> {
+        on_backend!(self.get_run(run_id))
+    }
+
+    /// A page of runs, newest first.
+    pub async fn list_runs(&self, filter: RunFilter) -> Result<RunPage, StoreError> {
+        on_backend!(self.list_runs(filter))
+    }
+
+    /// Runs left `pending` or `running` that this process should resume at start, oldest
+    /// first: with SQLite every one; with PostgreSQL those whose replica's lease lapsed, which
+    /// this replica now holds (see [`Store::claim_orphaned_runs`]).
+    pub async fn unfinished_runs(&self) -> Result<Vec<Run>, StoreError> {
+        match self {
+            Self::Sqlite(s) => {
+                let mut runs = Vec::new();
+                for id in s.unfinished_run_ids().await? {
+                    if let Some(run) = s.get_run(&id).await? {
+                        runs.push(run);
+                    }
+                }
+                Ok(runs)
+            }
+            Self::Postgres(p) => p.claim_orphaned_runs(usize::MAX).await,
+        }
+    }
+
+    /// PostgreSQL: claims up to `limit` unfinished runs whose replica's lease lapsed (a replica
+    /// that died or lost the database), oldest first, with `FOR UPDATE SKIP LOCKED`, so two
+    /// replicas never claim the same run. SQLite: none (one process owns the data dir).
+    pub async fn claim_orphaned_runs(&self, limit: usize) -> Result<Vec<Run>, StoreError> {
+        match self {
+            Self::Sqlite(_) => Ok(Vec::new()),
+            Self::Postgres(p) => p.claim_orphaned_runs(limit).await,
+        }
+    }
+
+    /// Number of runs per status.
+    pub async fn count_runs_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        on_backend!(self.count_runs_by_status())
+    }
+
+    // Todos.
+
+    /// Adds a todo of tenant `default` (once per effect key).
+    pub async fn todo_add(
+        &self,
+        title: String,
+        effect_key: Option<String>,
+    ) -> Result<Todo, StoreError> {
+        self.todo_add_in(crate::access::DEFAULT_TENANT, title, effect_key)
+            .await
+    }
+
+    /// Adds a todo of `tenant` (once per effect key: a key recorded already returns the todo
+    /// it added).
+    pub async fn todo_add_in(
+        &self,
+        tenant: &str,
+        title: String,
+        effect_key: Option<String>,
+    ) -> Result<Todo, StoreError> {
+        on_backend!(self.todo_add_in(tenant, title, effect_key))
+    }
+
+    /// One page of todos in the filter's order, how many match the filter in all, and where
+    /// the next page starts.
+    pub async fn todo_list(&self, filter: TodoFilter) -> Result<TodoPage, StoreError> {
+        on_backend!(self.todo_list(filter))
+    }
+
+    /// Marks a todo of tenant `default` done (see [`Store::todo_complete_in`]).
+    pub async fn todo_complete(
+        &self,
+        selector: TodoSelector,
+        effect_key: Option<String>,
+    ) -> Result<Result<Selected, TodoLookupError>, StoreError> {
+        self.todo_complete_in(crate::access::DEFAULT_TENANT, selector, effect_key)
+            .await
+    }
+
+    /// Marks one of `tenant`'s todos done (once per effect key). Completing a done todo
+    /// returns it unchanged.
+    pub async fn todo_complete_in(
+        &self,
+        tenant: &str,
+        selector: TodoSelector,
+        effect_key: Option<String>,
+    ) -> Result<Result<Selected, TodoLookupError>, StoreError> {
+        on_backend!(self.todo_complete_in(tenant, selector, effect_key))
+    }
+
+    /// Deletes a todo of tenant `default` (see [`Store::todo_delete_in`]).
+    pub async fn todo_delete(
+        &self,
+        selector: TodoSelector,
+        effect_key: Option<String>,
+    ) -> Result<Result<Selected, TodoLookupError>, StoreError> {
+        self.todo_delete_in(crate::access::DEFAULT_TENANT, selector, effect_key)
+            .await
+    }
+
+    /// Deletes one of `tenant`'s todos (once per effect key) and returns it.
+    pub async fn todo_delete_in(
+        &self,
+        tenant: &str,
+        selector: TodoSelector,
+        effect_key: Option<String>,
+    ) -> Result<Result<Selected, TodoLookupError>, StoreError> {
+        on_backend!(self.todo_delete_in(tenant, selector, effect_key))
+    }
+
+    // Evaluations.
+
+    /// Stores an evaluation's summary and full report.
+    pub async fn insert_eval(
+        &self,
+        tenant: &str,
+        eval_id: &str,
+        created_at: &str,
+        summary: &Value,
+        report: &Value,
+    ) -> Result<(), StoreError> {
+        on_backend!(self.insert_eval(tenant, eval_id, created_at, summary, report))
+    }
+
+    /// One of `tenant`'s evaluations.
+    pub async fn get_eval(
+        &self,
+        tenant: &str,
+        eval_id: &str,
+    ) -> Result<Option<StoredEval>, StoreError> {
+        on_backend!(self.get_eval(tenant, eval_id))
+    }
+
+    /// A page of `tenant`'s evaluations, newest first.
+    pub async fn list_evals(
+        &self,
+        tenant: &str,
+        limit: usize,
+        cursor: Option<i64>,
+    ) -> Result<EvalPage, StoreError> {
+        on_backend!(self.list_evals(tenant, limit, cursor))
+    }
+
+    // API keys.
+
+    /// Stores a new API key (its hash only).
+    pub async fn insert_api_key(&self, key: &ApiKeyRow) -> Result<(), StoreError> {
+        on_backend!(self.insert_api_key(key))
+    }
+
+    /// The key with this id.
+    pub async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRow>, StoreError> {
+        on_backend!(self.get_api_key(key_id))
+    }
+
+    /// The keys of `tenant` (every tenant's when `None`).
+    pub async fn list_api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKeyRow>, StoreError> {
+        on_backend!(self.list_api_keys(tenant))
+    }
+
+    /// Revokes a key (of `tenant` when given) at `at`; the key as it is afterwards.
+    pub async fn revoke_api_key(
+        &self,
+        key_id: &str,
+        tenant: Option<&str>,
+        at: &str,
+    ) -> Result<Option<ApiKeyRow>, StoreError> {
+        on_backend!(self.revoke_api_key(key_id, tenant, at))
+    }
+
+    // Audit log.
+
+    /// Appends an entry to the audit log.
+    pub async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        on_backend!(self.audit(entry))
+    }
+
+    /// A page of `tenant`'s audit log, newest first.
+    pub async fn list_audit(
+        &self,
+        tenant: &str,
+        limit: usize,
+        cursor: Option<i64>,
+    ) -> Result<AuditPage, StoreError> {
+        on_backend!(self.list_audit(tenant, limit, cursor))
+    }
+
+    // Budgets.
+
+    /// The spend of `tenant`'s `window` budget in the period starting at `period_start`.
+    pub async fn budget_spend(
+        &self,
+        tenant: &str,
+        window: &str,
+        period_start: &str,
+    ) -> Result<Option<BudgetSpendRow>, StoreError> {
+        on_backend!(self.budget_spend(tenant, window, period_start))
+    }
+
+    /// Adds spend to a period and marks the thresholds `crossed` picks, in one transaction.
+    pub async fn add_budget_spend<F>(
+        &self,
+        tenant: &str,
+        window: &str,
+        period_start: &str,
+        tokens: u64,
+        usd: f64,
+        crossed: F,
+    ) -> Result<SpendUpdate, StoreError>
+    where
+        F: FnOnce(f64, u64, &[u8]) -> Vec<u8> + Send + 'static,
+    {
+        on_backend!(self.add_budget_spend(tenant, window, period_start, tokens, usd, crossed))
+    }
+
+    // Planner registry.
+
+    /// Registers a prompt-template version (see [`Registration`]).
+    pub async fn register_prompt(
+        &self,
+        name: &str,
+        version: &str,
+        hash: &str,
+        source: &str,
+    ) -> Result<Registration, StoreError> {
+        on_backend!(self.register_prompt(name, version, hash, source))
+    }
+
+    /// Registers a planner-variant version (see [`Registration`]).
+    pub async fn register_variant(
+        &self,
+        name: &str,
+        version: &str,
+        hash: &str,
+        spec: &str,
+    ) -> Result<Registration, StoreError> {
+        on_backend!(self.register_variant(name, version, hash, spec))
+    }
+
+    /// Every registered prompt-template version.
+    pub async fn prompt_versions(&self) -> Result<Vec<PromptVersion>, StoreError> {
+        on_backend!(self.prompt_versions())
+    }
+
+    /// Alias → variant.
+    pub async fn aliases(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        on_backend!(self.aliases())
+    }
+
+    /// Points `alias` at `variant` and records the move.
+    pub async fn move_alias(
+        &self,
+        alias: &str,
+        variant: &str,
+        note: Option<&str>,
+    ) -> Result<AliasMove, StoreError> {
+        on_backend!(self.move_alias(alias, variant, note))
+    }
+
+    /// Moves `alias` back to its previous target when `check` accepts it (in one
+    /// transaction).
+    pub async fn rollback_alias(
+        &self,
+        alias: &str,
+        note: Option<&str>,
+        check: impl FnOnce(&str) -> Result<(), String> + Send + 'static,
+    ) -> Result<Result<AliasMove, String>, RollbackError> {
+        on_backend!(self.rollback_alias(alias, note, check))
+    }
+
+    /// Alias moves, oldest first; all aliases when `alias` is `None`.
+    pub async fn alias_history(&self, alias: Option<&str>) -> Result<Vec<AliasMove>, StoreError> {
+        on_backend!(self.alias_history(alias))
+    }
 }

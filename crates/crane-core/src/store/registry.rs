@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 
 /// The outcome of registering a `name@version` with a content hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,7 +162,7 @@ fn rollback_target(history: &[AliasMove]) -> Option<String> {
     stack.pop().flatten()
 }
 
-impl Store {
+impl SqliteStore {
     /// Registers prompt template `name@version` with its content hash.
     pub async fn register_prompt(
         &self,
@@ -317,6 +317,7 @@ fn moves(conn: &rusqlite::Connection, alias: Option<&str>) -> Result<Vec<AliasMo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use crate::store::StoreConfig;
 
     fn store() -> (tempfile::TempDir, std::sync::Arc<Store>) {

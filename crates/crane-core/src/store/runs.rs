@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 use crate::domain::{Run, RunStatus};
 
 /// Result of inserting a run.
@@ -36,27 +36,27 @@ pub struct RunPage {
     pub next_cursor: Option<i64>,
 }
 
-fn decode(body: &str) -> Result<Run, StoreError> {
+pub(super) fn decode(body: &str) -> Result<Run, StoreError> {
     serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("run body: {e}")))
 }
 
-fn encode(run: &Run) -> Result<String, StoreError> {
+pub(super) fn encode(run: &Run) -> Result<String, StoreError> {
     serde_json::to_string(run).map_err(|e| StoreError::Corrupt(format!("run body: {e}")))
 }
 
 /// The columns of a run's row, taken from the run before it moves to the writer.
-struct Row {
-    run_id: String,
-    status: &'static str,
-    user: Option<String>,
-    key: Option<String>,
-    created: String,
-    body: String,
-    tenant: String,
+pub(super) struct Row {
+    pub(super) run_id: String,
+    pub(super) status: &'static str,
+    pub(super) user: Option<String>,
+    pub(super) key: Option<String>,
+    pub(super) created: String,
+    pub(super) body: String,
+    pub(super) tenant: String,
 }
 
 impl Row {
-    fn of(run: &Run) -> Result<Self, StoreError> {
+    pub(super) fn of(run: &Run) -> Result<Self, StoreError> {
         Ok(Self {
             run_id: run.run_id.clone(),
             status: run.status.as_str(),
@@ -79,7 +79,7 @@ fn get_by_key(conn: &Connection, tenant: &str, key: &str) -> Result<Option<Run>,
     body.as_deref().map(decode).transpose()
 }
 
-impl Store {
+impl SqliteStore {
     /// Stores a new run. With an idempotency key already used, returns the original run.
     pub async fn insert_run(&self, run: &Run) -> Result<InsertOutcome, StoreError> {
         let Row {
@@ -335,6 +335,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use crate::store::StoreConfig;
 
     fn store() -> (tempfile::TempDir, std::sync::Arc<Store>) {
@@ -410,7 +411,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(done.runs.len(), 1);
-        assert_eq!(store.unfinished_run_ids().await.unwrap().len(), 4);
+        assert_eq!(store.unfinished_runs().await.unwrap().len(), 4);
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 use crate::domain::{Timestamp, now};
 
 /// A todo (field names fixed by DESIGN.md).
@@ -409,7 +409,7 @@ fn list_page(conn: &Connection, filter: TodoFilter) -> Result<TodoPage, StoreErr
     Ok(TodoPage { todos, count, next })
 }
 
-impl Store {
+impl SqliteStore {
     /// Adds a todo of tenant `default` (once per effect key).
     pub async fn todo_add(
         &self,
@@ -564,7 +564,16 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use crate::store::StoreConfig;
+
+    /// The SQLite backend of a store opened by [`open`] (for queries of its own).
+    fn sqlite(store: &Store) -> &SqliteStore {
+        match store {
+            Store::Sqlite(s) => s,
+            Store::Postgres(_) => panic!("open() opens SQLite"),
+        }
+    }
 
     fn open() -> (tempfile::TempDir, std::sync::Arc<Store>) {
         let dir = tempfile::tempdir().unwrap();
@@ -787,7 +796,7 @@ mod tests {
         // What the previous version recorded for a delete: the bare todo.
         let key = "old-run:2".to_owned();
         let todo = t.clone();
-        store
+        sqlite(&store)
             .write(move |conn| {
                 conn.execute("DELETE FROM todos", [])?;
                 record(conn, &key, &todo)
@@ -961,7 +970,7 @@ mod tests {
 
         // Every page query and count is an index search in key order: no full scan of the
         // table and no sort of the matching rows, however many todos there are.
-        let plans = store
+        let plans = sqlite(&store)
             .read(|conn| {
                 let mut plans = Vec::new();
                 for done in [None, Some(true)] {
@@ -1038,7 +1047,7 @@ mod tests {
                     })
                     .await
                     .unwrap();
-                let rows: i64 = store
+                let rows: i64 = sqlite(&store)
                     .read(move |conn| {
                         Ok(conn.query_row(
                             "SELECT COUNT(*) FROM todos WHERE tenant = ?1 AND (?2 IS NULL OR done = ?2)",

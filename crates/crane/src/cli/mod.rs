@@ -22,6 +22,15 @@ pub struct Common {
     /// Data directory (embedded SQLite lives there).
     #[arg(long, global = true, env = "CRANE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL database shared by every replica (postgres://user[:password]@host/db);
+    /// without it, the embedded SQLite in the data dir.
+    #[arg(
+        long,
+        global = true,
+        env = "CRANE_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
     /// Path of crane.toml (default: ./crane.toml when present).
     #[arg(long, global = true, env = "CRANE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -57,6 +66,7 @@ impl Common {
     pub fn overrides(&self) -> crane_settings::Overrides {
         crane_settings::Overrides {
             data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
             config: self.config.clone(),
             addr: self.addr.clone(),
             log_format: self.log_format.clone(),

@@ -225,12 +225,7 @@ async fn local_planners(
     if !register {
         return Ok((planners, None));
     }
-    let store = Store::open(&settings.data_dir, &settings.store).with_context(|| {
-        format!(
-            "could not open the store in {}",
-            settings.data_dir.display()
-        )
-    })?;
+    let store = super::open_store(&settings).await?;
     crane_core::runtime::registry::register_versions(&store, &planners, &library).await?;
     planners.set_aliases(store.aliases().await?);
     Ok((planners, Some(store)))
@@ -290,12 +285,7 @@ async fn store(
     report: &Report,
     json: &serde_json::Value,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&settings.data_dir, &settings.store).with_context(|| {
-        format!(
-            "could not open the store in {}",
-            settings.data_dir.display()
-        )
-    })?;
+    let store = super::open_store(&settings).await?;
     let result = store
         .insert_eval(
             crane_core::access::DEFAULT_TENANT,

@@ -40,7 +40,7 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
                 return usage(e);
             }
             let settings = Settings::load(&common.overrides())?;
-            let store = super::open_store(&settings)?;
+            let store = super::open_store(&settings).await?;
             let generated = generate_key();
             let row = ApiKeyRow {
                 key_id: generated.key_id.clone(),
@@ -87,7 +87,7 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let settings = Settings::load(&common.overrides())?;
-            let store = super::open_store(&settings)?;
+            let store = super::open_store(&settings).await?;
             let keys = store.list_api_keys(tenant.as_deref()).await?;
             store.close().await;
             if json {
@@ -118,7 +118,7 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::Revoke { common, key_id } => {
             let settings = Settings::load(&common.overrides())?;
-            let store = super::open_store(&settings)?;
+            let store = super::open_store(&settings).await?;
             let at = now();
             let revoked = store.revoke_api_key(&key_id, None, &at).await?;
             let code = match revoked {

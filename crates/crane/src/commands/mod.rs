@@ -33,13 +33,23 @@ pub fn tools(common: Common) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn open_store(settings: &Settings) -> anyhow::Result<Arc<Store>> {
-    Store::open(&settings.data_dir, &settings.store).with_context(|| {
-        format!(
-            "could not open the store in {}",
-            settings.data_dir.display()
-        )
-    })
+/// The store the settings name: PostgreSQL (`--database-url`) or SQLite in the data dir.
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<Store>> {
+    let store = Store::connect(&settings.data_dir, &settings.store).await;
+    match &settings.store.database_url {
+        Some(url) => store.with_context(|| {
+            format!(
+                "could not open the PostgreSQL store at {}",
+                crane_core::store::postgres::redact_url(url)
+            )
+        }),
+        None => store.with_context(|| {
+            format!(
+                "could not open the store in {}",
+                settings.data_dir.display()
+            )
+        }),
+    }
 }
 
 /// The store, the planner variants and the prompt templates, with every template and variant
@@ -51,7 +61,7 @@ async fn open_runtime(
     Runtime,
     Arc<crane_core::planning::prompt_library::PromptLibrary>,
 )> {
-    let store = open_store(settings)?;
+    let store = open_store(settings).await?;
     let (planners, library) = settings.planners(Arc::new(settings.tool_registry()))?;
     let runtime =
         Runtime::with_planners(store.clone(), Arc::new(planners), settings.runtime.clone());

@@ -16,7 +16,6 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
 use crane_core::planning::Planners;
 use crane_core::planning::prompt_library::PromptLibrary;
 use crane_core::runtime::registry;
@@ -37,15 +36,10 @@ struct Registry {
     library: PromptLibrary,
 }
 
-fn open(common: &Common) -> anyhow::Result<Registry> {
+async fn open(common: &Common) -> anyhow::Result<Registry> {
     let settings = Settings::load(&common.overrides())?;
     super::init_logging(&settings, "warn");
-    let store = Store::open(&settings.data_dir, &settings.store).with_context(|| {
-        format!(
-            "could not open the store in {}",
-            settings.data_dir.display()
-        )
-    })?;
+    let store = super::open_store(&settings).await?;
     let registry = settings.tool_registry();
     let (planners, library) = settings.planners(Arc::new(registry))?;
     Ok(Registry {
@@ -58,9 +52,11 @@ fn open(common: &Common) -> anyhow::Result<Registry> {
 /// Runs `crane prompts`.
 pub async fn run(args: PromptsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        PromptsCommand::List { common, json } => list(&open(&common)?, json).await,
-        PromptsCommand::Show { common, name, json } => show(&open(&common)?, &name, json).await,
-        PromptsCommand::Diff { common, a, b } => diff(&open(&common)?, &a, &b),
+        PromptsCommand::List { common, json } => list(&open(&common).await?, json).await,
+        PromptsCommand::Show { common, name, json } => {
+            show(&open(&common).await?, &name, json).await
+        }
+        PromptsCommand::Diff { common, a, b } => diff(&open(&common).await?, &a, &b),
         PromptsCommand::Promote {
             common,
             variant,
@@ -78,7 +74,7 @@ pub async fn run(args: PromptsArgs) -> anyhow::Result<ExitCode> {
                     .await
                 }
                 None => {
-                    let r = open(&common)?;
+                    let r = open(&common).await?;
                     r.planners.set_aliases(r.store.aliases().await?);
                     registry::move_alias(&r.store, &r.planners, &alias, &variant, note.as_deref())
                         .await
@@ -104,7 +100,7 @@ pub async fn run(args: PromptsArgs) -> anyhow::Result<ExitCode> {
                     .await
                 }
                 None => {
-                    let r = open(&common)?;
+                    let r = open(&common).await?;
                     registry::rollback_alias(&r.store, &r.planners, &alias, note.as_deref())
                         .await
                         .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
@@ -118,7 +114,7 @@ pub async fn run(args: PromptsArgs) -> anyhow::Result<ExitCode> {
             alias,
             json,
         } => {
-            let r = open(&common)?;
+            let r = open(&common).await?;
             let moves = r.store.alias_history(alias.as_deref()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&moves)?);

@@ -45,7 +45,13 @@ pub async fn serve(common: Common) -> anyhow::Result<ExitCode> {
     // record on the same data dir.
     let alerts = super::start_alerts(&runtime, &settings)?;
     if let Some(budgets) = runtime.budgets() {
-        budgets.spawn_refresh(std::time::Duration::from_secs(5));
+        // Several replicas share one PostgreSQL: spend recorded by the others counts within
+        // half a second.
+        budgets.spawn_refresh(if runtime.store().postgres().is_some() {
+            std::time::Duration::from_millis(500)
+        } else {
+            std::time::Duration::from_secs(5)
+        });
         tracing::info!(
             budgets = budgets.policies().len(),
             webhook = alerts.is_some(),
@@ -58,11 +64,20 @@ pub async fn serve(common: Common) -> anyhow::Result<ExitCode> {
         runtime.set_observer(exporter.observer());
     }
     let recovered = runtime.recover().await?;
+    // PostgreSQL: resume the runs of replicas that died, once their lease lapses.
+    runtime.spawn_reclaim(std::time::Duration::from_millis(500));
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .with_context(|| format!("could not listen on {}", settings.addr))?;
     let local = listener.local_addr()?;
-    tracing::info!(addr = %local, data_dir = %settings.data_dir.display(), recovered, "crane listening");
+    match runtime.store().postgres() {
+        Some(pg) => {
+            tracing::info!(addr = %local, store = "postgres", replica = pg.replica(), recovered, "crane listening")
+        }
+        None => {
+            tracing::info!(addr = %local, data_dir = %settings.data_dir.display(), recovered, "crane listening")
+        }
+    }
     // Tests and scripts read the bound address (useful with --addr 127.0.0.1:0) from stdout.
     println!("crane listening on http://{local}");
     let rate = settings.access.limits;
