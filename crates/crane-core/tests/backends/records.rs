@@ -1,0 +1,1 @@
+//! Evaluations, API keys, audit, budgets and the planner registry on both backends.

@@ -1,0 +1,1 @@
+//! Todos on both backends.
