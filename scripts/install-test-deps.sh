@@ -15,6 +15,10 @@
 #                (7–11 min) is kept as a wheel in ~/.cache/crane/wheels and reused.
 #   mlflow     — an MLflow tracking server (tests/it/mlflow.rs reads runs, params, metrics and
 #                artifacts back over its REST API), in a venv at ~/.cache/crane/venv-mlflow.
+#   postgres   — a PostgreSQL server at 127.0.0.1:5432 (user postgres, trust auth on
+#                localhost) for the PostgreSQL store tests (crates/crane-core/tests/backends,
+#                tests/it/scale_out.rs). Left alone when one answers there already; else
+#                Debian's `postgresql` is installed and its cluster started.
 #   schemathesis — property-based API testing against /openapi.json (tests/it/schemathesis.rs),
 #                in a venv at ~/.cache/crane/venv-schemathesis.
 set -euo pipefail
@@ -191,7 +195,36 @@ install_schemathesis() {
     log "schemathesis: installed"
 }
 
+install_postgres() {
+    if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+        log "postgres: a server answers on 127.0.0.1:5432"
+        return 0
+    fi
+    if ! command -v pg_ctlcluster >/dev/null 2>&1 || ! command -v pgbench >/dev/null 2>&1; then
+        log "postgres: installing Debian's postgresql"
+        apt_install postgresql postgresql-contrib
+    fi
+    local version conf
+    version="$(ls /etc/postgresql | sort -V | tail -n1)"
+    conf="/etc/postgresql/$version/main"
+    # Trust local TCP connections (tests connect as postgres without a password).
+    if ! as_root grep -q "^host all all 127.0.0.1/32 trust" "$conf/pg_hba.conf"; then
+        as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$conf/pg_hba.conf"
+    fi
+    # Room for several replicas' pools and the test suite's parallel databases.
+    as_root sed -i "s/^#\?max_connections = .*/max_connections = 300/" "$conf/postgresql.conf"
+    as_root pg_ctlcluster "$version" main restart || as_root pg_ctlcluster "$version" main start
+    for _ in $(seq 1 60); do
+        pg_isready -q -h 127.0.0.1 -p 5432 && break
+        sleep 0.5
+    done
+    psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1 \
+        || psql -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE test"
+    log "postgres: $version started on 127.0.0.1:5432"
+}
+
 main() {
+    install_postgres
     install_prometheus
     install_llama
     install_phoenix

@@ -14,6 +14,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crane/target}"
 mkdir -p "$CARGO_TARGET_DIR"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# The PostgreSQL store tests must run (install-test-deps starts a server when none answers).
+export CRANE_REQUIRE_POSTGRES=1
+export CRANE_TEST_DATABASE_URL="${CRANE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 
 STAGES=()
 START=$SECONDS

@@ -387,7 +387,9 @@ impl Runtime {
         }
     }
 
-    /// Waits until the run finishes (or `timeout` passes) and returns its state then.
+    /// Waits until the run finishes (or `timeout` passes) and returns its state then. A run
+    /// executing here is awaited directly; one another replica executes (PostgreSQL) is
+    /// followed in the store.
     pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<Run, RuntimeError> {
         let rx = {
             let mut map = self
@@ -401,12 +403,32 @@ impl Runtime {
                 rx
             })
         };
-        if let Some(rx) = rx
-            && let Ok(Ok(run)) = tokio::time::timeout(timeout, rx).await
-        {
+        let deadline = tokio::time::Instant::now() + timeout;
+        if let Some(rx) = rx {
+            if let Ok(Ok(run)) = tokio::time::timeout_at(deadline, rx).await {
+                return Ok(run);
+            }
+            return self.get(run_id).await;
+        }
+        let run = self.get(run_id).await?;
+        if run.status.is_terminal() || self.inner.store.postgres().is_none() {
             return Ok(run);
         }
-        self.get(run_id).await
+        // Executed by another replica (PostgreSQL): follow the stored state until it finishes
+        // or the time is up, checking often at first and then every REMOTE_WAIT_MAX.
+        let mut every = Duration::from_millis(10);
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return self.get(run_id).await;
+            }
+            tokio::time::sleep_until((now + every).min(deadline)).await;
+            let run = self.get(run_id).await?;
+            if run.status.is_terminal() {
+                return Ok(run);
+            }
+            every = (every * 2).min(REMOTE_WAIT_MAX);
+        }
     }
 
     /// A page of runs, newest first.
@@ -642,6 +664,9 @@ async fn work(
     checkpoint.abort();
     result
 }
+
+/// Longest pause between two reads of a run another replica executes (see [`Runtime::wait`]).
+const REMOTE_WAIT_MAX: Duration = Duration::from_millis(200);
 
 /// Most orphaned runs claimed at once (see [`Runtime::spawn_reclaim`]).
 const RECLAIM_BATCH: usize = 64;

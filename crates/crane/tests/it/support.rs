@@ -25,6 +25,7 @@ pub fn crane_bin() -> &'static str {
 const CRANE_ENV: &[&str] = &[
     "CRANE_ADDR",
     "CRANE_DATA_DIR",
+    "CRANE_DATABASE_URL",
     "CRANE_CONFIG",
     "CRANE_LOG_FORMAT",
     "CRANE_MAX_PROMPT_CHARS",
@@ -79,6 +80,8 @@ pub struct Server {
     args: Vec<String>,
     env: Vec<(String, String)>,
     starts: usize,
+    /// The PostgreSQL database of a suite run on PostgreSQL (`CRANE_TEST_STORE=postgres`).
+    _db: Option<crate::pg::TestDatabase>,
 }
 
 impl Server {
@@ -90,6 +93,19 @@ impl Server {
     /// Starts `crane serve` with `args` and extra environment variables on a fresh data dir.
     pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let root = tempfile::tempdir().expect("temp dir");
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let db = if crate::pg::suite_on_postgres()
+            && !env.iter().any(|(k, _)| k == "CRANE_DATABASE_URL")
+        {
+            let db = crate::pg::TestDatabase::create().await;
+            env.push(("CRANE_DATABASE_URL".into(), db.url()));
+            Some(db)
+        } else {
+            None
+        };
         let mut server = Self {
             child: None,
             base: String::new(),
@@ -99,11 +115,9 @@ impl Server {
                 .expect("http client"),
             root,
             args: args.iter().map(|s| (*s).to_owned()).collect(),
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            env,
             starts: 0,
+            _db: db,
         };
         server.spawn().await;
         server
