@@ -172,9 +172,12 @@ impl Store {
     /// else SQLite in `data_dir`.
     pub async fn connect(data_dir: &Path, config: &StoreConfig) -> Result<Arc<Self>, StoreError> {
         match &config.database_url {
-            Some(url) => Ok(Arc::new(Self::Postgres(
-                PgStore::connect(url, config).await?,
-            ))),
+            Some(url) => {
+                let replica = postgres::replica_id(data_dir)?;
+                Ok(Arc::new(Self::Postgres(
+                    PgStore::connect(url, &replica, config).await?,
+                )))
+            }
             None => Self::open(data_dir, config),
         }
     }
@@ -249,8 +252,8 @@ impl Store {
     }
 
     /// Runs left `pending` or `running` that this process should resume at start, oldest
-    /// first: with SQLite every one; with PostgreSQL those whose replica's lease lapsed, which
-    /// this replica now holds (see [`Store::claim_orphaned_runs`]).
+    /// first: with SQLite every one; with PostgreSQL its own (same replica id) and those whose
+    /// replica's lease lapsed, which this replica now holds (see [`Store::claim_orphaned_runs`]).
     pub async fn unfinished_runs(&self) -> Result<Vec<Run>, StoreError> {
         match self {
             Self::Sqlite(s) => {
@@ -262,7 +265,7 @@ impl Store {
                 }
                 Ok(runs)
             }
-            Self::Postgres(p) => p.claim_orphaned_runs(usize::MAX).await,
+            Self::Postgres(p) => p.claim_at_start().await,
         }
     }
 

@@ -11,6 +11,8 @@ pub struct TestStore {
     /// The URL of this test's PostgreSQL database (to open more replicas on it).
     pub url: Option<String>,
     _dir: tempfile::TempDir,
+    /// Data dirs of the other replicas (each replica has its own, so its own replica id).
+    others: std::sync::Mutex<Vec<tempfile::TempDir>>,
 }
 
 impl Drop for TestStore {
@@ -45,13 +47,26 @@ impl std::ops::Deref for TestStore {
 }
 
 impl TestStore {
+    /// The same replica (same data dir, so the same replica id) opened again, as after a
+    /// restart.
+    pub async fn reopened(&self, config: &StoreConfig) -> Arc<Store> {
+        let config = StoreConfig {
+            database_url: self.url.clone(),
+            ..config.clone()
+        };
+        Store::connect(self._dir.path(), &config).await.unwrap()
+    }
+
     /// Another store on the same database, as a second replica would open it.
     pub async fn another_replica(&self, config: &StoreConfig) -> Arc<Store> {
         let config = StoreConfig {
             database_url: self.url.clone(),
             ..config.clone()
         };
-        Store::connect(self._dir.path(), &config).await.unwrap()
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(dir.path(), &config).await.unwrap();
+        self.others.lock().unwrap().push(dir);
+        store
     }
 }
 
@@ -73,6 +88,7 @@ pub async fn sqlite(config: StoreConfig) -> TestStore {
         store,
         url: None,
         _dir: dir,
+        others: Default::default(),
     }
 }
 
@@ -115,6 +131,7 @@ pub async fn postgres(config: StoreConfig) -> Option<TestStore> {
         store,
         url: Some(url),
         _dir: dir,
+        others: Default::default(),
     })
 }
 

@@ -246,3 +246,27 @@ store_test!(
         assert_eq!(&b_set | &c_set, all);
     }
 );
+
+store_test!(
+    a_restarted_replica_takes_its_own_runs_back_at_once,
+    |s: TestStore| async move {
+        if s.url.is_none() {
+            return;
+        }
+        let pending = run("acme", None);
+        s.insert_run(&pending).await.unwrap();
+        // Another replica may not take it: the lease (10 s) has not lapsed.
+        let other = s.another_replica(&StoreConfig::default()).await;
+        assert!(other.claim_orphaned_runs(10).await.unwrap().is_empty());
+        // The same replica id (its data dir) after a restart takes it back at once.
+        let again = s.reopened(&StoreConfig::default()).await;
+        let ids: Vec<_> = again
+            .unfinished_runs()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect();
+        assert_eq!(ids, [pending.run_id]);
+    }
+);

@@ -77,6 +77,50 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// This replica's id: kept in `data_dir/replica-id` (made on first start), so a replica that
+/// restarts on its data dir takes its own unfinished runs back at once instead of waiting for
+/// their leases to lapse. Two running replicas must not share a data dir (as with SQLite).
+pub fn replica_id(data_dir: &std::path::Path) -> Result<String, StoreError> {
+    let path = data_dir.join("replica-id");
+    let io = |source| StoreError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        Ok(_) => Err(StoreError::Corrupt(format!(
+            "{} is empty; delete it to make a new replica id",
+            path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir).map_err(io)?;
+            let id = format!(
+                "{}-{}",
+                hostname(),
+                &uuid::Uuid::now_v7().simple().to_string()[20..]
+            );
+            let tmp = data_dir.join("replica-id.tmp");
+            std::fs::write(&tmp, &id).map_err(io)?;
+            std::fs::rename(&tmp, &path).map_err(io)?;
+            Ok(id)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect()
+        })
+        .filter(|h: &String| !h.is_empty())
+        .unwrap_or_else(|| "crane".into())
+}
+
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`: a URL fit for logs.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
@@ -90,8 +134,13 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl PgStore {
-    /// Connects to `url`, applies pending migrations and starts the lease heartbeat.
-    pub async fn connect(url: &str, config: &StoreConfig) -> Result<Self, StoreError> {
+    /// Connects to `url` as replica `replica` (unique per running process; see
+    /// [`replica_id`]), applies pending migrations and starts the lease heartbeat.
+    pub async fn connect(
+        url: &str,
+        replica: &str,
+        config: &StoreConfig,
+    ) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
             StoreError::Postgres(format!(
                 "invalid database URL {}: {e}; expected postgres://user[:password]@host[:port]/database",
@@ -118,15 +167,9 @@ impl PgStore {
                 other => other,
             })?;
         migrations::apply(&pool).await?;
-        let replica: Arc<str> = format!(
-            "{}-{}",
-            std::process::id(),
-            &uuid::Uuid::now_v7().simple().to_string()[20..]
-        )
-        .into();
         let store = Self {
             pool,
-            replica,
+            replica: replica.into(),
             lease: config.lease.max(Duration::from_millis(300)),
             stop: CancellationToken::new(),
         };

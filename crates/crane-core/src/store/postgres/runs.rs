@@ -258,13 +258,24 @@ impl PgStore {
     /// lost the database), oldest first: each is leased to this replica in the same statement,
     /// and rows another replica is claiming at the same moment are skipped (`SKIP LOCKED`).
     pub async fn claim_orphaned_runs(&self, limit: usize) -> Result<Vec<Run>, StoreError> {
+        self.claim(limit, false).await
+    }
+
+    /// At start: [`PgStore::claim_orphaned_runs`] plus the runs this replica (the same replica
+    /// id, kept in the data dir) left unfinished before it restarted, whose lease may not have
+    /// lapsed yet; nothing runs here yet, so they are not in flight.
+    pub async fn claim_at_start(&self) -> Result<Vec<Run>, StoreError> {
+        self.claim(usize::MAX, true).await
+    }
+
+    async fn claim(&self, limit: usize, own: bool) -> Result<Vec<Run>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut rows: Vec<(i64, String)> = sqlx::query_as(
             "UPDATE runs SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
              WHERE seq IN (
                 SELECT seq FROM runs
                 WHERE status IN ('pending', 'running')
-                  AND (lease_until IS NULL OR lease_until < now())
+                  AND (lease_until IS NULL OR lease_until < now() OR ($4 AND lease_owner = $1))
                 ORDER BY seq LIMIT $3
                 FOR UPDATE SKIP LOCKED)
              RETURNING seq, body",
@@ -272,6 +283,7 @@ impl PgStore {
         .bind(&*self.replica)
         .bind(secs(self.lease_ms()))
         .bind(limit)
+        .bind(own)
         .fetch_all(&self.pool)
         .await?;
         rows.sort_unstable_by_key(|(seq, _)| *seq);
