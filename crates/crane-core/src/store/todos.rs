@@ -163,14 +163,14 @@ pub fn title_key(title: &str) -> String {
 
 /// The words of a lower-cased title: maximal runs of letters and digits (everything else,
 /// punctuation included, separates words).
-fn words(key: &str) -> Vec<&str> {
+pub(super) fn words(key: &str) -> Vec<&str> {
     key.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .collect()
 }
 
 /// Whether `title` holds `phrase` as consecutive whole words.
-fn contains_phrase(title: &[&str], phrase: &[&str]) -> bool {
+pub(super) fn contains_phrase(title: &[&str], phrase: &[&str]) -> bool {
     !phrase.is_empty() && title.windows(phrase.len()).any(|w| w == phrase)
 }
 
@@ -233,9 +233,26 @@ fn record<T: Serialize>(conn: &Connection, key: &str, value: &T) -> Result<(), S
 /// existed) the bare todo.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum RecordedSelection {
+pub(super) enum RecordedSelection {
     Selected(Selected),
     Todo(Todo),
+}
+
+impl RecordedSelection {
+    /// The selection a replay of `selector` returns.
+    pub(super) fn into_selected(self, selector: &TodoSelector) -> Selected {
+        match self {
+            Self::Selected(s) => s,
+            // Recorded before partial matches existed: a title then matched exactly.
+            Self::Todo(todo) => Selected {
+                todo,
+                matched: match selector {
+                    TodoSelector::Id(_) => TodoMatch::Id,
+                    TodoSelector::Title(_) => TodoMatch::Exact,
+                },
+            },
+        }
+    }
 }
 
 fn select(
@@ -535,17 +552,7 @@ impl SqliteStore {
             if let Some(key) = &effect_key
                 && let Some(found) = recorded::<RecordedSelection>(conn, key)?
             {
-                return Ok(Ok(match found {
-                    RecordedSelection::Selected(s) => s,
-                    // Recorded before partial matches existed: a title then matched exactly.
-                    RecordedSelection::Todo(todo) => Selected {
-                        todo,
-                        matched: match selector {
-                            TodoSelector::Id(_) => TodoMatch::Id,
-                            TodoSelector::Title(_) => TodoMatch::Exact,
-                        },
-                    },
-                }));
+                return Ok(Ok(found.into_selected(&selector)));
             }
             let mut selected = match select(conn, &tenant, &selector)? {
                 Ok(s) => s,
