@@ -146,6 +146,8 @@ impl Default for StoreConfig {
 }
 
 /// The durable store: SQLite or PostgreSQL (see the module docs).
+// One per process, behind an Arc: the size difference of the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Store {
     Sqlite(SqliteStore),
     Postgres(PgStore),

@@ -175,7 +175,7 @@ store_test!(
                 .into_iter()
                 .map(|r| r.run_id)
                 .collect();
-            assert_eq!(ids, [pending.run_id.clone()]);
+            assert_eq!(ids, std::slice::from_ref(&pending.run_id));
             return;
         }
         let b = s.another_replica(&short_lease()).await;

@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use crate::store::StoreError;
 
 /// Key of the advisory lock held while migrating ("crane" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6372_616e_65;
+const MIGRATION_LOCK: i64 = 0x63_7261_6e65;
 
 const MIGRATIONS: &[&str] = &[
     // 1: every record of SQLite's migrations 1–6, and run leases.
