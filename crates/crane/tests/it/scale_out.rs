@@ -134,7 +134,7 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_run_and_repeats_no_ef
                 .json(&slow_run(0)),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{resumed}");
+    assert_eq!(status, StatusCode::CREATED, "{resumed}");
     assert_eq!(headers["idempotent-replayed"], "true");
     assert_eq!(resumed["run_id"], victim_runs[0].as_str());
     assert_eq!(resumed["status"], "completed", "{resumed}");
@@ -215,7 +215,7 @@ async fn wait_and_reads_work_on_any_replica() {
                 .json(&body),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{waited}");
+    assert_eq!(status, StatusCode::CREATED, "{waited}");
     assert_eq!(waited["run_id"], started["run_id"]);
     assert_eq!(waited["status"], "completed", "{waited}");
 }
