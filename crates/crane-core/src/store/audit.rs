@@ -29,6 +29,40 @@ pub struct AuditPage {
     pub next_cursor: Option<i64>,
 }
 
+/// An entry's columns as read: seq, tenant, actor, action, target, details, at.
+pub(super) type AuditColumns = (i64, String, String, String, String, String, String);
+
+/// Rows to fetch for a page of `limit` entries: one extra tells whether another page exists.
+pub(super) fn fetch_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1)
+}
+
+/// The page of `rows` ([`AuditColumns`], newest first, up to `limit + 1` of them).
+pub(super) fn page(rows: Vec<AuditColumns>, limit: usize) -> AuditPage {
+    let mut rows = rows;
+    let next_cursor = (rows.len() > limit).then(|| {
+        rows.truncate(limit);
+        rows.last().map_or(0, |r| r.0)
+    });
+    let entries = rows
+        .into_iter()
+        .map(
+            |(_, tenant, actor, action, target, details, at)| AuditEntry {
+                tenant,
+                actor,
+                action,
+                target,
+                details: serde_json::from_str(&details).unwrap_or(Value::Null),
+                at,
+            },
+        )
+        .collect();
+    AuditPage {
+        entries,
+        next_cursor,
+    }
+}
+
 impl SqliteStore {
     /// Appends an entry.
     pub async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
@@ -63,32 +97,23 @@ impl SqliteStore {
                 "SELECT seq, tenant, actor, action, target, details, at FROM audit
                  WHERE tenant = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
             )?;
-            let rows = stmt.query_map(
-                params![tenant, cursor.unwrap_or(i64::MAX), limit as i64 + 1],
-                |r| {
-                    let details: String = r.get(5)?;
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        AuditEntry {
-                            tenant: r.get(1)?,
-                            actor: r.get(2)?,
-                            action: r.get(3)?,
-                            target: r.get(4)?,
-                            details: serde_json::from_str(&details).unwrap_or(Value::Null),
-                            at: r.get(6)?,
-                        },
-                    ))
-                },
-            )?;
-            let mut rows = rows.collect::<Result<Vec<_>, _>>()?;
-            let next_cursor = (rows.len() > limit).then(|| {
-                rows.truncate(limit);
-                rows.last().map_or(0, |(seq, _)| *seq)
-            });
-            Ok(AuditPage {
-                entries: rows.into_iter().map(|(_, e)| e).collect(),
-                next_cursor,
-            })
+            let rows = stmt
+                .query_map(
+                    params![tenant, cursor.unwrap_or(i64::MAX), fetch_limit(limit)],
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                        ))
+                    },
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(page(rows, limit))
         })
         .await
     }

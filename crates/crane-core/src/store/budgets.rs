@@ -24,7 +24,8 @@ pub struct SpendUpdate {
     pub newly: Vec<u8>,
 }
 
-fn decode_notified(text: &str) -> Vec<u8> {
+/// The thresholds of a stored `notified` list (`80,95`), ascending.
+pub(super) fn decode_notified(text: &str) -> Vec<u8> {
     let mut list: Vec<u8> = text
         .split(',')
         .filter_map(|t| t.trim().parse().ok())
@@ -34,12 +35,63 @@ fn decode_notified(text: &str) -> Vec<u8> {
     list
 }
 
-fn encode_notified(list: &[u8]) -> String {
+/// The stored form of a `notified` list.
+pub(super) fn encode_notified(list: &[u8]) -> String {
     list.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
 }
 
-fn tokens_of(v: i64) -> u64 {
+/// A stored token count (never negative).
+pub(super) fn tokens_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
+}
+
+/// The spend to add as stored: tokens as a (saturated) integer, USD as a finite non-negative
+/// amount.
+pub(super) fn spend_of(tokens: u64, usd: f64) -> (i64, f64) {
+    let tokens = i64::try_from(tokens).unwrap_or(i64::MAX);
+    let usd = if usd.is_finite() { usd.max(0.0) } else { 0.0 };
+    (tokens, usd)
+}
+
+/// `usd` rounded to 12 decimals as SQLite's `round(usd, 12)` does it (print with 12 decimals,
+/// read back; values too large to have a fraction unchanged), for the backends that round in
+/// Rust: costs carry no float noise (like `crane_llm::add_usd`).
+pub(super) fn round_usd(usd: f64) -> f64 {
+    if !usd.is_finite() || usd.abs() > 4_503_599_627_370_496.0 {
+        return usd;
+    }
+    format!("{usd:.12}").parse().unwrap_or(usd)
+}
+
+/// Asks `crossed` which thresholds the new totals cross, given those `notified` already, and
+/// returns the period's spend with them marked and the ones this write marks (new ones only,
+/// ascending); the caller stores the marks when `newly` is not empty.
+pub(super) fn mark_crossed<F>(
+    used_usd: f64,
+    used_tokens: u64,
+    notified: Vec<u8>,
+    crossed: F,
+) -> SpendUpdate
+where
+    F: FnOnce(f64, u64, &[u8]) -> Vec<u8>,
+{
+    let mut newly = crossed(used_usd, used_tokens, &notified);
+    newly.retain(|t| !notified.contains(t));
+    newly.sort_unstable();
+    newly.dedup();
+    let mut all = notified;
+    if !newly.is_empty() {
+        all.extend_from_slice(&newly);
+        all.sort_unstable();
+    }
+    SpendUpdate {
+        row: BudgetSpendRow {
+            used_usd,
+            used_tokens,
+            notified: all,
+        },
+        newly,
+    }
 }
 
 impl SqliteStore {
@@ -93,8 +145,7 @@ impl SqliteStore {
             window.to_owned(),
             period_start.to_owned(),
         );
-        let tokens = i64::try_from(tokens).unwrap_or(i64::MAX);
-        let usd = if usd.is_finite() { usd.max(0.0) } else { 0.0 };
+        let (tokens, usd) = spend_of(tokens, usd);
         self.write(move |conn| {
             // Costs carry no float noise (sums rounded to 1e-12 USD, like crane_llm::add_usd).
             let (used_usd, used_tokens, notified) = conn
@@ -113,28 +164,15 @@ impl SqliteStore {
                         decode_notified(&r.get::<_, String>(2)?),
                     ))
                 })?;
-            let mut newly = crossed(used_usd, used_tokens, &notified);
-            newly.retain(|t| !notified.contains(t));
-            newly.sort_unstable();
-            newly.dedup();
-            let mut all = notified;
-            if !newly.is_empty() {
-                all.extend_from_slice(&newly);
-                all.sort_unstable();
+            let update = mark_crossed(used_usd, used_tokens, notified, crossed);
+            if !update.newly.is_empty() {
                 conn.prepare_cached(
                     "UPDATE budget_spend SET notified = ?4
                      WHERE tenant = ?1 AND win = ?2 AND period_start = ?3",
                 )?
-                .execute(params![tenant, window, start, encode_notified(&all)])?;
+                .execute(params![tenant, window, start, encode_notified(&update.row.notified)])?;
             }
-            Ok(SpendUpdate {
-                row: BudgetSpendRow {
-                    used_usd,
-                    used_tokens,
-                    notified: all,
-                },
-                newly,
-            })
+            Ok(update)
         })
         .await
     }
@@ -145,6 +183,32 @@ mod tests {
     use super::*;
     use crate::store::Store;
     use crate::store::StoreConfig;
+
+    #[test]
+    fn round_usd_rounds_like_sqlite() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let mut values = vec![
+            0.0,
+            0.00014,
+            0.00028,
+            1e-13,
+            5e-13,
+            1.5e-12,
+            123.456_789_012_345_6,
+        ];
+        let mut x = 0.0_f64;
+        for i in 0..2000 {
+            // Sums of small prices, as spend accumulates.
+            x += 0.000_001_37 * f64::from(i % 17) + 0.000_000_000_000_3;
+            values.push(x);
+        }
+        for v in values {
+            let sqlite: f64 = conn
+                .query_row("SELECT round(?1, 12)", [v], |r| r.get(0))
+                .unwrap();
+            assert_eq!(round_usd(v).to_bits(), sqlite.to_bits(), "{v}");
+        }
+    }
 
     #[tokio::test]
     async fn spend_adds_up_per_period_and_marks_thresholds_once() {

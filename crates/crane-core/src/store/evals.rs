@@ -32,8 +32,49 @@ pub struct EvalPage {
     pub next_cursor: Option<i64>,
 }
 
+/// Decodes a stored summary or report (`what` names it in the error).
 fn decode(what: &str, text: &str) -> Result<Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("eval {what}: {e}")))
+}
+
+/// The eval of a stored row (`eval_id, created_at, summary, report`).
+pub(super) fn stored(
+    (eval_id, created_at, summary, report): (String, String, String, String),
+) -> Result<StoredEval, StoreError> {
+    Ok(StoredEval {
+        summary: decode("summary", &summary)?,
+        report: decode("report", &report)?,
+        eval_id,
+        created_at,
+    })
+}
+
+/// Most evals on one page, and the page size when asked for more or for none.
+pub(super) fn page_size(limit: usize) -> usize {
+    limit.clamp(1, 200)
+}
+
+/// The page of `rows` (`seq, eval_id, created_at, summary`, newest first, up to `limit + 1`
+/// of them: one extra row tells whether another page exists).
+pub(super) fn page(
+    rows: Vec<(i64, String, String, String)>,
+    limit: usize,
+) -> Result<EvalPage, StoreError> {
+    let more = rows.len() > limit;
+    let mut evals = Vec::with_capacity(limit);
+    let mut last_seq = None;
+    for (seq, eval_id, created_at, summary) in rows.into_iter().take(limit) {
+        last_seq = Some(seq);
+        evals.push(EvalSummary {
+            eval_id,
+            created_at,
+            summary: decode("summary", &summary)?,
+        });
+    }
+    Ok(EvalPage {
+        evals,
+        next_cursor: if more { last_seq } else { None },
+    })
 }
 
 impl SqliteStore {
@@ -78,15 +119,7 @@ impl SqliteStore {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })
                 .optional()?;
-            row.map(|(eval_id, created_at, summary, report)| {
-                Ok(StoredEval {
-                    summary: decode("summary", &summary)?,
-                    report: decode("report", &report)?,
-                    eval_id,
-                    created_at,
-                })
-            })
-            .transpose()
+            row.map(stored).transpose()
         })
         .await
     }
@@ -101,7 +134,7 @@ impl SqliteStore {
     ) -> Result<EvalPage, StoreError> {
         let tenant = tenant.to_owned();
         self.read(move |conn| {
-            let limit = limit.clamp(1, 200);
+            let limit = page_size(limit);
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, eval_id, created_at, summary FROM evals WHERE seq < ?1 AND tenant = ?3 ORDER BY seq DESC LIMIT ?2",
             )?;
@@ -110,22 +143,7 @@ impl SqliteStore {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            // One extra row tells whether another page exists.
-            let more = rows.len() > limit;
-            let mut evals = Vec::with_capacity(limit);
-            let mut last_seq = None;
-            for (seq, eval_id, created_at, summary) in rows.into_iter().take(limit) {
-                last_seq = Some(seq);
-                evals.push(EvalSummary {
-                    eval_id,
-                    created_at,
-                    summary: decode("summary", &summary)?,
-                });
-            }
-            Ok(EvalPage {
-                evals,
-                next_cursor: if more { last_seq } else { None },
-            })
+            page(rows, limit)
         })
         .await
     }

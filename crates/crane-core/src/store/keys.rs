@@ -21,20 +21,46 @@ pub struct ApiKeyRow {
     pub revoked_at: Option<String>,
 }
 
-const COLUMNS: &str = "key_id, tenant, role, name, hash, created_at, revoked_at";
+/// The columns of a key, in the order [`KeyColumns`] and [`key_of`] take them.
+pub(super) const COLUMNS: &str = "key_id, tenant, role, name, hash, created_at, revoked_at";
 
-fn decode(r: &Row<'_>) -> rusqlite::Result<ApiKeyRow> {
-    let role: String = r.get(2)?;
-    Ok(ApiKeyRow {
-        key_id: r.get(0)?,
-        tenant: r.get(1)?,
+/// A key's [`COLUMNS`] as read: key_id, tenant, role, name, hash, created_at, revoked_at.
+pub(super) type KeyColumns = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+);
+
+/// The key of a row of [`COLUMNS`].
+pub(super) fn key_of(
+    (key_id, tenant, role, name, hash, created_at, revoked_at): KeyColumns,
+) -> ApiKeyRow {
+    ApiKeyRow {
+        key_id,
+        tenant,
         // Only valid roles are ever written; an unknown one reads as the least right.
         role: role.parse().unwrap_or(Role::Viewer),
-        name: r.get(3)?,
-        hash: r.get(4)?,
-        created_at: r.get(5)?,
-        revoked_at: r.get(6)?,
-    })
+        name,
+        hash,
+        created_at,
+        revoked_at,
+    }
+}
+
+fn decode(r: &Row<'_>) -> rusqlite::Result<ApiKeyRow> {
+    Ok(key_of((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    )))
 }
 
 impl SqliteStore {

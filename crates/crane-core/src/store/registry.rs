@@ -62,8 +62,30 @@ pub enum RollbackError {
     Store(#[from] StoreError),
 }
 
-fn now() -> String {
+/// The time stamped on registrations and alias moves.
+pub(super) fn now() -> String {
     crate::domain::now().to_rfc3339()
+}
+
+/// The column holding a registered version's content in `table`.
+pub(super) fn content_column(table: &str) -> &'static str {
+    if table == "prompt_versions" {
+        "source"
+    } else {
+        "spec"
+    }
+}
+
+/// Registering content with `hash` where `registered_hash` is registered already.
+pub(super) fn compare(registered_hash: String, registered_at: String, hash: &str) -> Registration {
+    if registered_hash == hash {
+        Registration::Unchanged
+    } else {
+        Registration::Changed {
+            registered_hash,
+            registered_at,
+        }
+    }
 }
 
 fn register(
@@ -81,17 +103,9 @@ fn register(
         .query_row(params![name, version], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     Ok(match existing {
-        Some((h, _)) if h == hash => Registration::Unchanged,
-        Some((registered_hash, registered_at)) => Registration::Changed {
-            registered_hash,
-            registered_at,
-        },
+        Some((registered_hash, registered_at)) => compare(registered_hash, registered_at, hash),
         None => {
-            let column = if table == "prompt_versions" {
-                "source"
-            } else {
-                "spec"
-            };
+            let column = content_column(table);
             conn.prepare_cached(&format!(
                 "INSERT INTO {table} (name, version, hash, {column}, registered_at) VALUES (?1, ?2, ?3, ?4, ?5)"
             ))?
@@ -101,19 +115,44 @@ fn register(
     })
 }
 
-fn read_move(r: &rusqlite::Row<'_>) -> rusqlite::Result<AliasMove> {
-    Ok(AliasMove {
-        seq: r.get(0)?,
-        alias: r.get(1)?,
-        from: r.get(2)?,
-        to: r.get(3)?,
-        kind: r.get(4)?,
-        note: r.get(5)?,
-        moved_at: r.get(6)?,
-    })
+/// The columns of an alias move, in the order [`MoveColumns`] and [`move_of`] take them.
+pub(super) const MOVE_COLUMNS: &str = "seq, alias, from_variant, to_variant, kind, note, moved_at";
+
+/// An alias move's [`MOVE_COLUMNS`] as read.
+pub(super) type MoveColumns = (
+    i64,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    String,
+);
+
+/// The move of a row of [`MOVE_COLUMNS`].
+pub(super) fn move_of((seq, alias, from, to, kind, note, moved_at): MoveColumns) -> AliasMove {
+    AliasMove {
+        seq,
+        alias,
+        from,
+        to,
+        kind,
+        note,
+        moved_at,
+    }
 }
 
-const MOVE_COLUMNS: &str = "seq, alias, from_variant, to_variant, kind, note, moved_at";
+fn read_move(r: &rusqlite::Row<'_>) -> rusqlite::Result<AliasMove> {
+    Ok(move_of((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    )))
+}
 
 fn insert_move(
     conn: &rusqlite::Connection,
@@ -150,7 +189,7 @@ fn insert_move(
 
 /// Where `rollback` takes an alias: replaying its history, a promote pushes the target it
 /// replaced and a rollback pops one; the target is the top of that stack.
-fn rollback_target(history: &[AliasMove]) -> Option<String> {
+pub(super) fn rollback_target(history: &[AliasMove]) -> Option<String> {
     let mut stack: Vec<Option<String>> = Vec::new();
     for m in history {
         if m.kind == "rollback" {
@@ -260,27 +299,15 @@ impl SqliteStore {
         let outcome = self
             .write(move |conn| {
                 let history = moves(conn, Some(&alias))?;
-                let Some(last) = history.last() else {
-                    return Ok(Err(RollbackFailure::Unknown));
-                };
-                let Some(target) = rollback_target(&history) else {
-                    return Ok(Err(RollbackFailure::Nothing(last.to.clone())));
-                };
-                if let Err(why) = check(&target) {
-                    return Ok(Err(RollbackFailure::Refused(why)));
+                match rollback_plan(&history, check) {
+                    Ok(target) => {
+                        insert_move(conn, &alias, &target, "rollback", note.as_deref()).map(Ok)
+                    }
+                    Err(failure) => Ok(Err(failure)),
                 }
-                insert_move(conn, &alias, &target, "rollback", note.as_deref()).map(Ok)
             })
             .await?;
-        match outcome {
-            Ok(m) => Ok(Ok(m)),
-            Err(RollbackFailure::Refused(why)) => Ok(Err(why)),
-            Err(RollbackFailure::Unknown) => Err(RollbackError::Unknown(name)),
-            Err(RollbackFailure::Nothing(current)) => Err(RollbackError::NothingToUndo {
-                alias: name,
-                current,
-            }),
-        }
+        rollback_outcome(name, outcome)
     }
 
     /// Alias moves, oldest first; all aliases when `alias` is `None`.
@@ -290,10 +317,45 @@ impl SqliteStore {
     }
 }
 
-enum RollbackFailure {
+/// Why a rollback moves nothing.
+pub(super) enum RollbackFailure {
+    /// The alias has no history.
     Unknown,
+    /// Nothing left to undo; the alias's current target.
     Nothing(String),
+    /// The check refused the target.
     Refused(String),
+}
+
+/// Where a rollback of the alias with this `history` (oldest first) moves it, once `check`
+/// accepted the target.
+pub(super) fn rollback_plan(
+    history: &[AliasMove],
+    check: impl FnOnce(&str) -> Result<(), String>,
+) -> Result<String, RollbackFailure> {
+    let Some(last) = history.last() else {
+        return Err(RollbackFailure::Unknown);
+    };
+    let Some(target) = rollback_target(history) else {
+        return Err(RollbackFailure::Nothing(last.to.clone()));
+    };
+    check(&target).map_err(RollbackFailure::Refused)?;
+    Ok(target)
+}
+
+/// What `rollback_alias` of `alias` returns for the move it made or the reason it made none.
+pub(super) fn rollback_outcome(
+    alias: String,
+    outcome: Result<AliasMove, RollbackFailure>,
+) -> Result<Result<AliasMove, String>, RollbackError> {
+    match outcome {
+        Ok(m) => Ok(Ok(m)),
+        Err(RollbackFailure::Refused(why)) => Ok(Err(why)),
+        Err(RollbackFailure::Unknown) => Err(RollbackError::Unknown(alias)),
+        Err(RollbackFailure::Nothing(current)) => {
+            Err(RollbackError::NothingToUndo { alias, current })
+        }
+    }
 }
 
 fn moves(conn: &rusqlite::Connection, alias: Option<&str>) -> Result<Vec<AliasMove>, StoreError> {
