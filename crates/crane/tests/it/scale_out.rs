@@ -288,3 +288,129 @@ async fn the_database_going_away_answers_503_and_runs_in_flight_finish_when_it_r
     assert_eq!(status, StatusCode::CREATED, "{again}");
     assert_eq!(again["status"], "completed");
 }
+
+/// Two rule variants, so alias moves need no model.
+const VARIANTS: &str = r#"
+[[planners]]
+name = "rules-v1"
+kind = "rule"
+version = "1.0.0"
+
+[[planners]]
+name = "rules-v2"
+kind = "rule"
+version = "2.0.0"
+"#;
+
+/// Polls `check` until it holds; how long that took (panics after `DEADLINE`).
+async fn time_until<F, Fut>(what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t0 = Instant::now();
+    while !check().await {
+        assert!(t0.elapsed() < DEADLINE, "{what} never happened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t0.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_revocations_and_alias_moves_on_one_replica_apply_on_the_others() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), VARIANTS);
+    let env = [
+        ("CRANE_DATABASE_URL", db.url()),
+        ("CRANE_AUTH", "keys".into()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = Server::start_with_env(&["--config", &config], &env).await;
+    let b = Server::start_with_env(&["--config", &config], &env).await;
+    let (_, admin) = crate::support::cli_key(&a, "acme", "admin").await;
+    let bearer = |k: &str| format!("Bearer {k}");
+
+    // A key made on A works on B.
+    let (status, _, made) = a
+        .send(
+            a.client
+                .post(a.url("/keys"))
+                .header("authorization", bearer(&admin))
+                .json(&json!({"role": "operator", "name": "ci"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let (key_id, key) = (
+        made["key_id"].as_str().unwrap().to_owned(),
+        made["key"].as_str().unwrap().to_owned(),
+    );
+    let runs_on_b = |key: String| {
+        let b = &b;
+        async move {
+            b.send(
+                b.client
+                    .get(b.url("/runs"))
+                    .header("authorization", bearer(&key)),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(runs_on_b(key.clone()).await, StatusCode::OK);
+
+    // Revoked on A: refused on B within the key cache's half second (bound here: 2 s).
+    let (status, _, revoked) = a
+        .send(
+            a.client
+                .delete(a.url(&format!("/keys/{key_id}")))
+                .header("authorization", bearer(&admin)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    let took = time_until("the revocation on B", || {
+        let key = key.clone();
+        async { runs_on_b(key).await == StatusCode::UNAUTHORIZED }
+    })
+    .await;
+    assert!(
+        took < Duration::from_secs(2),
+        "B accepted a revoked key for {took:?}"
+    );
+
+    // The production alias moved on A: B plans with the new variant.
+    let planner_on_b = || {
+        let (b, admin) = (&b, admin.clone());
+        async move {
+            let (_, _, run) = b
+                .send(
+                    b.client
+                        .post(b.url("/runs?wait=true"))
+                        .header("authorization", bearer(&admin))
+                        .json(&json!({"prompt": "calculate 2+3"})),
+                )
+                .await;
+            run["plan"]["planner"]["variant"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    let (status, _, moved) = a
+        .send(
+            a.client
+                .put(a.url("/aliases/production"))
+                .header("authorization", bearer(&admin))
+                .json(&json!({"variant": "rules-v2", "note": "scale-out test"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    let took = time_until("the alias move on B", || async {
+        planner_on_b().await == "rules-v2"
+    })
+    .await;
+    assert!(
+        took < Duration::from_secs(2),
+        "B planned with the old variant for {took:?}"
+    );
+}

@@ -130,6 +130,14 @@ impl Server {
         Self::start(&all).await
     }
 
+    /// An environment variable the server was started with.
+    pub fn env_var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The data directory (kept across restarts).
     pub fn data_dir(&self) -> PathBuf {
         self.root.path().join("data")
@@ -488,6 +496,11 @@ pub fn trace_id(headers: &HeaderMap) -> String {
 /// returns (key_id, key).
 pub async fn cli_key(server: &Server, tenant: &str, role: &str) -> (String, String) {
     let out = crane_command(&server.data_dir())
+        .envs(
+            server
+                .env_var("CRANE_DATABASE_URL")
+                .map(|u| ("CRANE_DATABASE_URL", u)),
+        )
         .args([
             "keys", "create", "--tenant", tenant, "--role", role, "--json",
         ])
