@@ -285,7 +285,7 @@ async fn store(
     report: &Report,
     json: &serde_json::Value,
 ) -> anyhow::Result<()> {
-    let store = super::open_store(&settings).await?;
+    let store = super::open_store(settings).await?;
     let result = store
         .insert_eval(
             crane_core::access::DEFAULT_TENANT,

@@ -90,7 +90,7 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_run_and_repeats_no_ef
     let db = TestDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), "");
-    let mut replicas = vec![
+    let mut replicas = [
         replica(&db.url(), &config).await,
         replica(&db.url(), &config).await,
         replica(&db.url(), &config).await,
