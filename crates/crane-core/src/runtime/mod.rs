@@ -533,45 +533,73 @@ impl Runtime {
         n
     }
 
-    /// With PostgreSQL, claims every `every` the runs of replicas whose lease lapsed (as many
-    /// as the queue has room for) and resumes them here. Does nothing with SQLite (one process
+    /// With PostgreSQL, keeps the leases of the runs executing here (extended every third of
+    /// the lease) and claims every `every` the runs of replicas whose lease lapsed (as many as
+    /// the queue has room for), resuming them here. A run is leased exactly while this
+    /// runtime has it in flight: one dropped after a failed save lapses and is claimed again
+    /// (here or elsewhere) once the database answers. Does nothing with SQLite (one process
     /// owns the data dir; [`Runtime::recover`] resumes its runs at start). Stops when the
     /// runtime drains or is dropped.
-    pub fn spawn_reclaim(&self, every: Duration) {
-        if self.inner.store.postgres().is_none() {
+    pub fn spawn_leases(&self, every: Duration) {
+        let Some(pg) = self.inner.store.postgres() else {
             return;
-        }
+        };
+        let mut extend =
+            tokio::time::interval_at(tokio::time::Instant::now() + pg.lease() / 3, pg.lease() / 3);
+        extend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut claim = tokio::time::interval(every);
+        claim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                let extending = tokio::select! {
+                    _ = extend.tick() => true,
+                    _ = claim.tick() => false,
+                };
                 let Some(inner) = weak.upgrade() else { break };
-                if inner.closing.load(Ordering::Relaxed) {
-                    break;
-                }
-                let room = inner
-                    .config
-                    .max_queue
-                    .saturating_sub(inner.queued.load(Ordering::Relaxed))
-                    .min(RECLAIM_BATCH);
-                if room == 0 {
+                let runtime = Runtime { inner };
+                if extending {
+                    runtime.extend_leases().await;
                     continue;
                 }
-                let runtime = Runtime { inner };
-                match runtime.inner.store.claim_orphaned_runs(room).await {
-                    Ok(runs) if !runs.is_empty() => {
-                        let n = runtime.resume(runs);
-                        tracing::info!(runs = n, "resumed runs of a replica whose lease lapsed");
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, "could not claim the runs of lapsed replicas")
-                    }
+                if runtime.inner.closing.load(Ordering::Relaxed) {
+                    break;
                 }
+                runtime.claim_orphaned().await;
             }
         });
+    }
+
+    async fn extend_leases(&self) {
+        let ids: Vec<String> = self
+            .inner
+            .inflight
+            .lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        if let Err(error) = self.inner.store.extend_leases(&ids).await {
+            tracing::warn!(%error, runs = ids.len(), "could not extend the leases of the runs executing here");
+        }
+    }
+
+    async fn claim_orphaned(&self) {
+        let room = self
+            .inner
+            .config
+            .max_queue
+            .saturating_sub(self.inner.queued.load(Ordering::Relaxed))
+            .min(RECLAIM_BATCH);
+        if room == 0 {
+            return;
+        }
+        match self.inner.store.claim_orphaned_runs(room).await {
+            Ok(runs) if !runs.is_empty() => {
+                let n = self.resume(runs);
+                tracing::info!(runs = n, "resumed runs of a replica whose lease lapsed");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not claim the runs of lapsed replicas"),
+        }
     }
 
     /// Stops accepting runs and waits up to `timeout` for in-flight runs to finish. Runs still
@@ -668,7 +696,7 @@ async fn work(
 /// Longest pause between two reads of a run another replica executes (see [`Runtime::wait`]).
 const REMOTE_WAIT_MAX: Duration = Duration::from_millis(200);
 
-/// Most orphaned runs claimed at once (see [`Runtime::spawn_reclaim`]).
+/// Most orphaned runs claimed at once (see [`Runtime::spawn_leases`]).
 const RECLAIM_BATCH: usize = 64;
 
 /// How long a run executes before its `running` state is written.

@@ -281,6 +281,15 @@ impl Store {
         }
     }
 
+    /// PostgreSQL: extends this replica's leases on the runs it executes (`run_ids`). SQLite:
+    /// nothing to do.
+    pub async fn extend_leases(&self, run_ids: &[String]) -> Result<u64, StoreError> {
+        match self {
+            Self::Sqlite(_) => Ok(0),
+            Self::Postgres(p) => p.extend_leases(run_ids).await,
+        }
+    }
+
     /// Number of runs per status.
     pub async fn count_runs_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
         on_backend!(self.count_runs_by_status())

@@ -179,8 +179,17 @@ store_test!(
             return;
         }
         let b = s.another_replica(&short_lease()).await;
-        // A's heartbeat keeps its lease alive well past the lease length.
-        tokio::time::sleep(Duration::from_millis(900)).await;
+        // A extends its lease while it executes the run, well past the lease length: B may
+        // not take it.
+        for _ in 0..9 {
+            assert_eq!(
+                s.extend_leases(std::slice::from_ref(&pending.run_id))
+                    .await
+                    .unwrap(),
+                1
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert!(b.claim_orphaned_runs(10).await.unwrap().is_empty());
         // A stops (gracefully): its leases end and B claims the run at once.
         s.close().await;
@@ -268,5 +277,34 @@ store_test!(
             .map(|r| r.run_id)
             .collect();
         assert_eq!(ids, [pending.run_id]);
+    }
+);
+
+store_test!(
+    a_lease_nobody_extends_lapses_and_another_replica_takes_the_run,
+    short_lease(),
+    |s: TestStore| async move {
+        if s.url.is_none() {
+            return;
+        }
+        let pending = run("acme", None);
+        s.insert_run(&pending).await.unwrap();
+        let b = s.another_replica(&short_lease()).await;
+        assert!(b.claim_orphaned_runs(10).await.unwrap().is_empty());
+        // A stops extending (it died, or dropped the run after a failed save): once the 300 ms
+        // lease has passed, B claims it, and A can no longer extend or save it.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let claimed = b.claim_orphaned_runs(10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(
+            s.extend_leases(std::slice::from_ref(&pending.run_id))
+                .await
+                .unwrap(),
+            0
+        );
+        assert!(matches!(
+            s.save_run(&pending).await.unwrap_err(),
+            StoreError::LeaseLost(_)
+        ));
     }
 );

@@ -64,8 +64,9 @@ pub async fn serve(common: Common) -> anyhow::Result<ExitCode> {
         runtime.set_observer(exporter.observer());
     }
     let recovered = runtime.recover().await?;
-    // PostgreSQL: resume the runs of replicas that died, once their lease lapses.
-    runtime.spawn_reclaim(std::time::Duration::from_millis(500));
+    // PostgreSQL: keep the leases of the runs executing here; resume the runs of replicas
+    // that died, once their lease lapses.
+    runtime.spawn_leases(std::time::Duration::from_millis(500));
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .with_context(|| format!("could not listen on {}", settings.addr))?;

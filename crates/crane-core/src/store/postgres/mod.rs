@@ -9,8 +9,9 @@
 //!   side effect and its effect key commit in one transaction, so a step re-executed by another
 //!   replica never acts twice.
 //! - Leases: a run this replica stores or resumes is leased to it (`lease_owner`,
-//!   `lease_until`); one heartbeat statement every third of the lease extends every lease it
-//!   holds. A replica that dies stops extending them; once one lapses, any replica claims the
+//!   `lease_until`); every third of the lease the runtime extends the leases of the runs it is
+//!   executing, in one statement ([`PgStore::extend_leases`]). A replica that dies stops
+//!   extending them, and so does one that dropped a run (its save failed); once one lapses, any replica claims the
 //!   run with `FOR UPDATE SKIP LOCKED` ([`PgStore::claim_orphaned_runs`]) and resumes it from its
 //!   last completed step. Saves of a run are fenced on the lease: a replica that lost a run can
 //!   no longer overwrite it ([`StoreError::LeaseLost`]).
@@ -31,7 +32,6 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
-use tokio_util::sync::CancellationToken;
 
 use super::{StoreConfig, StoreError};
 
@@ -47,7 +47,6 @@ pub struct PgStore {
     /// This replica's name in `lease_owner`: unique per process.
     replica: Arc<str>,
     lease: Duration,
-    stop: CancellationToken,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -135,7 +134,7 @@ pub fn redact_url(url: &str) -> String {
 
 impl PgStore {
     /// Connects to `url` as replica `replica` (unique per running process; see
-    /// [`replica_id`]), applies pending migrations and starts the lease heartbeat.
+    /// [`replica_id`]), and applies pending migrations.
     pub async fn connect(
         url: &str,
         replica: &str,
@@ -171,9 +170,7 @@ impl PgStore {
             pool,
             replica: replica.into(),
             lease: config.lease.max(Duration::from_millis(300)),
-            stop: CancellationToken::new(),
         };
-        store.spawn_heartbeat();
         Ok(store)
     }
 
@@ -196,35 +193,15 @@ impl PgStore {
         i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Extends every lease this replica holds, every third of the lease, until closed. A
-    /// failed heartbeat (the database is down) is logged; the next one tries again.
-    fn spawn_heartbeat(&self) {
-        let (pool, replica, stop, lease_ms) = (
-            self.pool.clone(),
-            self.replica.clone(),
-            self.stop.clone(),
-            self.lease_ms(),
-        );
-        let every = self.lease / 3;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                if let Err(error) = runs::heartbeat(&pool, &replica, lease_ms).await {
-                    tracing::warn!(%error, "could not extend this replica's run leases");
-                }
-            }
-        });
+    /// Extends this replica's leases on `run_ids` (the runs it is executing); how many it
+    /// still held.
+    pub async fn extend_leases(&self, run_ids: &[String]) -> Result<u64, StoreError> {
+        runs::extend(&self.pool, &self.replica, run_ids, self.lease_ms()).await
     }
 
-    /// Stops the heartbeat, hands this replica's unfinished runs back (their leases end now, so
-    /// another replica resumes them at once) and closes the pool.
+    /// Hands this replica's unfinished runs back (their leases end now, so another replica
+    /// resumes them at once) and closes the pool.
     pub async fn close(&self) {
-        self.stop.cancel();
         if let Err(error) = runs::release(&self.pool, &self.replica).await {
             tracing::warn!(%error, "could not release this replica's run leases; they lapse on their own");
         }

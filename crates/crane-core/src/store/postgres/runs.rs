@@ -17,18 +17,23 @@ fn secs(lease_ms: i64) -> f64 {
     lease_ms as f64 / 1000.0
 }
 
-/// Extends every lease `replica` holds on an unfinished run.
-pub(super) async fn heartbeat(
+/// Extends `replica`'s leases on the unfinished runs among `run_ids`.
+pub(super) async fn extend(
     pool: &PgPool,
     replica: &str,
+    run_ids: &[String],
     lease_ms: i64,
 ) -> Result<u64, StoreError> {
+    if run_ids.is_empty() {
+        return Ok(0);
+    }
     Ok(sqlx::query(
         "UPDATE runs SET lease_until = now() + make_interval(secs => $2)
-         WHERE lease_owner = $1 AND status IN ('pending', 'running')",
+         WHERE run_id = ANY($3) AND lease_owner = $1 AND status IN ('pending', 'running')",
     )
     .bind(replica)
     .bind(secs(lease_ms))
+    .bind(run_ids)
     .execute(pool)
     .await?
     .rows_affected())
