@@ -62,6 +62,14 @@ stage "wait for install-test-deps" wait_deps
 
 stage "cargo test" cargo test --workspace --locked -- --test-threads 2
 
+# The end-to-end suite again with every server on PostgreSQL (a fresh database per server):
+# every capability works on both stores. The real-component tests (model server, OTLP,
+# MLflow, Prometheus, schemathesis) do not depend on the store and ran above.
+stage "end-to-end tests on PostgreSQL" env CRANE_TEST_STORE=postgres \
+    cargo test -p crane --test it --locked -- --test-threads 2 \
+    --skip llm_real --skip llm_stream_real --skip mlflow --skip otel --skip schemathesis \
+    --skip observability
+
 # The eval gates: the rule planner must pass every golden and adversarial case (exit 1 names
 # the failing cases), run by the binary the tests just built. Results are stored in ./.crane
 # (git-ignored).

@@ -327,7 +327,8 @@ async fn roles_tenants_and_keys_over_http() {
     let (operator_id, operator) = cli_key(&server, "acme", "operator").await;
     let (status, _, _) = call(&server, Some(&operator), Method::GET, "/runs", None).await;
     assert_eq!(status, 200);
-    let out = crane_command(&server.data_dir())
+    let out = server
+        .cli()
         .args(["keys", "revoke", &operator_id, "--data-dir"])
         .arg(server.data_dir())
         .output()

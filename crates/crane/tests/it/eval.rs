@@ -522,11 +522,19 @@ async fn stored_evals_are_listed_and_served_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let set = write(dir.path(), "good.jsonl", GOOD);
     let data = server.data_dir();
-    let out = crane(
-        dir.path(),
-        &["eval", "--dataset", s(&set), "--data-dir", s(&data)],
-    )
-    .await;
+    // `crane eval` on the server's store (its data dir, or its database).
+    let eval = || async {
+        let mut cmd = server.cli();
+        cmd.current_dir(dir.path())
+            .args(["eval", "--dataset", s(&set), "--data-dir", s(&data)])
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true);
+        tokio::time::timeout(DEADLINE * 4, cmd.output())
+            .await
+            .expect("crane eval finished in time")
+            .expect("run crane")
+    };
+    let out = eval().await;
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let eval_id = stdout
@@ -565,11 +573,7 @@ async fn stored_evals_are_listed_and_served_over_http() {
     );
 
     // Newest first.
-    let out = crane(
-        dir.path(),
-        &["eval", "--dataset", s(&set), "--data-dir", s(&data)],
-    )
-    .await;
+    let out = eval().await;
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let (_, _, list) = server.get("/evals?limit=1").await;
     assert_eq!(list["evals"].as_array().unwrap().len(), 1);

@@ -130,6 +130,16 @@ impl Server {
         Self::start(&all).await
     }
 
+    /// `crane` (a CLI command) in the server's data dir, on the server's database (its
+    /// `CRANE_DATABASE_URL` when it has one).
+    pub fn cli(&self) -> Command {
+        let mut cmd = crane_command(&self.data_dir());
+        if let Some(url) = self.env_var("CRANE_DATABASE_URL") {
+            cmd.env("CRANE_DATABASE_URL", url);
+        }
+        cmd
+    }
+
     /// An environment variable the server was started with.
     pub fn env_var(&self, name: &str) -> Option<&str> {
         self.env
