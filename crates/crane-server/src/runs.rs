@@ -200,6 +200,12 @@ pub async fn create(
             }
         }
     }
+    // Stored in a column of its own (PostgreSQL's text cannot hold NUL).
+    if req.user_id.as_deref().is_some_and(|u| u.contains('\0')) {
+        return Err(ApiError::bad_request(
+            "user_id must not contain a NUL character (\\u0000)",
+        ));
+    }
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {

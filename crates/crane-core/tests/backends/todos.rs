@@ -922,3 +922,29 @@ store_test!(
         );
     }
 );
+
+store_test!(
+    a_nul_character_is_no_id_and_separates_words,
+    |s: TestStore| async move {
+        s.todo_add_in("acme", "buy milk".into(), None)
+            .await
+            .unwrap();
+        let by_id = s
+            .todo_complete_in("acme", TodoSelector::Id("x\0y".into()), None)
+            .await
+            .unwrap();
+        assert!(
+            matches!(by_id, Err(TodoLookupError::IdNotFound(_))),
+            "{by_id:?}"
+        );
+        // NUL separates words like any punctuation: "buy\0milk" is the phrase "buy milk".
+        let by_title = s
+            .todo_complete_in("acme", TodoSelector::Title("buy\0milk".into()), None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_title.matched, TodoMatch::Partial);
+        assert_eq!(by_title.todo.title, "buy milk");
+        assert!(s.get_run("a\0b").await.unwrap().is_none());
+    }
+);

@@ -38,6 +38,9 @@ impl PgStore {
         tenant: &str,
         eval_id: &str,
     ) -> Result<Option<StoredEval>, StoreError> {
+        if super::has_nul(eval_id) {
+            return Ok(None);
+        }
         let row: Option<(String, String, String, String)> = sqlx::query_as(
             "SELECT eval_id, created_at, summary, report FROM evals
              WHERE eval_id = $1 AND tenant = $2",

@@ -120,6 +120,12 @@ fn hostname() -> String {
         .unwrap_or_else(|| "crane".into())
 }
 
+/// True when `s` holds a NUL character, which PostgreSQL text cannot: no stored key has one,
+/// so a lookup by such a key finds nothing (rather than failing in the database).
+pub(super) fn has_nul(s: &str) -> bool {
+    s.contains('\0')
+}
+
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`: a URL fit for logs.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {

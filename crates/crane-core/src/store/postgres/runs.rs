@@ -220,6 +220,9 @@ impl PgStore {
 
     /// The run with this id.
     pub async fn get_run(&self, run_id: &str) -> Result<Option<Run>, StoreError> {
+        if super::has_nul(run_id) {
+            return Ok(None);
+        }
         let body: Option<(String,)> = sqlx::query_as("SELECT body FROM runs WHERE run_id = $1")
             .bind(run_id)
             .fetch_optional(&self.pool)
@@ -229,6 +232,12 @@ impl PgStore {
 
     /// A page of runs, newest first.
     pub async fn list_runs(&self, filter: RunFilter) -> Result<RunPage, StoreError> {
+        if filter.user_id.as_deref().is_some_and(super::has_nul) {
+            return Ok(RunPage {
+                runs: Vec::new(),
+                next_cursor: None,
+            });
+        }
         let limit = filter.limit.clamp(1, 200);
         let before = filter.cursor.unwrap_or(i64::MAX);
         let mut rows: Vec<(i64, String)> = sqlx::query_as(

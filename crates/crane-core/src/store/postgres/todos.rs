@@ -117,6 +117,14 @@ async fn select(
     selector: &TodoSelector,
 ) -> Result<Result<Selected, TodoLookupError>, StoreError> {
     match selector {
+        // PostgreSQL text cannot hold NUL: no todo has such an id or exact title (NUL only
+        // separates words, as any punctuation does, for the partial match).
+        TodoSelector::Id(id) if super::has_nul(id) => {
+            Ok(Err(TodoLookupError::IdNotFound(id.clone())))
+        }
+        TodoSelector::Title(title) if super::has_nul(title) => {
+            select_partial(conn, tenant, &title_key(title), title.trim().to_owned()).await
+        }
         TodoSelector::Id(id) => {
             let row: Option<TodoRow> = sqlx::query_as(
                 "SELECT id, title, done, created_at, completed_at FROM todos
