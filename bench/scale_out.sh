@@ -5,8 +5,11 @@
 # and pgbench's built-in simple-update (`-N`) TPS on the same server as the ceiling.
 #
 #   bench/scale_out.sh [--crane PATH] [--duration S] [--connections C] [--mix mixed|rule]
-#                      [--database-url postgres://user@host:port/db] [--replicas "1 2 3"]
+#                      [--database-url postgres://user@host:port/db] [--replicas "sqlite 1 2 3"]
 #
+# Points: N = N replicas on PostgreSQL; `sqlite` = one crane on its embedded SQLite behind the
+# same load balancer (the single-process baseline). Each line also gives the CPU time per run
+# of the crane processes and of PostgreSQL's processes, which shows what limits the point.
 # Each point uses a fresh database. Everything (PostgreSQL, the replicas, nginx, wrk) shares
 # this machine's cores: the figures say what N replicas add on one 2-core box, not what N
 # machines would. Prints one line per point, plus PostgreSQL's commits/s during the point.
@@ -14,13 +17,14 @@
 # and nginx with apt-get when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PGOPTIONS="-c client_min_messages=warning"
 
 CRANE="${CRANE:-${CARGO_TARGET_DIR:-$HOME/.cache/crane/target}/release/crane}"
 DURATION=10
 WARMUP=2
 CONNS=32
 MIX=mixed
-REPLICAS="1 2 3"
+REPLICAS="sqlite 1 2 3"
 ADMIN_URL="${CRANE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -59,22 +63,38 @@ fresh_db() {
 }
 commits() { psql -At -d "$ADMIN_URL" -c "SELECT xact_commit FROM pg_stat_database WHERE datname = '$1'"; }
 
-point() { # replicas
-    local n="$1" db="crane_bench_scale_$1" ports=() upstream="" url
-    fresh_db "$db"
-    url="$(db_url "$db")"
+cpu_ticks() { # pids...: user+system ticks of these processes
+    local t=0 p
+    for p in "$@"; do
+        [[ -r "/proc/$p/stat" ]] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
+pg_pids() { pgrep -d ' ' -x postgres || pgrep -d ' ' postgres || true; }
+
+point() { # replicas, or "sqlite"
+    local n="$1" db="crane_bench_scale_$1" ports=() upstream="" url crane_pids=()
+    local store_env=()
+    if [[ "$n" == sqlite ]]; then
+        n=1
+    else
+        fresh_db "$db"
+        url="$(db_url "$db")"
+        store_env=(CRANE_DATABASE_URL="$url")
+    fi
     for i in $(seq 1 "$n"); do
         local port
         port="$(free_port)"
         ports+=("$port")
-        CRANE_LOG_FORMAT=json RUST_LOG=warn CRANE_DATABASE_URL="$url" \
-            "$CRANE" serve --data-dir "$WORK/data-$n-$i" --addr "127.0.0.1:$port" >"$WORK/crane-$n-$i.log" 2>&1 &
+        env CRANE_LOG_FORMAT=json RUST_LOG=warn "${store_env[@]}" \
+            "$CRANE" serve --data-dir "$WORK/data-$1-$i" --addr "127.0.0.1:$port" >"$WORK/crane-$1-$i.log" 2>&1 &
         PIDS+=($!)
+        crane_pids+=($!)
         for _ in $(seq 1 200); do
             curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
             sleep 0.05
         done
-        curl -fsS "http://127.0.0.1:$port/health" >/dev/null || { cat "$WORK/crane-$n-$i.log" >&2; exit 1; }
+        curl -fsS "http://127.0.0.1:$port/health" >/dev/null || { cat "$WORK/crane-$1-$i.log" >&2; exit 1; }
         upstream+="        server 127.0.0.1:$port;"$'\n'
     done
     local lb_port
@@ -112,15 +132,27 @@ CONF
     PIDS+=("$nginx_pid")
     sleep 0.2
     CRANE_BENCH_MIX="$MIX" wrk -t2 -c"$CONNS" -d"${WARMUP}s" -s bench/wrk/runs.lua "http://127.0.0.1:$lb_port" >/dev/null
-    local c0 c1 out
-    c0="$(commits "$db")"
+    local c0=0 c1=0 out reqs cr0 cr1 pg0 pg1 pgp
+    [[ "$1" != sqlite ]] && c0="$(commits "$db")"
+    pgp="$(pg_pids)"
+    cr0="$(cpu_ticks "${crane_pids[@]}")"
+    # shellcheck disable=SC2086
+    pg0="$(cpu_ticks $pgp)"
     out="$(CRANE_BENCH_MIX="$MIX" wrk -t2 -c"$CONNS" -d"${DURATION}s" --timeout 10s -s bench/wrk/runs.lua "http://127.0.0.1:$lb_port" | grep '^RESULT')"
-    c1="$(commits "$db")"
-    printf 'replicas=%s c=%s %s pg_commits_per_s=%s\n' "$n" "$CONNS" "${out#RESULT }" "$(( (c1 - c0) / DURATION ))"
+    cr1="$(cpu_ticks "${crane_pids[@]}")"
+    # shellcheck disable=SC2086
+    pg1="$(cpu_ticks $pgp)"
+    [[ "$1" != sqlite ]] && c1="$(commits "$db")"
+    reqs="$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$out")"
+    local per_run
+    per_run="$(awk -v c="$((cr1 - cr0))" -v p="$((pg1 - pg0))" -v r="$reqs" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { if (r > 0) printf "crane_cpu_us_per_run=%.0f pg_cpu_us_per_run=%.0f", c / hz * 1e6 / r, p / hz * 1e6 / r }')"
+    printf 'replicas=%-6s c=%s %s pg_commits_per_s=%s %s\n' "$1" "$CONNS" "${out#RESULT }" "$(( (c1 - c0) / DURATION ))" "$per_run"
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     PIDS=()
-    psql -q -d "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+    [[ "$1" != sqlite ]] && psql -q -d "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+    return 0
 }
 
 echo "crane: $CRANE ($("$CRANE" --version)); PostgreSQL $(psql -At -d "$ADMIN_URL" -c 'SHOW server_version'), synchronous_commit=$(psql -At -d "$ADMIN_URL" -c 'SHOW synchronous_commit'); mix=$MIX; ${DURATION}s after ${WARMUP}s warm-up; all processes share $(nproc) cores"

@@ -9,8 +9,10 @@
 //! - The todo a complete/delete acts on is locked (`FOR UPDATE`) before it changes, so two
 //!   transactions acting on one todo behave as if one ran after the other: the second sees it
 //!   done (completing it again changes nothing) or gone (it selects again).
-//! - A page and its count are read in one `REPEATABLE READ` snapshot. Counts are the sums of
+//! - A page and its count are read by one statement (one snapshot). Counts are the sums of
 //!   the `todo_counts` shards the trigger keeps (migration 1).
+//! - An add is one statement (the effect key's row and the todo together): a todo add is on
+//!   the path of most runs, and each round trip costs both processes CPU.
 
 use sqlx::PgConnection;
 
@@ -248,27 +250,41 @@ async fn lock(conn: &mut PgConnection, id: &str) -> Result<Option<Todo>, StoreEr
     row.map(to_todo).transpose()
 }
 
-/// The page statement for a `done` filter (or none) and an order: one static statement per
-/// combination, so each plans on its own index (`todos_tenant` or `todos_tenant_done`).
-/// Parameters: `$1` tenant, `$2` position, `$3` rows, `$4` done.
+/// The page statement for a `done` filter (or none) and an order, with the count of every
+/// matching todo (the sum of the `todo_counts` shards) on each row — one row with no todo when
+/// the page is empty. One static statement per combination, so each page plans on its own
+/// index (`todos_tenant` or `todos_tenant_done`). Parameters: `$1` tenant, `$2` position,
+/// `$3` rows, `$4` done (or NULL).
 fn page_sql(done: bool, order: TodoOrder) -> &'static str {
+    macro_rules! with_count {
+        ($page:literal) => {
+            concat!(
+                "SELECT p.seq, p.id, p.title, p.done, p.created_at, p.completed_at, c.n
+                 FROM (SELECT COALESCE(SUM(n), 0)::BIGINT AS n FROM todo_counts
+                       WHERE tenant = $1 AND ($4::BOOLEAN IS NULL OR done = $4)) c
+                 LEFT JOIN LATERAL (",
+                $page,
+                ") p ON TRUE"
+            )
+        };
+    }
     match (done, order) {
-        (false, TodoOrder::OldestFirst) => {
+        (false, TodoOrder::OldestFirst) => with_count!(
             "SELECT seq, id, title, done, created_at, completed_at FROM todos
              WHERE tenant = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3"
-        }
-        (false, TodoOrder::NewestFirst) => {
+        ),
+        (false, TodoOrder::NewestFirst) => with_count!(
             "SELECT seq, id, title, done, created_at, completed_at FROM todos
              WHERE tenant = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
-        }
-        (true, TodoOrder::OldestFirst) => {
+        ),
+        (true, TodoOrder::OldestFirst) => with_count!(
             "SELECT seq, id, title, done, created_at, completed_at FROM todos
              WHERE tenant = $1 AND done = $4 AND seq > $2 ORDER BY seq ASC LIMIT $3"
-        }
-        (true, TodoOrder::NewestFirst) => {
+        ),
+        (true, TodoOrder::NewestFirst) => with_count!(
             "SELECT seq, id, title, done, created_at, completed_at FROM todos
              WHERE tenant = $1 AND done = $4 AND seq < $2 ORDER BY seq DESC LIMIT $3"
-        }
+        ),
     }
 }
 
@@ -280,21 +296,17 @@ enum Action {
 }
 
 impl PgStore {
-    /// Adds a todo of `tenant` (once per effect key, across replicas).
+    /// Adds a todo of `tenant` (once per effect key, across replicas), in one statement: the
+    /// todo (its id and time are made here, so its recorded output is known before the
+    /// statement) is inserted only when the effect key's row could be inserted with it; a key
+    /// another transaction is inserting makes this one wait for it (see [`claim`]), and a key
+    /// already recorded returns the recorded todo.
     pub async fn todo_add_in(
         &self,
         tenant: &str,
         title: String,
         effect_key: Option<String>,
     ) -> Result<Todo, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(key) = &effect_key
-            && !claim(&mut tx, key).await?
-        {
-            let todo = recorded::<Todo>(&mut tx, key).await?;
-            tx.rollback().await?;
-            return Ok(todo);
-        }
         let todo = Todo {
             id: uuid::Uuid::now_v7().to_string(),
             title,
@@ -302,26 +314,42 @@ impl PgStore {
             created_at: now(),
             completed_at: None,
         };
-        sqlx::query(
-            "INSERT INTO todos (id, title, title_key, done, created_at, tenant)
-             VALUES ($1, $2, $3, FALSE, $4, $5)",
-        )
+        let output =
+            serde_json::to_string(&todo).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let insert = match &effect_key {
+            None => sqlx::query(
+                "INSERT INTO todos (id, title, title_key, done, created_at, tenant)
+                 VALUES ($1, $2, $3, FALSE, $4, $5)",
+            ),
+            Some(_) => sqlx::query(
+                "WITH claim AS (
+                    INSERT INTO tool_effects (effect_key, output) VALUES ($6, $7)
+                    ON CONFLICT DO NOTHING RETURNING 1)
+                 INSERT INTO todos (id, title, title_key, done, created_at, tenant)
+                 SELECT $1, $2, $3, FALSE, $4, $5 WHERE EXISTS (SELECT 1 FROM claim)",
+            ),
+        }
         .bind(&todo.id)
         .bind(&todo.title)
         .bind(title_key(&todo.title))
         .bind(todo.created_at.to_rfc3339())
-        .bind(tenant)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(key) = &effect_key {
-            record(&mut tx, key, &todo).await?;
+        .bind(tenant);
+        let insert = match &effect_key {
+            None => insert,
+            Some(key) => insert.bind(key).bind(output),
+        };
+        let added = insert.execute(&self.pool).await?.rows_affected();
+        match effect_key {
+            Some(key) if added == 0 => {
+                let mut conn = self.pool.acquire().await?;
+                recorded::<Todo>(&mut conn, &key).await
+            }
+            _ => Ok(todo),
         }
-        tx.commit().await?;
-        Ok(todo)
     }
 
     /// One page of todos in the filter's order, how many match the filter in all, and where
-    /// the next page starts; the page and the count are read in one snapshot.
+    /// the next page starts; the page and the count are read by one statement (one snapshot).
     pub async fn todo_list(&self, filter: TodoFilter) -> Result<TodoPage, StoreError> {
         let limit = filter.limit.max(1);
         // Keyset bounds: seq starts at 1, so the first page is "after 0" oldest first and
@@ -330,43 +358,36 @@ impl PgStore {
             TodoOrder::OldestFirst => 0,
             TodoOrder::NewestFirst => i64::MAX,
         };
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await?;
-        let mut rows: Vec<(i64, String, String, bool, String, Option<String>)> =
-            sqlx::query_as(page_sql(filter.done.is_some(), filter.order))
-                .bind(&filter.tenant)
-                .bind(filter.after.unwrap_or(start))
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1)
-                .bind(filter.done.unwrap_or(false))
-                .fetch_all(&mut *tx)
-                .await?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        let next = if more { rows.last().map(|r| r.0) } else { None };
-        let todos = rows
-            .into_iter()
-            .map(|(_, id, title, done, created, completed)| {
-                to_todo((id, title, done, created, completed))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // A first page that is not full holds every matching todo: no need to count.
-        let count = if filter.after.is_none() && !more {
-            todos.len() as u64
-        } else {
-            // SUM of BIGINT is NUMERIC in PostgreSQL: cast back.
-            let (n,): (i64,) = sqlx::query_as(
-                "SELECT COALESCE(SUM(n), 0)::BIGINT FROM todo_counts
-                 WHERE tenant = $1 AND ($2::BOOLEAN IS NULL OR done = $2)",
-            )
+        type PageRow = (
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<bool>,
+            Option<String>,
+            Option<String>,
+            i64,
+        );
+        let rows: Vec<PageRow> = sqlx::query_as(page_sql(filter.done.is_some(), filter.order))
             .bind(&filter.tenant)
+            .bind(filter.after.unwrap_or(start))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1)
             .bind(filter.done)
-            .fetch_one(&mut *tx)
+            .fetch_all(&self.pool)
             .await?;
-            u64::try_from(n).unwrap_or(0)
-        };
-        tx.commit().await?;
+        let count = rows.first().map_or(0, |r| u64::try_from(r.6).unwrap_or(0));
+        let mut page = Vec::with_capacity(rows.len());
+        for row in rows {
+            // An empty page is one row of the count with no todo.
+            if let (Some(seq), Some(id), Some(title), Some(done), Some(created), completed) =
+                (row.0, row.1, row.2, row.3, row.4, row.5)
+            {
+                page.push((seq, to_todo((id, title, done, created, completed))?));
+            }
+        }
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let next = if more { page.last().map(|r| r.0) } else { None };
+        let todos = page.into_iter().map(|(_, t)| t).collect();
         Ok(TodoPage { todos, count, next })
     }
 
