@@ -924,11 +924,53 @@ store_test!(
 );
 
 store_test!(
-    a_nul_character_is_no_id_and_separates_words,
+    titles_with_nul_and_backslashes_are_kept_exactly,
     |s: TestStore| async move {
-        s.todo_add_in("acme", "buy milk".into(), None)
+        for title in ["buy\0milk", "a\\0b", "path\\to\\x", "trailing\\", "\0"] {
+            let added = s.todo_add_in("acme", title.into(), None).await.unwrap();
+            assert_eq!(added.title, title);
+        }
+        let page = s
+            .todo_list(TodoFilter {
+                tenant: "acme".into(),
+                ..TodoFilter::default()
+            })
             .await
             .unwrap();
+        let titles: Vec<&str> = page.todos.iter().map(|t| t.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            ["buy\0milk", "a\\0b", "path\\to\\x", "trailing\\", "\0"]
+        );
+        // Exact matches tell "a\0b" and "a\\0b" apart, ignoring case.
+        let exact = s
+            .todo_complete_in("acme", TodoSelector::Title("a\\0b".into()), None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (exact.matched, exact.todo.title.as_str()),
+            (TodoMatch::Exact, "a\\0b")
+        );
+        let exact = s
+            .todo_complete_in("acme", TodoSelector::Title("BUY\0MILK".into()), None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (exact.matched, exact.todo.title.as_str()),
+            (TodoMatch::Exact, "buy\0milk")
+        );
+        // Partial matches see NUL and backslashes as word separators.
+        let partial = s
+            .todo_delete_in("acme", TodoSelector::Title("to x".into()), None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (partial.matched, partial.todo.title.as_str()),
+            (TodoMatch::Partial, "path\\to\\x")
+        );
         let by_id = s
             .todo_complete_in("acme", TodoSelector::Id("x\0y".into()), None)
             .await
@@ -937,14 +979,6 @@ store_test!(
             matches!(by_id, Err(TodoLookupError::IdNotFound(_))),
             "{by_id:?}"
         );
-        // NUL separates words like any punctuation: "buy\0milk" is the phrase "buy milk".
-        let by_title = s
-            .todo_complete_in("acme", TodoSelector::Title("buy\0milk".into()), None)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(by_title.matched, TodoMatch::Partial);
-        assert_eq!(by_title.todo.title, "buy milk");
         assert!(s.get_run("a\0b").await.unwrap().is_none());
     }
 );

@@ -41,10 +41,42 @@ fn parse_time(s: &str, column: &str) -> Result<Timestamp, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("todo {column} '{s}': {e}")))
 }
 
+/// A title (or title key) as PostgreSQL stores it: text cannot hold NUL, and titles are kept
+/// exactly as given (NUL included, as SQLite does), so `\` is written `\\` and NUL `\0`.
+/// Injective, so equal titles have equal stored forms (exact matches compare stored forms).
+fn stored_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(['\0', '\\']) {
+        s.replace('\\', "\\\\").replace('\0', "\\0").into()
+    } else {
+        s.into()
+    }
+}
+
+/// The title a [`stored_text`] form stands for.
+fn stored_title(s: String) -> String {
+    if !s.contains('\\') {
+        return s;
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('0') => out.push('\0'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 fn to_todo((id, title, done, created, completed): TodoRow) -> Result<Todo, StoreError> {
     Ok(Todo {
         id,
-        title,
+        title: stored_title(title),
         done,
         created_at: parse_time(&created, "created_at")?,
         completed_at: completed
@@ -119,13 +151,9 @@ async fn select(
     selector: &TodoSelector,
 ) -> Result<Result<Selected, TodoLookupError>, StoreError> {
     match selector {
-        // PostgreSQL text cannot hold NUL: no todo has such an id or exact title (NUL only
-        // separates words, as any punctuation does, for the partial match).
+        // PostgreSQL text cannot hold NUL, and ids never do.
         TodoSelector::Id(id) if super::has_nul(id) => {
             Ok(Err(TodoLookupError::IdNotFound(id.clone())))
-        }
-        TodoSelector::Title(title) if super::has_nul(title) => {
-            select_partial(conn, tenant, &title_key(title), title.trim().to_owned()).await
         }
         TodoSelector::Id(id) => {
             let row: Option<TodoRow> = sqlx::query_as(
@@ -154,7 +182,7 @@ async fn select(
                  FROM todos WHERE tenant = $1 AND title_key = $2 ORDER BY seq LIMIT $3",
             )
             .bind(tenant)
-            .bind(&key)
+            .bind(stored_text(&key))
             .bind(MAX_CANDIDATES as i64)
             .fetch_all(&mut *conn)
             .await?;
@@ -212,7 +240,7 @@ async fn select_partial(
     let mut total = 0;
     let mut candidates = Vec::new();
     for (title_key, id, title, done, created, completed) in rows {
-        if !contains_phrase(&words(&title_key), &phrase) {
+        if !contains_phrase(&words(&stored_title(title_key)), &phrase) {
             continue;
         }
         total += 1;
@@ -330,8 +358,8 @@ impl PgStore {
             ),
         }
         .bind(&todo.id)
-        .bind(&todo.title)
-        .bind(title_key(&todo.title))
+        .bind(stored_text(&todo.title))
+        .bind(stored_text(&title_key(&todo.title)))
         .bind(todo.created_at.to_rfc3339())
         .bind(tenant);
         let insert = match &effect_key {
