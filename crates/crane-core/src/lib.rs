@@ -7,6 +7,7 @@
 pub mod access;
 pub mod budgets;
 pub mod domain;
+pub mod experiments;
 pub mod planning;
 pub mod runtime;
 pub mod store;
