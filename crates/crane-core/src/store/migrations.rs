@@ -148,6 +148,44 @@ const MIGRATIONS: &[&str] = &[
         INSERT INTO todo_counts (tenant, done, n) VALUES (NEW.tenant, NEW.done, 1)
            ON CONFLICT (tenant, done) DO UPDATE SET n = n + 1;
      END;",
+    // 7: A/B experiments (issue 16): one row per experiment (a name is unique per tenant
+    // forever; at most one running per tenant), and per arm the totals of its finished runs,
+    // with a latency histogram as one row per bucket: every update is an increment.
+    "CREATE TABLE experiments (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'stopped')),
+        spec TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        stopped_at TEXT,
+        winner TEXT,
+        note TEXT,
+        PRIMARY KEY (tenant, name)
+     ) WITHOUT ROWID;
+     CREATE UNIQUE INDEX experiments_running ON experiments(tenant) WHERE status = 'running';
+     CREATE TABLE experiment_arms (
+        tenant TEXT NOT NULL,
+        experiment TEXT NOT NULL,
+        arm INTEGER NOT NULL,
+        runs INTEGER NOT NULL DEFAULT 0,
+        successes INTEGER NOT NULL DEFAULT 0,
+        cost_sum REAL NOT NULL DEFAULT 0,
+        cost_sq REAL NOT NULL DEFAULT 0,
+        tokens INTEGER NOT NULL DEFAULT 0,
+        latency_sum_ms REAL NOT NULL DEFAULT 0,
+        latency_sq_ms REAL NOT NULL DEFAULT 0,
+        feedback_n INTEGER NOT NULL DEFAULT 0,
+        feedback_sum REAL NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant, experiment, arm)
+     ) WITHOUT ROWID;
+     CREATE TABLE experiment_latency (
+        tenant TEXT NOT NULL,
+        experiment TEXT NOT NULL,
+        arm INTEGER NOT NULL,
+        bucket INTEGER NOT NULL,
+        n INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant, experiment, arm, bucket)
+     ) WITHOUT ROWID;",
 ];
 
 /// Applies every migration newer than the database's version, each in its own transaction.

@@ -14,6 +14,7 @@ mod audit;
 mod budgets;
 mod checkpoint;
 mod evals;
+mod experiments;
 mod keys;
 mod migrations;
 mod pool;
@@ -33,6 +34,7 @@ use serde_json::Value;
 pub use audit::{AuditEntry, AuditPage};
 pub use budgets::{BudgetSpendRow, SpendUpdate};
 pub use evals::{EvalPage, EvalSummary, StoredEval};
+pub use experiments::{ArmDelta, ArmTotals, CreateExperimentError, ExperimentRecord};
 pub use keys::ApiKeyRow;
 pub use postgres::PgStore;
 pub use registry::{AliasMove, PromptVersion, Registration, RollbackError};
@@ -468,6 +470,67 @@ impl Store {
         F: FnOnce(f64, u64, &[u8]) -> Vec<u8> + Send + 'static,
     {
         on_backend!(self.add_budget_spend(tenant, window, period_start, tokens, usd, crossed))
+    }
+
+    // A/B experiments.
+
+    /// Stores a new experiment. `Duplicate` when the tenant has an experiment of that name
+    /// already (running or stopped: names are never reused); `AnotherRunning` (with its name)
+    /// when the new one is running and the tenant has a running one. Checked in the
+    /// transaction that inserts, and held by unique indexes when replicas race.
+    pub async fn create_experiment(
+        &self,
+        record: &ExperimentRecord,
+    ) -> Result<Result<(), CreateExperimentError>, StoreError> {
+        on_backend!(self.create_experiment(record))
+    }
+
+    /// The tenant's experiment of that name.
+    pub async fn get_experiment(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<ExperimentRecord>, StoreError> {
+        on_backend!(self.get_experiment(tenant, name))
+    }
+
+    /// The tenant's experiments, newest first (by `created_at`, then name).
+    pub async fn list_experiments(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<ExperimentRecord>, StoreError> {
+        on_backend!(self.list_experiments(tenant))
+    }
+
+    /// Every tenant's running experiment (at most one each), by tenant: what replicas poll.
+    pub async fn running_experiments(&self) -> Result<Vec<ExperimentRecord>, StoreError> {
+        on_backend!(self.running_experiments())
+    }
+
+    /// Stops the tenant's running experiment `name` at `at` with its winner and note; false
+    /// when it is not running (stopped already, or unknown).
+    pub async fn finish_experiment(
+        &self,
+        tenant: &str,
+        name: &str,
+        winner: Option<&str>,
+        note: Option<&str>,
+        at: &str,
+    ) -> Result<bool, StoreError> {
+        on_backend!(self.finish_experiment(tenant, name, winner, note, at))
+    }
+
+    /// Adds every delta (arm totals and latency-histogram buckets) in one transaction, by
+    /// increments: replicas adding at the same time never lose an update. Non-finite amounts
+    /// add nothing; counts saturate.
+    pub async fn add_arm_deltas(&self, deltas: &[ArmDelta]) -> Result<(), StoreError> {
+        on_backend!(self.add_arm_deltas(deltas))
+    }
+
+    /// The totals of each arm of the tenant's experiment `name`, by arm, with its latency
+    /// histogram; arms nothing was added to yet are absent. Reads the aggregates only.
+    pub async fn arm_totals(&self, tenant: &str, name: &str) -> Result<Vec<ArmTotals>, StoreError> {
+        on_backend!(self.arm_totals(tenant, name))
     }
 
     // Planner registry.

@@ -7,6 +7,7 @@
 
 mod harness;
 
+mod experiments;
 mod records;
 mod runs;
 mod todos;

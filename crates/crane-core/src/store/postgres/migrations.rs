@@ -151,6 +151,43 @@ const MIGRATIONS: &[&str] = &[
         notified TEXT NOT NULL DEFAULT '',
         PRIMARY KEY (tenant, win, period_start)
      );",
+    // 2: A/B experiments (SQLite's migration 7). Arms are BIGINT so every u32 fits; buckets
+    // INTEGER so every u16 does.
+    "CREATE TABLE experiments (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'stopped')),
+        spec TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        stopped_at TEXT,
+        winner TEXT,
+        note TEXT,
+        PRIMARY KEY (tenant, name)
+     );
+     CREATE UNIQUE INDEX experiments_running ON experiments (tenant) WHERE status = 'running';
+     CREATE TABLE experiment_arms (
+        tenant TEXT NOT NULL,
+        experiment TEXT NOT NULL,
+        arm BIGINT NOT NULL,
+        runs BIGINT NOT NULL DEFAULT 0,
+        successes BIGINT NOT NULL DEFAULT 0,
+        cost_sum DOUBLE PRECISION NOT NULL DEFAULT 0,
+        cost_sq DOUBLE PRECISION NOT NULL DEFAULT 0,
+        tokens BIGINT NOT NULL DEFAULT 0,
+        latency_sum_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
+        latency_sq_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
+        feedback_n BIGINT NOT NULL DEFAULT 0,
+        feedback_sum DOUBLE PRECISION NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant, experiment, arm)
+     );
+     CREATE TABLE experiment_latency (
+        tenant TEXT NOT NULL,
+        experiment TEXT NOT NULL,
+        arm BIGINT NOT NULL,
+        bucket INTEGER NOT NULL,
+        n BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant, experiment, arm, bucket)
+     );",
 ];
 
 /// Applies every migration newer than the database's version, each in its own transaction,

@@ -21,6 +21,7 @@
 mod audit;
 mod budgets;
 mod evals;
+mod experiments;
 mod keys;
 mod migrations;
 mod registry;
