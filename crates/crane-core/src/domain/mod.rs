@@ -11,5 +11,7 @@ pub use plan::{
     LayerFailure, Plan, PlanSource, PlanStep, PlannerInfo, PromptRef, RouteDecision, TokenUsage,
     VariantRef,
 };
-pub use run::{AttemptRecord, PlanFailure, Run, RunStatus, StepRecord, StepStatus};
+pub use run::{
+    AttemptRecord, ExperimentArm, Feedback, PlanFailure, Run, RunStatus, StepRecord, StepStatus,
+};
 pub use time::{Timestamp, now};

@@ -170,6 +170,31 @@ pub struct Run {
     pub created_at: Timestamp,
     pub started_at: Option<Timestamp>,
     pub completed_at: Option<Timestamp>,
+    /// The experiment arm the run was assigned to (a run that named its planner is not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentArm>,
+    /// The user's feedback on the run (`POST /runs/{run_id}/feedback`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<Feedback>,
+}
+
+/// The experiment and arm a run was assigned to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExperimentArm {
+    /// The experiment's name.
+    pub name: String,
+    /// The arm's planner (variant or alias), as the experiment names it.
+    pub arm: String,
+}
+
+/// A user's feedback on a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feedback {
+    /// 0 (bad) ..= 1 (good).
+    pub score: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    pub at: Timestamp,
 }
 
 fn default_tenant() -> String {
@@ -198,6 +223,8 @@ impl Run {
             created_at: super::now(),
             started_at: None,
             completed_at: None,
+            experiment: None,
+            feedback: None,
         }
     }
 

@@ -1,5 +1,7 @@
 //! A/B experiments over planner variants (DESIGN.md "Experiments"): assignment of runs to
-//! arms ([`assign`]) and the statistics that decide them ([`stats`]).
+//! arms ([`assign`]), the statistics that decide them ([`stats`]), and the service that runs
+//! them in a process ([`service`]).
 
 pub mod assign;
+pub mod service;
 pub mod stats;

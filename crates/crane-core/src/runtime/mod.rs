@@ -29,6 +29,7 @@ pub use retry::RetryPolicy;
 
 use crate::budgets::Budgets;
 use crate::domain::{PlanSource, Run, RunStatus, now};
+use crate::experiments::service::Experiments;
 use crate::planning::{Allowance, PlanError, Planners, Planning};
 use crate::store::{InsertOutcome, RunFilter, RunPage, Store};
 use crate::tools::ToolRegistry;
@@ -84,6 +85,7 @@ pub(crate) struct Inner {
     closing: AtomicBool,
     observer: std::sync::OnceLock<Arc<dyn RunObserver>>,
     budgets: std::sync::OnceLock<Arc<Budgets>>,
+    experiments: std::sync::OnceLock<Arc<Experiments>>,
 }
 
 /// The runtime: cheap to clone, shared by the server and the CLI.
@@ -125,6 +127,7 @@ impl Runtime {
                 closing: AtomicBool::new(false),
                 observer: std::sync::OnceLock::new(),
                 budgets: std::sync::OnceLock::new(),
+                experiments: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -137,6 +140,17 @@ impl Runtime {
     /// Enforces and records spend budgets; false when budgets are already set.
     pub fn set_budgets(&self, budgets: Arc<Budgets>) -> bool {
         self.inner.budgets.set(budgets).is_ok()
+    }
+
+    /// Assigns new runs to the tenants' running experiments and records their outcomes;
+    /// false when experiments are already set.
+    pub fn set_experiments(&self, experiments: Arc<Experiments>) -> bool {
+        self.inner.experiments.set(experiments).is_ok()
+    }
+
+    /// The experiments, when set.
+    pub fn experiments(&self) -> Option<&Arc<Experiments>> {
+        self.inner.experiments.get()
     }
 
     /// The spend budgets, when set.
@@ -220,6 +234,13 @@ impl Runtime {
         run.plan = plan;
         run.idempotency_key = new.idempotency_key;
         run.trace_id = new.trace_id;
+        // A run that names its planner, or brings its own plan, is in no experiment.
+        if new.planner.is_none()
+            && run.plan.is_none()
+            && let Some(experiments) = self.inner.experiments.get()
+        {
+            run.experiment = experiments.assign(&run.tenant, run.user_id.as_deref(), &run.run_id);
+        }
         run.planner = new.planner;
         // A caller that waits for the run and sends no idempotency key cannot see or name the
         // run before its answer: the run is stored once when it finishes, or before its first
@@ -314,6 +335,9 @@ impl Runtime {
                     false
                 }
                 Ok(()) => {
+                    if let Some(experiments) = inner.experiments.get() {
+                        experiments.finished(&run);
+                    }
                     if let Some(observer) = inner.observer.get() {
                         observer.finished(&run);
                     }

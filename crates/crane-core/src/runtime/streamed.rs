@@ -86,7 +86,11 @@ pub(super) async fn plan(
         .filter(|p| p.planner.partial)
         .map(|p| p.steps.clone())
         .unwrap_or_default();
-    let requested = run.planner.clone();
+    // The run's own planner, else its experiment arm's.
+    let requested = run
+        .planner
+        .clone()
+        .or_else(|| run.experiment.as_ref().map(|e| e.arm.clone()));
     if !inner.planners.streams(requested.as_deref()) {
         let planned = inner
             .planners

@@ -1,0 +1,416 @@
+//! The experiments of every tenant as this process runs them: which arm a new run gets, what
+//! finished runs add to their arm, and the analysis of an experiment.
+//!
+//! - The running experiments are cached and re-read from the store every half second
+//!   ([`Experiments::spawn`]), so an experiment created, stopped or promoted through any
+//!   replica applies on every replica within a second; assignment itself is a hash (see
+//!   [`super::assign`]), so every replica gives a user the same arm.
+//! - Outcomes are added to per-arm deltas in memory on the worker that finished the run (a
+//!   hash-map update: no store write on the run's path) and flushed as increments once a
+//!   second ([`Experiments::flush`]); the analysis reads the per-arm totals only. A process
+//!   that dies loses at most its last second of outcome counts, never a run.
+//! - Latency is kept as a histogram with [`BUCKETS_PER_DOUBLING`] buckets per doubling of
+//!   milliseconds; p50/p95 are read from it (within ~9%).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::assign;
+use super::stats::{self, ArmCounts, Decision};
+use crate::domain::{ExperimentArm, Run, RunStatus};
+use crate::store::{ArmDelta, ArmTotals, ExperimentRecord, Store, StoreError};
+
+/// Histogram buckets per doubling of the latency in ms.
+pub const BUCKETS_PER_DOUBLING: f64 = 8.0;
+
+/// One arm of an experiment: a planner (variant or alias) and its share of the traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArmSpec {
+    pub planner: String,
+    pub weight: f64,
+}
+
+/// What an experiment is (stored as the record's `spec`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentSpec {
+    pub arms: Vec<ArmSpec>,
+    /// Only `success_rate` for now.
+    pub primary_metric: String,
+    pub alpha: f64,
+    /// Smallest difference in success rate worth acting on.
+    pub min_effect: f64,
+    /// Mixed into the assignment hash.
+    pub salt: String,
+}
+
+/// A running experiment as the cache holds it.
+#[derive(Debug, Clone)]
+struct Running {
+    name: String,
+    spec: ExperimentSpec,
+    weights: Vec<f64>,
+}
+
+/// The latency histogram bucket of `ms`.
+pub fn latency_bucket(ms: f64) -> u16 {
+    if ms <= 1.0 || !ms.is_finite() {
+        return 0;
+    }
+    (ms.log2() * BUCKETS_PER_DOUBLING).ceil().clamp(0.0, 1023.0) as u16
+}
+
+/// The upper bound in ms of a latency bucket.
+pub fn bucket_upper_ms(bucket: u16) -> f64 {
+    2f64.powf(f64::from(bucket) / BUCKETS_PER_DOUBLING)
+}
+
+/// The `q` quantile (0..1) of a histogram (ascending buckets), as its bucket's upper bound.
+pub fn quantile_ms(buckets: &[(u16, u64)], q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().map(|(_, n)| n).sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = (q * total as f64).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (b, n) in buckets {
+        seen += n;
+        if seen >= rank {
+            return Some(bucket_upper_ms(*b));
+        }
+    }
+    buckets.last().map(|(b, _)| bucket_upper_ms(*b))
+}
+
+/// The experiments of every tenant (see the module docs).
+pub struct Experiments {
+    store: Arc<Store>,
+    running: RwLock<HashMap<String, Running>>,
+    pending: Mutex<HashMap<(String, String, u32), ArmDelta>>,
+}
+
+impl Experiments {
+    /// The service over `store`, with the running experiments loaded.
+    pub async fn load(store: Arc<Store>) -> Result<Arc<Self>, StoreError> {
+        let this = Arc::new(Self {
+            store,
+            running: RwLock::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+        });
+        this.refresh().await?;
+        Ok(this)
+    }
+
+    /// Re-reads the running experiments from the store.
+    pub async fn refresh(&self) -> Result<(), StoreError> {
+        let mut fresh = HashMap::new();
+        for record in self.store.running_experiments().await? {
+            match serde_json::from_str::<ExperimentSpec>(&record.spec) {
+                Ok(spec) => {
+                    let weights = spec.arms.iter().map(|a| a.weight).collect();
+                    fresh.insert(
+                        record.tenant.clone(),
+                        Running {
+                            name: record.name,
+                            spec,
+                            weights,
+                        },
+                    );
+                }
+                Err(error) => {
+                    tracing::error!(tenant = %record.tenant, experiment = %record.name, %error, "stored experiment spec does not parse; its runs are not assigned")
+                }
+            }
+        }
+        if let Ok(mut running) = self.running.write() {
+            *running = fresh;
+        }
+        Ok(())
+    }
+
+    /// Refreshes the cache every `refresh` and flushes outcomes every `flush`, until the
+    /// service is dropped.
+    pub fn spawn(self: &Arc<Self>, refresh: Duration, flush: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut r = tokio::time::interval(refresh);
+            let mut f = tokio::time::interval(flush);
+            r.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            f.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let refreshing = tokio::select! {
+                    _ = r.tick() => true,
+                    _ = f.tick() => false,
+                };
+                let Some(this) = weak.upgrade() else { break };
+                let result = if refreshing {
+                    this.refresh().await
+                } else {
+                    this.flush().await
+                };
+                if let Err(error) = result {
+                    tracing::warn!(%error, refreshing, "experiments: store call failed; retrying at the next tick");
+                }
+            }
+        });
+    }
+
+    /// The arm of a new run of `tenant` with no planner of its own: sticky by `user_id`, else
+    /// by `run_id`. `None` when the tenant runs no experiment.
+    pub fn assign(
+        &self,
+        tenant: &str,
+        user_id: Option<&str>,
+        run_id: &str,
+    ) -> Option<ExperimentArm> {
+        let running = self.running.read().ok()?;
+        let exp = running.get(tenant)?;
+        let unit = user_id.unwrap_or(run_id);
+        let i = assign::arm(&exp.weights, &exp.spec.salt, unit)?;
+        Some(ExperimentArm {
+            name: exp.name.clone(),
+            arm: exp.spec.arms.get(i)?.planner.clone(),
+        })
+    }
+
+    fn arm_index(&self, tenant: &str, tag: &ExperimentArm) -> Option<u32> {
+        let running = self.running.read().ok()?;
+        let exp = running.get(tenant).filter(|e| e.name == tag.name)?;
+        let i = exp.spec.arms.iter().position(|a| a.planner == tag.arm)?;
+        u32::try_from(i).ok()
+    }
+
+    fn with_delta(&self, tenant: &str, tag: &ExperimentArm, f: impl FnOnce(&mut ArmDelta)) {
+        let Some(arm) = self.arm_index(tenant, tag) else {
+            return;
+        };
+        if let Ok(mut pending) = self.pending.lock() {
+            let key = (tenant.to_owned(), tag.name.clone(), arm);
+            let delta = pending.entry(key).or_insert_with(|| ArmDelta {
+                tenant: tenant.to_owned(),
+                experiment: tag.name.clone(),
+                arm,
+                ..ArmDelta::default()
+            });
+            f(delta);
+        }
+    }
+
+    /// Adds a finished run (completed or failed) to its arm's outcomes; cancelled runs and
+    /// runs of no experiment (or of one that stopped) count nowhere.
+    pub fn finished(&self, run: &Run) {
+        let Some(tag) = &run.experiment else { return };
+        if !matches!(run.status, RunStatus::Completed | RunStatus::Failed) {
+            return;
+        }
+        let cost = run
+            .plan
+            .as_ref()
+            .and_then(|p| p.planner.cost_usd)
+            .unwrap_or(0.0);
+        let tokens = run
+            .plan
+            .as_ref()
+            .and_then(|p| p.planner.usage)
+            .map_or(0, |u| u.input_tokens + u.output_tokens);
+        let ms = match (run.started_at.or(Some(run.created_at)), run.completed_at) {
+            (Some(a), Some(b)) => (b - a).num_microseconds().unwrap_or(0).max(0) as f64 / 1000.0,
+            _ => 0.0,
+        };
+        let success = run.status == RunStatus::Completed;
+        self.with_delta(&run.tenant, tag, |d| {
+            d.runs += 1;
+            d.successes += u64::from(success);
+            d.cost_sum += cost;
+            d.cost_sq += cost * cost;
+            d.tokens += tokens;
+            d.latency_sum_ms += ms;
+            d.latency_sq_ms += ms * ms;
+            let b = latency_bucket(ms);
+            match d.latency_buckets.iter_mut().find(|(x, _)| *x == b) {
+                Some((_, n)) => *n += 1,
+                None => d.latency_buckets.push((b, 1)),
+            }
+        });
+    }
+
+    /// Adds a feedback score to the run's arm (`previous`: the score it replaces).
+    pub fn feedback(&self, run: &Run, score: f64, previous: Option<f64>) {
+        let Some(tag) = &run.experiment else { return };
+        self.with_delta(&run.tenant, tag, |d| match previous {
+            Some(old) => d.feedback_sum += score - old,
+            None => {
+                d.feedback_n += 1;
+                d.feedback_sum += score;
+            }
+        });
+    }
+
+    /// Writes the outcome deltas gathered since the last flush (put back if the store fails).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let deltas: Vec<ArmDelta> = match self.pending.lock() {
+            Ok(mut p) => p.drain().map(|(_, d)| d).collect(),
+            Err(_) => return Ok(()),
+        };
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.store.add_arm_deltas(&deltas).await {
+            if let Ok(mut pending) = self.pending.lock() {
+                for d in deltas {
+                    let key = (d.tenant.clone(), d.experiment.clone(), d.arm);
+                    match pending.get_mut(&key) {
+                        Some(have) => merge(have, &d),
+                        None => {
+                            pending.insert(key, d);
+                        }
+                    }
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+fn merge(into: &mut ArmDelta, d: &ArmDelta) {
+    into.runs += d.runs;
+    into.successes += d.successes;
+    into.cost_sum += d.cost_sum;
+    into.cost_sq += d.cost_sq;
+    into.tokens += d.tokens;
+    into.latency_sum_ms += d.latency_sum_ms;
+    into.latency_sq_ms += d.latency_sq_ms;
+    into.feedback_n += d.feedback_n;
+    into.feedback_sum += d.feedback_sum;
+    for (b, n) in &d.latency_buckets {
+        match into.latency_buckets.iter_mut().find(|(x, _)| x == b) {
+            Some((_, m)) => *m += n,
+            None => into.latency_buckets.push((*b, *n)),
+        }
+    }
+}
+
+/// One arm's outcomes as reported (DESIGN.md's field names).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArmView {
+    pub planner: String,
+    pub weight: f64,
+    pub runs: u64,
+    pub successes: u64,
+    pub success_rate: Option<f64>,
+    pub mean_cost_usd: Option<f64>,
+    pub cost_ci: Option<(f64, f64)>,
+    pub total_cost_usd: f64,
+    pub tokens: u64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub mean_ms: Option<f64>,
+    pub latency_ci_ms: Option<(f64, f64)>,
+    pub feedback_mean: Option<f64>,
+    pub feedback_count: u64,
+}
+
+/// The analysis as reported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnalysisView {
+    pub srm_p_value: Option<f64>,
+    pub p_value: Option<f64>,
+    pub effect: Option<f64>,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    pub decision: Decision,
+    pub winner: Option<String>,
+    pub reason: String,
+}
+
+/// The arms' outcomes and the analysis of an experiment, from its spec and per-arm totals.
+pub fn analyse(spec: &ExperimentSpec, totals: &[ArmTotals]) -> (Vec<ArmView>, AnalysisView) {
+    let arms: Vec<ArmView> = spec
+        .arms
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let t = totals
+                .iter()
+                .find(|t| t.arm as usize == i)
+                .cloned()
+                .unwrap_or_default();
+            let cost = stats::mean_interval(t.runs, t.cost_sum, t.cost_sq);
+            let latency = stats::mean_interval(t.runs, t.latency_sum_ms, t.latency_sq_ms);
+            ArmView {
+                planner: a.planner.clone(),
+                weight: a.weight,
+                runs: t.runs,
+                successes: t.successes,
+                success_rate: (t.runs > 0).then(|| t.successes as f64 / t.runs as f64),
+                mean_cost_usd: cost.map(|c| c.0),
+                cost_ci: cost.map(|c| (c.1, c.2)),
+                total_cost_usd: t.cost_sum,
+                tokens: t.tokens,
+                p50_ms: quantile_ms(&t.latency_buckets, 0.5),
+                p95_ms: quantile_ms(&t.latency_buckets, 0.95),
+                mean_ms: latency.map(|l| l.0),
+                latency_ci_ms: latency.map(|l| (l.1, l.2)),
+                feedback_mean: (t.feedback_n > 0).then(|| t.feedback_sum / t.feedback_n as f64),
+                feedback_count: t.feedback_n,
+            }
+        })
+        .collect();
+    let counts: Vec<ArmCounts> = arms
+        .iter()
+        .map(|a| ArmCounts {
+            runs: a.runs,
+            successes: a.successes,
+            weight: a.weight,
+        })
+        .collect();
+    let a = stats::analyse(&counts, spec.alpha, spec.min_effect);
+    let decisive = a.decisive.map(|(_, c)| c);
+    let view = AnalysisView {
+        srm_p_value: a.srm_p_value,
+        p_value: decisive.map(|c| c.p_value),
+        effect: decisive.map(|c| c.effect),
+        ci_low: decisive.map(|c| c.ci_low),
+        ci_high: decisive.map(|c| c.ci_high),
+        decision: a.decision,
+        winner: a
+            .winner
+            .and_then(|i| spec.arms.get(i))
+            .map(|arm| arm.planner.clone()),
+        reason: a.reason,
+    };
+    (arms, view)
+}
+
+/// Reads an experiment's record as stored with its spec.
+pub fn spec_of(record: &ExperimentRecord) -> Result<ExperimentSpec, StoreError> {
+    serde_json::from_str(&record.spec)
+        .map_err(|e| StoreError::Corrupt(format!("experiment {} spec: {e}", record.name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_quantiles_come_from_the_histogram_within_a_bucket() {
+        let mut buckets: Vec<(u16, u64)> = Vec::new();
+        for ms in [3.0, 5.0, 10.0, 10.0, 200.0] {
+            let b = latency_bucket(ms);
+            match buckets.iter_mut().find(|(x, _)| *x == b) {
+                Some((_, n)) => *n += 1,
+                None => buckets.push((b, 1)),
+            }
+        }
+        buckets.sort_unstable();
+        let p50 = quantile_ms(&buckets, 0.5).unwrap_or(0.0);
+        assert!((5.0..=5.0 * 1.1).contains(&p50), "{p50}");
+        let p95 = quantile_ms(&buckets, 0.95).unwrap_or(0.0);
+        assert!((200.0..=220.0).contains(&p95), "{p95}");
+        assert_eq!(quantile_ms(&[], 0.5), None);
+        assert_eq!(latency_bucket(0.2), 0);
+    }
+}
