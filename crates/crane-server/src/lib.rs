@@ -10,6 +10,7 @@ pub mod auth;
 mod budgets;
 mod error;
 mod evals;
+mod experiments;
 mod keys;
 pub mod limits;
 mod openapi;
@@ -59,6 +60,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/keys/{key_id}"),
     ("GET", "/audit"),
     ("GET", "/budgets"),
+    ("POST", "/experiments"),
+    ("GET", "/experiments"),
+    ("GET", "/experiments/{name}"),
+    ("POST", "/experiments/{name}/stop"),
+    ("POST", "/experiments/{name}/promote"),
+    ("POST", "/runs/{run_id}/feedback"),
 ];
 
 /// Builds the router: the routes, then the edge limits (request timeout, panic catcher), then
@@ -88,6 +95,14 @@ pub fn router(state: AppState, max_body_bytes: usize, limits: &HttpLimits) -> Ro
         .route("/keys/{key_id}", axum::routing::delete(keys::revoke))
         .route("/audit", get(keys::audit))
         .route("/budgets", get(budgets::list))
+        .route(
+            "/experiments",
+            post(experiments::create).get(experiments::list),
+        )
+        .route("/experiments/{name}", get(experiments::get))
+        .route("/experiments/{name}/stop", post(experiments::stop))
+        .route("/experiments/{name}/promote", post(experiments::promote))
+        .route("/runs/{run_id}/feedback", post(experiments::feedback))
         // After routing, so the middleware knows the route template.
         .route_layer(axum::middleware::from_fn_with_state(
             state.auth.clone(),

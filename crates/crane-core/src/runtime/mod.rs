@@ -411,6 +411,50 @@ impl Runtime {
         }
     }
 
+    /// Records a user's feedback (`score` 0..=1, an optional comment) on a finished run of
+    /// `tenant` (another tenant's run is `NotFound`); feedback again replaces it. The run's
+    /// experiment arm, if any, counts the score.
+    pub async fn feedback(
+        &self,
+        tenant: &str,
+        run_id: &str,
+        score: f64,
+        comment: Option<String>,
+    ) -> Result<Run, RuntimeError> {
+        if !(0.0..=1.0).contains(&score) {
+            return Err(RuntimeError::InvalidRequest(format!(
+                "score must be a number from 0 to 1 (got {score})"
+            )));
+        }
+        if comment.as_ref().is_some_and(|c| c.chars().count() > 2000) {
+            return Err(RuntimeError::InvalidRequest(
+                "comment is longer than 2000 characters".into(),
+            ));
+        }
+        let mut run = self.get_in(tenant, run_id).await?;
+        if !run.status.is_terminal() {
+            return Err(RuntimeError::Conflict(format!(
+                "run {run_id} is {}; send feedback once it has finished",
+                run.status.as_str()
+            )));
+        }
+        let previous = run.feedback.as_ref().map(|f| f.score);
+        run.feedback = Some(crate::domain::Feedback {
+            score,
+            comment,
+            at: now(),
+        });
+        if !self.inner.store.save_run_if(&run, &[run.status]).await? {
+            return Err(RuntimeError::Conflict(format!(
+                "run {run_id} changed while recording feedback; try again"
+            )));
+        }
+        if let Some(experiments) = self.inner.experiments.get() {
+            experiments.feedback(&run, score, previous);
+        }
+        Ok(run)
+    }
+
     /// Waits until the run finishes (or `timeout` passes) and returns its state then. A run
     /// executing here is awaited directly; one another replica executes (PostgreSQL) is
     /// followed in the store.
@@ -642,6 +686,11 @@ impl Runtime {
             }
         }
         let left = self.active_runs();
+        if let Some(experiments) = self.inner.experiments.get()
+            && let Err(error) = experiments.flush().await
+        {
+            tracing::warn!(%error, "could not write the last experiment outcomes");
+        }
         self.inner.store.close().await;
         left
     }

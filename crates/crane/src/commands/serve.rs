@@ -41,6 +41,16 @@ pub async fn serve(common: Common) -> anyhow::Result<ExitCode> {
     metrics::gauge!("crane_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let (runtime, prompts) = super::open_runtime(&settings).await?;
     runtime.spawn_alias_refresh(settings.registry.alias_refresh());
+    // Experiments: the running ones re-read every half second (any replica may start, stop
+    // or promote one), outcomes flushed once a second.
+    let experiments = crane_core::experiments::service::Experiments::load(runtime.store().clone())
+        .await
+        .context("could not load the experiments")?;
+    experiments.spawn(
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(1),
+    );
+    runtime.set_experiments(experiments);
     // Budget alerts (before recovery: resumed runs spend too), and the spend other processes
     // record on the same data dir.
     let alerts = super::start_alerts(&runtime, &settings)?;

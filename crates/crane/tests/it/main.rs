@@ -8,6 +8,7 @@ mod auth;
 mod budgets;
 mod cli;
 mod eval;
+mod experiments;
 mod hardening;
 mod lifecycle;
 mod llm_faults;
