@@ -72,7 +72,14 @@ pub async fn create(
         .iter()
         .map(|a| json!({"planner": a.planner, "weight": a.weight}))
         .collect();
-    audit(&state, &principal, "experiment.created", &view.name, json!({"arms": arms})).await;
+    audit(
+        &state,
+        &principal,
+        "experiment.created",
+        &view.name,
+        json!({"arms": arms}),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -127,7 +134,14 @@ pub async fn stop(
         .stop(&principal.tenant, &name, req.note.as_deref())
         .await
         .map_err(error)?;
-    audit(&state, &principal, "experiment.stopped", &name, json!({"note": req.note})).await;
+    audit(
+        &state,
+        &principal,
+        "experiment.stopped",
+        &name,
+        json!({"note": req.note}),
+    )
+    .await;
     Ok(Json(view).into_response())
 }
 

@@ -389,9 +389,7 @@ impl Experiments {
             }
             arms.push(ArmSpec { planner, weight });
         }
-        let primary_metric = new
-            .primary_metric
-            .unwrap_or_else(|| "success_rate".into());
+        let primary_metric = new.primary_metric.unwrap_or_else(|| "success_rate".into());
         if primary_metric != "success_rate" {
             return Err(ExperimentError::Invalid(format!(
                 "primary_metric '{primary_metric}' is not supported; use success_rate"
@@ -541,7 +539,9 @@ impl Experiments {
             )));
         };
         let note = format!("promoted: {}", view.analysis.reason);
-        let view = self.finish(tenant, name, Some(&winner), Some(&note)).await?;
+        let view = self
+            .finish(tenant, name, Some(&winner), Some(&note))
+            .await?;
         Ok((view, winner))
     }
 }

@@ -100,6 +100,32 @@ fn table(run_id: &str, key_id: &str) -> Vec<(Method, String, Option<Value>, Opti
         (Method::DELETE, p("/keys/{key_id}"), None, Some("admin")),
         (Method::GET, p("/audit"), None, Some("admin")),
         (Method::GET, p("/budgets"), None, Some("viewer")),
+        (
+            Method::POST,
+            p("/runs/{run_id}/feedback"),
+            Some(json!({"score": 1})),
+            Some("operator"),
+        ),
+        (
+            Method::POST,
+            p("/experiments"),
+            Some(json!({"name": "auth-exp", "arms": [{"planner": "rule"}, {"planner": "rule"}]})),
+            Some("admin"),
+        ),
+        (Method::GET, p("/experiments"), None, Some("viewer")),
+        (Method::GET, p("/experiments/none"), None, Some("viewer")),
+        (
+            Method::POST,
+            p("/experiments/none/stop"),
+            None,
+            Some("admin"),
+        ),
+        (
+            Method::POST,
+            p("/experiments/none/promote"),
+            None,
+            Some("admin"),
+        ),
     ]
 }
 
@@ -112,6 +138,7 @@ fn template(path: &str) -> String {
         ("planners", "{name}"),
         ("aliases", "{alias}"),
         ("keys", "{key_id}"),
+        ("experiments", "{name}"),
     ];
     let mut out = Vec::new();
     for (i, part) in parts.iter().enumerate() {

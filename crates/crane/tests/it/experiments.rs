@@ -93,7 +93,10 @@ async fn experiment_until(crane: &LlmCrane, name: &str, pred: impl Fn(&Value) ->
 }
 
 fn message(body: &Value) -> String {
-    body["error"]["message"].as_str().unwrap_or_default().to_owned()
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,16 +105,28 @@ async fn bad_experiments_are_refused_with_what_to_fix() {
     let crane = LlmCrane::start(&[], Some(&config)).await;
     let arms = json!([{"planner": "llm-good"}, {"planner": "llm-bad"}]);
     for (body, says) in [
-        (json!({"name": "x", "arms": [{"planner": "nope"}, {"planner": "llm-bad"}]}), "nope"),
-        (json!({"name": "x", "arms": [{"planner": "llm-good"}]}), "at least 2 arms"),
+        (
+            json!({"name": "x", "arms": [{"planner": "nope"}, {"planner": "llm-bad"}]}),
+            "nope",
+        ),
+        (
+            json!({"name": "x", "arms": [{"planner": "llm-good"}]}),
+            "at least 2 arms",
+        ),
         (
             json!({"name": "x", "arms": [{"planner": "llm-good", "weight": -1}, {"planner": "llm-bad"}]}),
             "weight",
         ),
-        (json!({"name": "x", "arms": [{"planner": "llm-good"}, {"planner": "llm-good"}]}), "already an arm"),
+        (
+            json!({"name": "x", "arms": [{"planner": "llm-good"}, {"planner": "llm-good"}]}),
+            "already an arm",
+        ),
         (json!({"name": "", "arms": arms}), "name"),
         (json!({"name": "x", "arms": arms, "alpha": 2}), "alpha"),
-        (json!({"name": "x", "arms": arms, "primary_metric": "cost"}), "primary_metric"),
+        (
+            json!({"name": "x", "arms": arms, "primary_metric": "cost"}),
+            "primary_metric",
+        ),
     ] {
         let (status, err) = create(&crane, body.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {err}");
@@ -128,8 +143,7 @@ async fn bad_experiments_are_refused_with_what_to_fix() {
     let (status, _) = send(crane.client.get(crane.url("/experiments/none"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Too few runs: no winner to promote.
-    let (status, err) =
-        send(crane.client.post(crane.url("/experiments/ab1/promote"))).await;
+    let (status, err) = send(crane.client.post(crane.url("/experiments/ab1/promote"))).await;
     assert_eq!(status, StatusCode::CONFLICT, "{err}");
     assert!(message(&err).contains("no winner"), "{err}");
     let (status, stopped) = send(crane.client.post(crane.url("/experiments/ab1/stop"))).await;
@@ -159,11 +173,22 @@ async fn the_arm_whose_plans_work_wins_and_is_promoted() {
     for round in 0..3 {
         for u in 0..20 {
             let user = format!("user-{u}");
-            let r = run(&crane, json!({"prompt": "what is 7 times 6", "user_id": user})).await;
-            let arm = r["experiment"]["arm"].as_str().unwrap_or_default().to_owned();
+            let r = run(
+                &crane,
+                json!({"prompt": "what is 7 times 6", "user_id": user}),
+            )
+            .await;
+            let arm = r["experiment"]["arm"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             assert_eq!(r["experiment"]["name"], "good-vs-bad", "{r}");
             assert_eq!(r["plan"]["planner"]["variant"]["name"], arm.as_str(), "{r}");
-            let expected = if arm == "llm-good" { "completed" } else { "failed" };
+            let expected = if arm == "llm-good" {
+                "completed"
+            } else {
+                "failed"
+            };
             assert_eq!(r["status"], expected, "{r}");
             if let Some(first) = arms.insert(user.clone(), arm.clone()) {
                 assert_eq!(first, arm, "{user} changed arm in round {round}");
@@ -171,7 +196,11 @@ async fn the_arm_whose_plans_work_wins_and_is_promoted() {
         }
     }
     // A run that names its planner is not in the experiment.
-    let named = run(&crane, json!({"prompt": "what is 7 times 6", "planner": "llm-good"})).await;
+    let named = run(
+        &crane,
+        json!({"prompt": "what is 7 times 6", "planner": "llm-good"}),
+    )
+    .await;
     assert!(named.get("experiment").is_none(), "{named}");
 
     // Runs without a user (assigned by run id) until the analysis decides.
@@ -180,13 +209,19 @@ async fn the_arm_whose_plans_work_wins_and_is_promoted() {
     }
     let exp = experiment_until(&crane, "good-vs-bad", |e| {
         e["arms"].as_array().is_some_and(|a| {
-            a.iter().map(|x| x["runs"].as_u64().unwrap_or(0)).sum::<u64>() == 220
+            a.iter()
+                .map(|x| x["runs"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+                == 220
         })
     })
     .await;
     assert_eq!(exp["analysis"]["decision"], "winner", "{exp}");
     assert_eq!(exp["analysis"]["winner"], "llm-good", "{exp}");
-    assert!(exp["analysis"]["srm_p_value"].as_f64().unwrap() > 0.001, "{exp}");
+    assert!(
+        exp["analysis"]["srm_p_value"].as_f64().unwrap() > 0.001,
+        "{exp}"
+    );
     assert!(exp["analysis"]["ci_low"].as_f64().unwrap() > 0.5, "{exp}");
     let arms_out = exp["arms"].as_array().unwrap();
     assert_eq!(arms_out[0]["success_rate"], 0.0);
@@ -194,7 +229,11 @@ async fn the_arm_whose_plans_work_wins_and_is_promoted() {
     assert!(arms_out[1]["p50_ms"].as_f64().is_some());
 
     // Feedback: stored on the run, counted for its arm; bad scores refused.
-    let r = run(&crane, json!({"prompt": "what is 7 times 6", "user_id": "fb"})).await;
+    let r = run(
+        &crane,
+        json!({"prompt": "what is 7 times 6", "user_id": "fb"}),
+    )
+    .await;
     let id = r["run_id"].as_str().unwrap();
     let (status, err) = send(
         crane
@@ -213,28 +252,51 @@ async fn the_arm_whose_plans_work_wins_and_is_promoted() {
     .await;
     assert_eq!(status, StatusCode::OK, "{with}");
     assert_eq!(with["feedback"]["score"], 0.8);
-    assert_eq!(crane.get_json(&format!("/runs/{id}")).await["feedback"]["comment"], "good answer");
+    assert_eq!(
+        crane.get_json(&format!("/runs/{id}")).await["feedback"]["comment"],
+        "good answer"
+    );
     let arm = r["experiment"]["arm"].as_str().unwrap().to_owned();
     experiment_until(&crane, "good-vs-bad", |e| {
-        e["arms"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|x| x["planner"] == arm.as_str() && x["feedback_mean"] == 0.8))
+        e["arms"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|x| x["planner"] == arm.as_str() && x["feedback_mean"] == 0.8)
+        })
     })
     .await;
 
     // Promote: production → the winner, the experiment stops, the move is in the history.
-    let (status, promoted) =
-        send(crane.client.post(crane.url("/experiments/good-vs-bad/promote"))).await;
+    let (status, promoted) = send(
+        crane
+            .client
+            .post(crane.url("/experiments/good-vs-bad/promote")),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{promoted}");
     assert_eq!(promoted["experiment"]["status"], "stopped");
     assert_eq!(promoted["alias_move"]["to"], "llm-good");
     let history = crane.get_json("/aliases/production/history").await;
-    let last = history["history"].as_array().and_then(|m| m.last()).cloned().unwrap_or_default();
+    let last = history["history"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(last["to"], "llm-good", "{history}");
-    assert!(last["note"].as_str().unwrap_or_default().contains("good-vs-bad"), "{history}");
+    assert!(
+        last["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("good-vs-bad"),
+        "{history}"
+    );
     let r = run(&crane, json!({"prompt": "what is 7 times 6"})).await;
     assert_eq!(r["plan"]["planner"]["variant"]["name"], "llm-good", "{r}");
     assert!(r.get("experiment").is_none(), "{r}");
-    let (status, _) = send(crane.client.post(crane.url("/experiments/good-vs-bad/promote"))).await;
+    let (status, _) = send(
+        crane
+            .client
+            .post(crane.url("/experiments/good-vs-bad/promote")),
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT);
 }
