@@ -24,6 +24,10 @@ pub fn describe() {
         "Spend of each tenant's budget in its current window (day or month, UTC): used over allowed, the largest over its token and USD limits; 1 or more is spent."
     );
     describe_counter!(
+        "crane_experiment_runs_total",
+        "Finished runs of an A/B experiment by experiment, arm (its planner) and outcome (completed or failed)."
+    );
+    describe_counter!(
         "crane_budget_alerts_total",
         "Budget threshold alerts for the webhook, by result (sent, failed after retries, dropped when the queue was full)."
     );

@@ -223,6 +223,14 @@ impl Experiments {
             _ => 0.0,
         };
         let success = run.status == RunStatus::Completed;
+        // Labels stay bounded: one running experiment per tenant, a few arms each.
+        metrics::counter!(
+            "crane_experiment_runs_total",
+            "experiment" => tag.name.clone(),
+            "arm" => tag.arm.clone(),
+            "outcome" => if success { "completed" } else { "failed" },
+        )
+        .increment(1);
         self.with_delta(&run.tenant, tag, |d| {
             d.runs += 1;
             d.successes += u64::from(success);

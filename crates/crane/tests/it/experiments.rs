@@ -300,3 +300,79 @@ async fn the_arm_whose_plans_work_wins_and_is_promoted() {
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equal_arms_find_no_winner_and_a_restart_keeps_the_experiment_and_the_arms() {
+    let (_mock, config) = mock_and_config().await;
+    // A third variant planning exactly like llm-good: an A/A experiment.
+    let config = format!(
+        "{config}\n[[planners]]\nname = \"llm-good-2\"\nkind = \"llm\"\nversion = \"1.0.0\"\nprovider = \"good\"\n"
+    );
+    let mut crane = LlmCrane::start(&[], Some(&config)).await;
+    let (status, exp) = create(
+        &crane,
+        json!({"name": "a-vs-a", "arms": [{"planner": "llm-good"}, {"planner": "llm-good-2"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{exp}");
+    let mut arm_of = std::collections::HashMap::new();
+    for i in 0..150 {
+        let user = format!("u{}", i % 30);
+        let r = run(
+            &crane,
+            json!({"prompt": "what is 7 times 6", "user_id": user}),
+        )
+        .await;
+        assert_eq!(r["status"], "completed", "{r}");
+        arm_of.insert(
+            user,
+            r["experiment"]["arm"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    let exp = experiment_until(&crane, "a-vs-a", |e| {
+        e["arms"].as_array().is_some_and(|a| {
+            a.iter()
+                .map(|x| x["runs"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+                == 150
+        })
+    })
+    .await;
+    assert_ne!(exp["analysis"]["decision"], "winner", "{exp}");
+    let (status, _) = send(crane.client.post(crane.url("/experiments/a-vs-a/promote"))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Killed and restarted: the experiment still runs, its counts stay, every user keeps
+    // their arm.
+    crane.kill9_and_restart(&[], Some(&config)).await;
+    let exp = crane.get_json("/experiments/a-vs-a").await;
+    assert_eq!(exp["status"], "running", "{exp}");
+    let runs: u64 = exp["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["runs"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(runs, 150, "{exp}");
+    for (user, arm) in &arm_of {
+        let r = run(
+            &crane,
+            json!({"prompt": "what is 7 times 6", "user_id": user}),
+        )
+        .await;
+        assert_eq!(r["experiment"]["arm"], arm.as_str(), "{user}: {r}");
+    }
+    // The arm's runs show in the metrics.
+    let metrics = crane.get_text("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("crane_experiment_runs_total{")
+                && l.contains("experiment=\"a-vs-a\"")
+                && l.contains("outcome=\"completed\"")),
+        "{metrics}"
+    );
+}
