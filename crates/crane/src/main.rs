@@ -57,6 +57,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         } => commands::run::plan(common, planner, prompt).await,
         Command::Prompts(args) => commands::prompts::run(args).await,
         Command::Keys(args) => commands::keys::run(args).await,
+        Command::Experiments(args) => commands::experiments::run(args).await,
         Command::Tools { common } => commands::tools(common),
         Command::Bench(args) => bench::run(args).await,
         Command::BenchPlanning(args) => bench::planning::run(args).await,

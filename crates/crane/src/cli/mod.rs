@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub mod eval;
+pub mod experiments;
 pub mod keys;
 pub mod prompts;
 
@@ -114,6 +115,9 @@ pub enum Command {
     Prompts(prompts::PromptsArgs),
     /// API keys on the data dir: create (printed once), list, revoke.
     Keys(keys::KeysArgs),
+    /// A/B experiments between planners, through a running server's API: list, show,
+    /// create, stop, promote.
+    Experiments(experiments::ExperimentsArgs),
     /// List tools with their JSON input schemas.
     Tools {
         #[command(flatten)]

@@ -2,6 +2,7 @@
 //! and what several of them share: logging setup and opening the store and the runtime.
 
 pub mod eval;
+pub mod experiments;
 pub mod keys;
 pub mod prompts;
 pub mod run;

@@ -376,3 +376,65 @@ async fn equal_arms_find_no_winner_and_a_restart_keeps_the_experiment_and_the_ar
         "{metrics}"
     );
 }
+
+/// `crane experiments ...` against the running server.
+async fn cli(crane: &LlmCrane, args: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = crate::support::crane_command(dir.path())
+        .arg("experiments")
+        .args(args)
+        .arg("--url")
+        .arg(&crane.base)
+        .output()
+        .await
+        .expect("run crane experiments");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_mirrors_the_api() {
+    let (_mock, config) = mock_and_config().await;
+    let crane = LlmCrane::start(&[], Some(&config)).await;
+    let (code, out, err) = cli(
+        &crane,
+        &[
+            "create",
+            "cli-ab",
+            "--arm",
+            "llm-good",
+            "--arm",
+            "llm-bad=2",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("cli-ab (running)") && out.contains("llm-bad"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&crane, &["show", "cli-ab", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let shown: Value = serde_json::from_str(&out).expect("show --json");
+    assert_eq!(shown["arms"][1]["weight"], 2.0);
+    let (code, _, err) = cli(&crane, &["promote", "cli-ab"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("no winner"), "{err}");
+    let (code, _, err) = cli(
+        &crane,
+        &["create", "x", "--arm", "llm-good", "--arm", "llm-bad=lots"],
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("must be a number"), "{err}");
+    let (code, out, _) = cli(&crane, &["stop", "cli-ab", "--note", "enough"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("cli-ab (stopped)"), "{out}");
+    let (code, out, _) = cli(&crane, &["list", "--json"]).await;
+    assert_eq!(code, 0);
+    let listed: Value = serde_json::from_str(&out).expect("list --json");
+    assert_eq!(listed["experiments"][0]["note"], "enough");
+}
