@@ -55,6 +55,9 @@ struct Running {
     name: String,
     spec: ExperimentSpec,
     weights: Vec<f64>,
+    /// `crane_experiment_runs_total` per arm: [completed, failed] (registered once, so a
+    /// finished run costs an atomic add, not a label lookup).
+    counters: Vec<[metrics::Counter; 2]>,
 }
 
 /// The latency histogram bucket of `ms`.
@@ -113,12 +116,28 @@ impl Experiments {
             match serde_json::from_str::<ExperimentSpec>(&record.spec) {
                 Ok(spec) => {
                     let weights = spec.arms.iter().map(|a| a.weight).collect();
+                    // Labels stay bounded: one running experiment per tenant, a few arms each.
+                    let counters = spec
+                        .arms
+                        .iter()
+                        .map(|a| {
+                            ["completed", "failed"].map(|outcome| {
+                                metrics::counter!(
+                                    "crane_experiment_runs_total",
+                                    "experiment" => record.name.clone(),
+                                    "arm" => a.planner.clone(),
+                                    "outcome" => outcome,
+                                )
+                            })
+                        })
+                        .collect();
                     fresh.insert(
                         record.tenant.clone(),
                         Running {
                             name: record.name,
                             spec,
                             weights,
+                            counters,
                         },
                     );
                 }
@@ -178,26 +197,50 @@ impl Experiments {
         })
     }
 
-    fn arm_index(&self, tenant: &str, tag: &ExperimentArm) -> Option<u32> {
+    /// The arm's index in the running experiment `tag` names, counting a finished run's
+    /// outcome in its counter when `outcome` is given (0 completed, 1 failed).
+    fn arm_index(&self, tenant: &str, tag: &ExperimentArm, outcome: Option<usize>) -> Option<u32> {
         let running = self.running.read().ok()?;
         let exp = running.get(tenant).filter(|e| e.name == tag.name)?;
         let i = exp.spec.arms.iter().position(|a| a.planner == tag.arm)?;
+        if let Some(o) = outcome
+            && let Some(c) = exp.counters.get(i).and_then(|c| c.get(o))
+        {
+            c.increment(1);
+        }
         u32::try_from(i).ok()
     }
 
-    fn with_delta(&self, tenant: &str, tag: &ExperimentArm, f: impl FnOnce(&mut ArmDelta)) {
-        let Some(arm) = self.arm_index(tenant, tag) else {
+    fn with_delta(
+        &self,
+        tenant: &str,
+        tag: &ExperimentArm,
+        outcome: Option<usize>,
+        f: impl FnOnce(&mut ArmDelta),
+    ) {
+        let Some(arm) = self.arm_index(tenant, tag, outcome) else {
             return;
         };
         if let Ok(mut pending) = self.pending.lock() {
-            let key = (tenant.to_owned(), tag.name.clone(), arm);
-            let delta = pending.entry(key).or_insert_with(|| ArmDelta {
-                tenant: tenant.to_owned(),
-                experiment: tag.name.clone(),
-                arm,
-                ..ArmDelta::default()
-            });
-            f(delta);
+            // Look up without allocating: a key is made only for the first run of an arm
+            // since the last flush.
+            let found = pending
+                .iter_mut()
+                .find(|((t, e, a), _)| *a == arm && t == tenant && e == &tag.name)
+                .map(|(_, d)| d);
+            match found {
+                Some(delta) => f(delta),
+                None => {
+                    let mut delta = ArmDelta {
+                        tenant: tenant.to_owned(),
+                        experiment: tag.name.clone(),
+                        arm,
+                        ..ArmDelta::default()
+                    };
+                    f(&mut delta);
+                    pending.insert((tenant.to_owned(), tag.name.clone(), arm), delta);
+                }
+            }
         }
     }
 
@@ -223,15 +266,8 @@ impl Experiments {
             _ => 0.0,
         };
         let success = run.status == RunStatus::Completed;
-        // Labels stay bounded: one running experiment per tenant, a few arms each.
-        metrics::counter!(
-            "crane_experiment_runs_total",
-            "experiment" => tag.name.clone(),
-            "arm" => tag.arm.clone(),
-            "outcome" => if success { "completed" } else { "failed" },
-        )
-        .increment(1);
-        self.with_delta(&run.tenant, tag, |d| {
+        let outcome = if success { 0 } else { 1 };
+        self.with_delta(&run.tenant, tag, Some(outcome), |d| {
             d.runs += 1;
             d.successes += u64::from(success);
             d.cost_sum += cost;
@@ -250,7 +286,7 @@ impl Experiments {
     /// Adds a feedback score to the run's arm (`previous`: the score it replaces).
     pub fn feedback(&self, run: &Run, score: f64, previous: Option<f64>) {
         let Some(tag) = &run.experiment else { return };
-        self.with_delta(&run.tenant, tag, |d| match previous {
+        self.with_delta(&run.tenant, tag, None, |d| match previous {
             Some(old) => d.feedback_sum += score - old,
             None => {
                 d.feedback_n += 1;
