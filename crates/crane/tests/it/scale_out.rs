@@ -414,3 +414,70 @@ async fn key_revocations_and_alias_moves_on_one_replica_apply_on_the_others() {
         "B planned with the old variant for {took:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_assigns_a_user_the_same_arm_and_outcomes_add_up() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), VARIANTS);
+    let a = replica(&db.url(), &config).await;
+    let b = replica(&db.url(), &config).await;
+    let (status, _, exp) = a
+        .post_json(
+            "/experiments",
+            &json!({"name": "ab", "arms": [{"planner": "rules-v1"}, {"planner": "rules-v2"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{exp}");
+    // B learns of the experiment within its half-second refresh.
+    let took = time_until("B assigning runs", || async {
+        let (_, _, r) = b
+            .post_json(
+                "/runs?wait=true",
+                &json!({"prompt": "calculate 1+1", "user_id": "probe"}),
+            )
+            .await;
+        r.get("experiment").is_some()
+    })
+    .await;
+    assert!(
+        took < Duration::from_secs(2),
+        "B took {took:?} to see the experiment"
+    );
+    let mut runs = 1;
+    for u in 0..20 {
+        let body = json!({"prompt": "calculate 2+3", "user_id": format!("user-{u}")});
+        let (_, _, on_a) = a.post_json("/runs?wait=true", &body).await;
+        let (_, _, on_b) = b.post_json("/runs?wait=true", &body).await;
+        runs += 2;
+        assert_eq!(
+            on_a["experiment"], on_b["experiment"],
+            "user-{u}: {on_a} vs {on_b}"
+        );
+        assert_eq!(on_a["experiment"]["name"], "ab");
+    }
+    // Both replicas' outcomes add up in the shared totals (each flushes once a second).
+    time_until("both replicas' outcomes in the totals", || async {
+        let (_, _, e) = b.get("/experiments/ab").await;
+        e["arms"].as_array().is_some_and(|arms| {
+            arms.iter()
+                .map(|x| x["runs"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+                == runs
+        })
+    })
+    .await;
+    // Stopped on B: A stops assigning within its refresh.
+    let (status, _, _) = b.post_empty("/experiments/ab/stop").await;
+    assert_eq!(status, StatusCode::OK);
+    time_until("A to stop assigning", || async {
+        let (_, _, r) = a
+            .post_json(
+                "/runs?wait=true",
+                &json!({"prompt": "calculate 1+1", "user_id": "probe"}),
+            )
+            .await;
+        r.get("experiment").is_none()
+    })
+    .await;
+}
