@@ -71,6 +71,9 @@ point() { # name
 
 echo "crane: $CRANE ($("$CRANE" --version)); ${DURATION}s per point after ${WARMUP}s warm-up; server on core 0, wrk on core 1"
 point no_experiment
+# The same runs naming one arm's variant: what planning with a named variant costs by itself.
+CRANE_BENCH_PLANNER=rules-a point named_variant
+export CRANE_BENCH_PLANNER=
 curl -fsS -XPOST "$URL/experiments" -H 'content-type: application/json' \
     -d '{"name": "bench", "arms": [{"planner": "rules-a"}, {"planner": "rules-b"}]}' >/dev/null
 point with_experiment

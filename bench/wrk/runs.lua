@@ -10,6 +10,8 @@
 -- Prints the latency percentiles (p50, p90, p99, p99.9) in ms and how many answers were not a
 -- completed run, so a benchmark that measured errors says so.
 local mix = os.getenv("CRANE_BENCH_MIX") or "rule"
+-- CRANE_BENCH_PLANNER: every run names this planner (variant or alias).
+local planner = os.getenv("CRANE_BENCH_PLANNER")
 local prompts = {
   "what is (41*7)+13",
   "add a todo to buy milk",
@@ -50,6 +52,9 @@ function request()
     prompt = "what is 7 times 6 plus " .. n
   else
     prompt = "calculate 2+3 plus " .. n
+  end
+  if planner and planner ~= "" then
+    return wrk.format(nil, nil, nil, '{"prompt":"' .. prompt .. '","planner":"' .. planner .. '"}')
   end
   return wrk.format(nil, nil, nil, '{"prompt":"' .. prompt .. '"}')
 end

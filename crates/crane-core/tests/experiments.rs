@@ -160,3 +160,41 @@ async fn runs_are_assigned_sticky_arms_and_their_outcomes_add_up_per_arm() {
     again.refresh().await.unwrap();
     assert!(again.assign("default", Some("user-1"), "r").is_none());
 }
+
+/// What assignment and outcome recording cost in process, per run (a measurement, not a
+/// check): `cargo test --release -p crane-core --test experiments -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "measurement; see docs/benchmarks.md"]
+async fn assignment_and_recording_cost_per_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    store
+        .create_experiment(&ExperimentRecord {
+            tenant: "default".into(),
+            name: "planner-ab".into(),
+            status: "running".into(),
+            spec: serde_json::to_string(&spec()).unwrap(),
+            created_at: crane_core::domain::now().to_rfc3339(),
+            stopped_at: None,
+            winner: None,
+            note: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let experiments = Experiments::load(store.clone()).await.unwrap();
+    let mut run = crane_core::domain::Run::new("calculate 2+3".into(), None, None);
+    run.status = RunStatus::Completed;
+    run.started_at = Some(run.created_at);
+    run.completed_at = Some(crane_core::domain::now());
+    let n = 1_000_000;
+    let t0 = std::time::Instant::now();
+    for i in 0..n {
+        let id = format!("01a25206-9845-74f1-949b-{i:012}");
+        run.experiment = experiments.assign("default", None, &id);
+        experiments.finished(&run);
+    }
+    let per = t0.elapsed().as_nanos() as f64 / f64::from(n);
+    eprintln!("assign + finished: {per:.0} ns per run (run id formatting included)");
+    experiments.flush().await.unwrap();
+}
