@@ -66,6 +66,7 @@ const OPTIONAL_METRICS: &[(&str, &str)] = &[
     ("crane_trace_export_spans_total", "counter"),
     ("crane_budget_used_ratio", "gauge"),
     ("crane_budget_alerts_total", "counter"),
+    ("crane_experiment_runs_total", "counter"),
 ];
 
 /// Alerts the rule file must define.
