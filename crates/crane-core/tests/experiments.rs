@@ -198,3 +198,59 @@ async fn assignment_and_recording_cost_per_run() {
     eprintln!("assign + finished: {per:.0} ns per run (run id formatting included)");
     experiments.flush().await.unwrap();
 }
+
+/// The run's span carries its experiment and arm (the trace says which arm planned it).
+#[tokio::test]
+async fn the_run_span_carries_the_experiment_and_arm() {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    // This thread only: the test's runtime runs every task on it.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    store
+        .create_experiment(&ExperimentRecord {
+            tenant: "default".into(),
+            name: "traced-ab".into(),
+            status: "running".into(),
+            spec: serde_json::to_string(&spec()).unwrap(),
+            created_at: crane_core::domain::now().to_rfc3339(),
+            stopped_at: None,
+            winner: None,
+            note: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let rt = runtime(store.clone());
+    rt.set_experiments(Experiments::load(store.clone()).await.unwrap());
+    let done = run(&rt, Some("user-9"), None).await;
+    let tag = done.experiment.clone().expect("assigned");
+    provider.force_flush().unwrap();
+    let spans = exporter.get_finished_spans().unwrap();
+    let run_span = spans.iter().find(|s| s.name == "run").unwrap_or_else(|| {
+        panic!(
+            "no run span in {:?}",
+            spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+        )
+    });
+    let attr = |key: &str| {
+        run_span
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    };
+    assert_eq!(attr("crane.experiment.name").as_deref(), Some("traced-ab"));
+    assert_eq!(
+        attr("crane.experiment.arm").as_deref(),
+        Some(tag.arm.as_str())
+    );
+}

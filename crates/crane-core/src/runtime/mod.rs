@@ -308,6 +308,8 @@ impl Runtime {
                     crane.plan.source = tracing::field::Empty,
                     crane.planner.variant = tracing::field::Empty,
                     crane.cost.usd = tracing::field::Empty,
+                    crane.experiment.name = tracing::field::Empty,
+                    crane.experiment.arm = tracing::field::Empty,
                 )
             };
         }
@@ -316,6 +318,10 @@ impl Runtime {
         } else {
             run_span!()
         };
+        if let Some(e) = &run.experiment {
+            span.record("crane.experiment.name", e.name.as_str());
+            span.record("crane.experiment.arm", e.arm.as_str());
+        }
         let worker = async move {
             let permit = async {
                 tokio::select! {
