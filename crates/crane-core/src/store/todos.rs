@@ -427,16 +427,6 @@ fn list_page(conn: &Connection, filter: TodoFilter) -> Result<TodoPage, StoreErr
 }
 
 impl SqliteStore {
-    /// Adds a todo of tenant `default` (once per effect key).
-    pub async fn todo_add(
-        &self,
-        title: String,
-        effect_key: Option<String>,
-    ) -> Result<Todo, StoreError> {
-        self.todo_add_in(crate::access::DEFAULT_TENANT, title, effect_key)
-            .await
-    }
-
     /// Adds a todo of `tenant` (once per effect key).
     pub async fn todo_add_in(
         &self,
@@ -483,16 +473,6 @@ impl SqliteStore {
         .await
     }
 
-    /// Marks a todo of tenant `default` done (see [`Store::todo_complete_in`]).
-    pub async fn todo_complete(
-        &self,
-        selector: TodoSelector,
-        effect_key: Option<String>,
-    ) -> Result<Result<Selected, TodoLookupError>, StoreError> {
-        self.todo_complete_in(crate::access::DEFAULT_TENANT, selector, effect_key)
-            .await
-    }
-
     /// Marks one of `tenant`'s todos done (once per effect key). Completing a done todo
     /// returns it unchanged.
     pub async fn todo_complete_in(
@@ -511,16 +491,6 @@ impl SqliteStore {
             Ok(())
         })
         .await
-    }
-
-    /// Deletes a todo of tenant `default` (see [`Store::todo_delete_in`]).
-    pub async fn todo_delete(
-        &self,
-        selector: TodoSelector,
-        effect_key: Option<String>,
-    ) -> Result<Result<Selected, TodoLookupError>, StoreError> {
-        self.todo_delete_in(crate::access::DEFAULT_TENANT, selector, effect_key)
-            .await
     }
 
     /// Deletes one of `tenant`'s todos (once per effect key) and returns it.
