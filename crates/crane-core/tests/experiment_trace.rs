@@ -2,64 +2,12 @@
 //! own test binary: it installs the process-wide tracing subscriber.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
+mod experiment_support;
 
-use crane_core::experiments::service::{ArmSpec, ExperimentSpec, Experiments};
-use crane_core::planning::Planning;
-use crane_core::planning::variants::{Planners, Variant, VariantSpec};
-use crane_core::runtime::{NewRun, Runtime, RuntimeConfig};
-use crane_core::store::{ExperimentRecord, Store, StoreConfig};
-use crane_core::tools::builtin_registry;
+use crane_core::experiments::service::Experiments;
+use crane_core::store::{Store, StoreConfig};
+use experiment_support::{run, runtime, start_experiment};
 
-fn runtime(store: Arc<Store>) -> Runtime {
-    let registry = Arc::new(builtin_registry());
-    let variant = |name: &str| {
-        let mut spec = VariantSpec::rule();
-        spec.name = name.into();
-        spec.builtin = false;
-        Variant::new(spec, Planning::new(registry.clone()))
-    };
-    let planners = Planners::new(
-        registry.clone(),
-        vec![variant("rules-a"), variant("rules-b")],
-        "rule",
-    )
-    .unwrap();
-    Runtime::with_planners(store, Arc::new(planners), RuntimeConfig::default())
-}
-
-fn spec() -> ExperimentSpec {
-    ExperimentSpec {
-        arms: ["rules-a", "rules-b"]
-            .map(|p| ArmSpec {
-                planner: p.into(),
-                weight: 1.0,
-            })
-            .to_vec(),
-        primary_metric: "success_rate".into(),
-        alpha: 0.05,
-        min_effect: 0.05,
-        salt: "salt-1".into(),
-    }
-}
-
-async fn run(rt: &Runtime, user: Option<&str>, planner: Option<&str>) -> crane_core::domain::Run {
-    let submitted = rt
-        .submit(
-            NewRun {
-                prompt: "calculate 2+3".into(),
-                user_id: user.map(str::to_owned),
-                planner: planner.map(str::to_owned),
-                ..NewRun::default()
-            },
-            true,
-        )
-        .await
-        .unwrap();
-    submitted.finished.unwrap().await.unwrap()
-}
-
-/// The run's span carries its experiment and arm (the trace says which arm planned it).
 #[tokio::test]
 async fn the_run_span_carries_the_experiment_and_arm() {
     use opentelemetry::trace::TracerProvider as _;
@@ -74,20 +22,7 @@ async fn the_run_span_carries_the_experiment_and_arm() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-    store
-        .create_experiment(&ExperimentRecord {
-            tenant: "default".into(),
-            name: "traced-ab".into(),
-            status: "running".into(),
-            spec: serde_json::to_string(&spec()).unwrap(),
-            created_at: crane_core::domain::now().to_rfc3339(),
-            stopped_at: None,
-            winner: None,
-            note: None,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    start_experiment(&store, "traced-ab").await;
     let rt = runtime(store.clone());
     rt.set_experiments(Experiments::load(store.clone()).await.unwrap());
     let done = run(&rt, Some("user-9"), None).await;

@@ -4,88 +4,21 @@
 //! the totals.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod experiment_support;
+
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use crane_core::domain::RunStatus;
-use crane_core::experiments::service::{ArmSpec, ExperimentSpec, Experiments, analyse};
+use crane_core::experiments::service::{Experiments, analyse};
 use crane_core::experiments::stats::Decision;
-use crane_core::planning::Planning;
-use crane_core::planning::variants::{Planners, Variant, VariantSpec};
-use crane_core::runtime::{NewRun, Runtime, RuntimeConfig};
-use crane_core::store::{ExperimentRecord, Store, StoreConfig};
-use crane_core::tools::builtin_registry;
-
-fn runtime(store: Arc<Store>) -> Runtime {
-    let registry = Arc::new(builtin_registry());
-    let variant = |name: &str| {
-        let mut spec = VariantSpec::rule();
-        spec.name = name.into();
-        spec.builtin = false;
-        Variant::new(spec, Planning::new(registry.clone()))
-    };
-    let planners = Planners::new(
-        registry.clone(),
-        vec![variant("rules-a"), variant("rules-b")],
-        "rule",
-    )
-    .unwrap();
-    Runtime::with_planners(store, Arc::new(planners), RuntimeConfig::default())
-}
-
-fn spec() -> ExperimentSpec {
-    ExperimentSpec {
-        arms: vec![
-            ArmSpec {
-                planner: "rules-a".into(),
-                weight: 1.0,
-            },
-            ArmSpec {
-                planner: "rules-b".into(),
-                weight: 1.0,
-            },
-        ],
-        primary_metric: "success_rate".into(),
-        alpha: 0.05,
-        min_effect: 0.05,
-        salt: "salt-1".into(),
-    }
-}
-
-async fn run(rt: &Runtime, user: Option<&str>, planner: Option<&str>) -> crane_core::domain::Run {
-    let submitted = rt
-        .submit(
-            NewRun {
-                prompt: "calculate 2+3".into(),
-                user_id: user.map(str::to_owned),
-                planner: planner.map(str::to_owned),
-                ..NewRun::default()
-            },
-            true,
-        )
-        .await
-        .unwrap();
-    submitted.finished.unwrap().await.unwrap()
-}
+use crane_core::store::{Store, StoreConfig};
+use experiment_support::{run, runtime, spec, start_experiment};
 
 #[tokio::test]
 async fn runs_are_assigned_sticky_arms_and_their_outcomes_add_up_per_arm() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-    store
-        .create_experiment(&ExperimentRecord {
-            tenant: "default".into(),
-            name: "planner-ab".into(),
-            status: "running".into(),
-            spec: serde_json::to_string(&spec()).unwrap(),
-            created_at: crane_core::domain::now().to_rfc3339(),
-            stopped_at: None,
-            winner: None,
-            note: None,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    start_experiment(&store, "planner-ab").await;
     let rt = runtime(store.clone());
     let experiments = Experiments::load(store.clone()).await.unwrap();
     assert!(rt.set_experiments(experiments.clone()));
@@ -168,20 +101,7 @@ async fn runs_are_assigned_sticky_arms_and_their_outcomes_add_up_per_arm() {
 async fn assignment_and_recording_cost_per_run() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-    store
-        .create_experiment(&ExperimentRecord {
-            tenant: "default".into(),
-            name: "planner-ab".into(),
-            status: "running".into(),
-            spec: serde_json::to_string(&spec()).unwrap(),
-            created_at: crane_core::domain::now().to_rfc3339(),
-            stopped_at: None,
-            winner: None,
-            note: None,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    start_experiment(&store, "planner-ab").await;
     let experiments = Experiments::load(store.clone()).await.unwrap();
     let mut run = crane_core::domain::Run::new("calculate 2+3".into(), None, None);
     run.status = RunStatus::Completed;
