@@ -188,6 +188,8 @@ store_test!(
                     .unwrap(),
                 1
             );
+            // Time must pass here: what is tested is that 900 ms (three leases) later the
+            // run is still A's.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(b.claim_orphaned_runs(10).await.unwrap().is_empty());
@@ -293,8 +295,18 @@ store_test!(
         assert!(b.claim_orphaned_runs(10).await.unwrap().is_empty());
         // A stops extending (it died, or dropped the run after a failed save): once the 300 ms
         // lease has passed, B claims it, and A can no longer extend or save it.
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        let claimed = b.claim_orphaned_runs(10).await.unwrap();
+        let t0 = std::time::Instant::now();
+        let claimed = loop {
+            let claimed = b.claim_orphaned_runs(10).await.unwrap();
+            if !claimed.is_empty() {
+                break claimed;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the lease never lapsed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert_eq!(claimed.len(), 1);
         assert_eq!(
             s.extend_leases(std::slice::from_ref(&pending.run_id))
