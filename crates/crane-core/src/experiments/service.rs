@@ -113,7 +113,7 @@ impl Experiments {
     pub async fn refresh(&self) -> Result<(), StoreError> {
         let mut fresh = HashMap::new();
         for record in self.store.running_experiments().await? {
-            match serde_json::from_str::<ExperimentSpec>(&record.spec) {
+            match spec_of(&record) {
                 Ok(spec) => {
                     let weights = spec.arms.iter().map(|a| a.weight).collect();
                     // Labels stay bounded: one running experiment per tenant, a few arms each.
