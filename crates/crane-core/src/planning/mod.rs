@@ -27,6 +27,7 @@ pub mod prompt_library;
 pub mod routing;
 mod rule;
 pub mod schema;
+pub mod semantic;
 pub mod stats;
 pub mod validate;
 pub mod variants;

@@ -1,0 +1,1 @@
+//! The guard: when a near hit may be served for a new prompt.

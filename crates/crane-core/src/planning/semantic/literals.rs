@@ -1,0 +1,1 @@
+//! Literals of a prompt: numbers, quoted text and free-text spans, with their byte spans.

@@ -1,0 +1,1 @@
+//! A plan template: a plan whose literals are slots bound to spans of its prompt.
