@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use crane_core::access::Principal;
-use crane_core::experiments::service::{ExperimentError, Experiments, NewExperiment};
+use crane_core::experiments::service::{ExperimentError, Experiments, GuardOptions, NewExperiment};
 use crane_core::runtime::RuntimeError;
 use crane_core::store::AuditEntry;
 use serde::Deserialize;
@@ -145,14 +145,35 @@ pub async fn stop(
     Ok(Json(view).into_response())
 }
 
+/// Body of `POST /experiments/{name}/promote` (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Promote {
+    /// The rollback guard (on by default; `{"enabled": false}` turns it off).
+    #[serde(default)]
+    pub guard: Option<GuardOptions>,
+}
+
 /// `POST /experiments/{name}/promote`: the winner becomes `production` and the experiment
-/// stops; `409` while there is no winner.
+/// stops; `409` while there is no winner. A rollback guard then watches the winner's
+/// production runs (see `crane_core::experiments::guard`).
 pub async fn promote(
     State(state): State<AppState>,
     axum::Extension(principal): axum::Extension<Principal>,
     Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (view, winner) = service(&state)?
+    let empty = matches!(&body, Ok(b) if b.is_empty());
+    let req: Promote = if empty {
+        Promote::default()
+    } else {
+        json_body(&headers, body)?
+    };
+    let options = req.guard.unwrap_or_default();
+    options.check().map_err(error)?;
+    let experiments = service(&state)?;
+    let (view, winner) = experiments
         .promote(&principal.tenant, &name)
         .await
         .map_err(error)?;
@@ -169,15 +190,30 @@ pub async fn promote(
         .move_alias("production", &target, Some(&note))
         .await
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()))?;
+    let guard = experiments
+        .watch(
+            &principal.tenant,
+            &view,
+            &target,
+            moved.from.as_deref(),
+            &options,
+        )
+        .await
+        .map_err(error)?;
     audit(
         &state,
         &principal,
         "experiment.promoted",
         &name,
-        json!({"winner": winner, "alias": "production", "from": moved.from, "to": moved.to}),
+        json!({"winner": winner, "alias": "production", "from": moved.from, "to": moved.to,
+               "guard": guard.is_some()}),
     )
     .await;
-    Ok(Json(json!({"experiment": view, "alias_move": moved})).into_response())
+    let view = experiments
+        .view(&principal.tenant, &name)
+        .await
+        .map_err(error)?;
+    Ok(Json(json!({"experiment": view, "alias_move": moved, "guard": guard})).into_response())
 }
 
 /// Body of `POST /runs/{run_id}/feedback`.

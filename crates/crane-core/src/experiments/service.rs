@@ -19,11 +19,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::assign;
+use super::guard::{self, GUARD_ARM, GuardStatus, PromotionGuard, Verdict};
 use super::stats::{self, ArmCounts, Decision};
 use crate::domain::{ExperimentArm, Run, RunStatus};
 use crate::planning::variants::Planners;
 use crate::store::{
-    ArmDelta, ArmTotals, CreateExperimentError, ExperimentRecord, Store, StoreError,
+    ArmDelta, ArmTotals, AuditEntry, CreateExperimentError, ExperimentRecord, GuardRecord, Store,
+    StoreError,
 };
 
 /// Histogram buckets per doubling of the latency in ms.
@@ -94,6 +96,8 @@ pub fn quantile_ms(buckets: &[(u16, u64)], q: f64) -> Option<f64> {
 pub struct Experiments {
     store: Arc<Store>,
     running: RwLock<HashMap<String, Running>>,
+    /// Watching rollback guards by tenant: (experiment, promoted variant).
+    guards: RwLock<HashMap<String, Vec<(String, String)>>>,
     pending: Mutex<HashMap<(String, String, u32), ArmDelta>>,
 }
 
@@ -103,6 +107,7 @@ impl Experiments {
         let this = Arc::new(Self {
             store,
             running: RwLock::new(HashMap::new()),
+            guards: RwLock::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
         });
         this.refresh().await?;
@@ -149,6 +154,22 @@ impl Experiments {
         if let Ok(mut running) = self.running.write() {
             *running = fresh;
         }
+        let mut guards: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for record in self
+            .store
+            .experiment_guards(GuardStatus::Watching.as_str())
+            .await?
+        {
+            if let Ok(g) = serde_json::from_str::<PromotionGuard>(&record.guard) {
+                guards
+                    .entry(record.tenant)
+                    .or_default()
+                    .push((record.experiment, g.variant));
+            }
+        }
+        if let Ok(mut have) = self.guards.write() {
+            *have = guards;
+        }
         Ok(())
     }
 
@@ -168,7 +189,10 @@ impl Experiments {
                 };
                 let Some(this) = weak.upgrade() else { break };
                 let result = if refreshing {
-                    this.refresh().await
+                    match this.refresh().await {
+                        Ok(()) => this.check_guards().await.map(|_| ()),
+                        Err(e) => Err(e),
+                    }
                 } else {
                     this.flush().await
                 };
@@ -247,10 +271,13 @@ impl Experiments {
     /// Adds a finished run (completed or failed) to its arm's outcomes; cancelled runs and
     /// runs of no experiment (or of one that stopped) count nowhere.
     pub fn finished(&self, run: &Run) {
-        let Some(tag) = &run.experiment else { return };
         if !matches!(run.status, RunStatus::Completed | RunStatus::Failed) {
             return;
         }
+        let Some(tag) = &run.experiment else {
+            self.guarded(run);
+            return;
+        };
         let cost = run
             .plan
             .as_ref()
@@ -281,6 +308,42 @@ impl Experiments {
                 None => d.latency_buckets.push((b, 1)),
             }
         });
+    }
+
+    /// Counts a finished run outside any experiment for the rollback guard watching its
+    /// variant, if any.
+    fn guarded(&self, run: &Run) {
+        let Some(variant) = run
+            .plan
+            .as_ref()
+            .and_then(|p| p.planner.variant.as_ref())
+            .map(|v| v.name.as_str())
+        else {
+            return;
+        };
+        let experiment = match self.guards.read() {
+            Ok(guards) => match guards
+                .get(&run.tenant)
+                .and_then(|g| g.iter().find(|(_, v)| v == variant))
+            {
+                Some((experiment, _)) => experiment.clone(),
+                None => return,
+            },
+            Err(_) => return,
+        };
+        let success = run.status == RunStatus::Completed;
+        if let Ok(mut pending) = self.pending.lock() {
+            let delta = pending
+                .entry((run.tenant.clone(), experiment.clone(), GUARD_ARM))
+                .or_insert_with(|| ArmDelta {
+                    tenant: run.tenant.clone(),
+                    experiment,
+                    arm: GUARD_ARM,
+                    ..ArmDelta::default()
+                });
+            delta.runs += 1;
+            delta.successes += u64::from(success);
+        }
     }
 
     /// Adds a feedback score to the run's arm (`previous`: the score it replaces).
@@ -380,6 +443,9 @@ pub struct ExperimentView {
     pub note: Option<String>,
     pub arms: Vec<ArmView>,
     pub analysis: AnalysisView,
+    /// The rollback guard of a promotion (while watching, with the production runs so far).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<PromotionGuard>,
 }
 
 fn check_name(name: &str) -> Result<(), ExperimentError> {
@@ -499,6 +565,24 @@ impl Experiments {
         let spec = spec_of(&record)?;
         let totals = self.store.arm_totals(&record.tenant, &record.name).await?;
         let (arms, analysis) = analyse(&spec, &totals);
+        let guard = match self
+            .store
+            .experiment_guard(&record.tenant, &record.name)
+            .await?
+        {
+            Some(r) => serde_json::from_str::<PromotionGuard>(&r.guard)
+                .ok()
+                .map(|mut g| {
+                    if g.status == GuardStatus::Watching
+                        && let Some(t) = totals.iter().find(|t| t.arm == GUARD_ARM)
+                    {
+                        g.runs = t.runs;
+                        g.successes = t.successes;
+                    }
+                    g
+                }),
+            None => None,
+        };
         Ok(ExperimentView {
             name: record.name,
             status: record.status,
@@ -511,6 +595,7 @@ impl Experiments {
             note: record.note,
             arms,
             analysis,
+            guard,
         })
     }
 
@@ -587,6 +672,257 @@ impl Experiments {
             .finish(tenant, name, Some(&winner), Some(&note))
             .await?;
         Ok((view, winner))
+    }
+}
+
+/// How a promotion's rollback guard watches (`None` fields take the defaults).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardOptions {
+    /// False: no guard. Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub min_runs: Option<u64>,
+    #[serde(default)]
+    pub max_runs: Option<u64>,
+    #[serde(default)]
+    pub window_hours: Option<f64>,
+}
+
+impl GuardOptions {
+    /// Checks the options; the message says what to fix.
+    pub fn check(&self) -> Result<(), ExperimentError> {
+        if self.min_runs == Some(0) {
+            return Err(ExperimentError::Invalid(
+                "guard.min_runs must be at least 1".into(),
+            ));
+        }
+        if let (Some(min), Some(max)) = (self.min_runs, self.max_runs)
+            && max < min
+        {
+            return Err(ExperimentError::Invalid(format!(
+                "guard.max_runs ({max}) must be at least guard.min_runs ({min})"
+            )));
+        }
+        if let Some(h) = self.window_hours
+            && !(h.is_finite() && h > 0.0 && h <= 24.0 * 365.0)
+        {
+            return Err(ExperimentError::Invalid(format!(
+                "guard.window_hours must be above 0 and at most 8760 (got {h})"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A decision a rollback guard took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardEvent {
+    pub tenant: String,
+    pub experiment: String,
+    pub guard: PromotionGuard,
+}
+
+impl Experiments {
+    /// Puts a rollback guard on the promoted experiment `name` of `tenant`: `production` was
+    /// moved from `restore_to` to `variant` (the winner `view` names). `None` when the options
+    /// turn it off, or when there is nothing to roll back to.
+    pub async fn watch(
+        &self,
+        tenant: &str,
+        view: &ExperimentView,
+        variant: &str,
+        restore_to: Option<&str>,
+        options: &GuardOptions,
+    ) -> Result<Option<PromotionGuard>, ExperimentError> {
+        if options.enabled == Some(false) {
+            return Ok(None);
+        }
+        let (Some(winner), Some(restore_to)) = (view.promoted.as_deref(), restore_to) else {
+            return Ok(None);
+        };
+        if restore_to == variant {
+            return Ok(None);
+        }
+        // The baseline: the best other arm, by its interval's lower bound.
+        let baseline = view
+            .arms
+            .iter()
+            .filter(|a| a.planner != winner)
+            .filter_map(|a| {
+                guard::wilson(a.successes, a.runs, view.alpha).map(|ci| (a.planner.clone(), ci))
+            })
+            .max_by(|a, b| a.1.0.total_cmp(&b.1.0));
+        let Some((baseline, (low, high))) = baseline else {
+            return Ok(None);
+        };
+        let now = chrono::Utc::now();
+        let hours = options
+            .window_hours
+            .unwrap_or(guard::DEFAULT_WINDOW_HOURS as f64);
+        let min_runs = options.min_runs.unwrap_or(guard::DEFAULT_MIN_RUNS);
+        let g = PromotionGuard {
+            status: GuardStatus::Watching,
+            promoted: winner.to_owned(),
+            variant: variant.to_owned(),
+            restore_to: restore_to.to_owned(),
+            baseline,
+            baseline_low: low,
+            baseline_high: high,
+            min_runs,
+            max_runs: options
+                .max_runs
+                .unwrap_or(guard::DEFAULT_MAX_RUNS)
+                .max(min_runs),
+            promoted_at: now.to_rfc3339(),
+            until: (now + chrono::Duration::seconds((hours * 3600.0) as i64)).to_rfc3339(),
+            runs: 0,
+            successes: 0,
+            decided_at: None,
+            reason: None,
+        };
+        let text = serde_json::to_string(&g).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if !self
+            .store
+            .set_experiment_guard(tenant, &view.name, &text, g.status.as_str(), None)
+            .await?
+        {
+            return Err(ExperimentError::Conflict(format!(
+                "experiment '{}' has a rollback guard already",
+                view.name
+            )));
+        }
+        self.refresh().await?;
+        Ok(Some(g))
+    }
+
+    /// Decides every watching guard whose production runs allow it: passes it, or rolls
+    /// `production` back (alias history note + audit log). Returns the decisions this replica
+    /// took (another replica may take the same one first: then it is not repeated here).
+    pub async fn check_guards(&self) -> Result<Vec<GuardEvent>, StoreError> {
+        let watching = match self.guards.read() {
+            Ok(g) if !g.is_empty() => true,
+            _ => false,
+        };
+        if !watching {
+            return Ok(Vec::new());
+        }
+        self.flush().await?;
+        let mut events = Vec::new();
+        for record in self
+            .store
+            .experiment_guards(GuardStatus::Watching.as_str())
+            .await?
+        {
+            if let Some(event) = self.check_guard(&record).await? {
+                events.push(event);
+            }
+        }
+        if !events.is_empty() {
+            self.refresh().await?;
+        }
+        Ok(events)
+    }
+
+    async fn check_guard(&self, record: &GuardRecord) -> Result<Option<GuardEvent>, StoreError> {
+        let Ok(mut g) = serde_json::from_str::<PromotionGuard>(&record.guard) else {
+            tracing::error!(tenant = %record.tenant, experiment = %record.experiment, "stored rollback guard does not parse; it is ignored");
+            return Ok(None);
+        };
+        let totals = self
+            .store
+            .arm_totals(&record.tenant, &record.experiment)
+            .await?;
+        let (runs, successes) = totals
+            .iter()
+            .find(|t| t.arm == GUARD_ARM)
+            .map_or((0, 0), |t| (t.runs, t.successes));
+        let now = chrono::Utc::now();
+        let verdict = g.evaluate(runs, successes, now);
+        let (mut status, mut reason) = match verdict {
+            Verdict::Watch => return Ok(None),
+            Verdict::Pass(r) => (GuardStatus::Passed, r),
+            Verdict::Rollback(r) => (GuardStatus::RolledBack, r),
+        };
+        if status == GuardStatus::RolledBack {
+            let current = self.store.aliases().await?.get("production").cloned();
+            if current.as_deref() != Some(g.variant.as_str()) {
+                status = GuardStatus::Passed;
+                reason = format!(
+                    "guard stood down: production points at {} now, not at the promoted {}",
+                    current.as_deref().unwrap_or("nothing"),
+                    g.variant
+                );
+            }
+        }
+        g.status = status;
+        g.runs = runs;
+        g.successes = successes;
+        g.decided_at = Some(now.to_rfc3339());
+        g.reason = Some(reason.clone());
+        let text = serde_json::to_string(&g).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if !self
+            .store
+            .set_experiment_guard(
+                &record.tenant,
+                &record.experiment,
+                &text,
+                status.as_str(),
+                Some(GuardStatus::Watching.as_str()),
+            )
+            .await?
+        {
+            // Another replica decided first.
+            return Ok(None);
+        }
+        let mut details =
+            serde_json::json!({"reason": reason, "runs": runs, "successes": successes});
+        if status == GuardStatus::RolledBack {
+            let note = format!("experiment {}: {reason}", record.experiment);
+            let restore_to = g.restore_to.clone();
+            match self
+                .store
+                .move_alias("production", &restore_to, Some(&note))
+                .await
+            {
+                Ok(moved) => {
+                    details["from"] = serde_json::json!(moved.from);
+                    details["to"] = serde_json::json!(moved.to);
+                }
+                Err(error) => {
+                    tracing::error!(%error, experiment = %record.experiment, "rollback guard could not move production back");
+                    return Err(error);
+                }
+            }
+            tracing::warn!(tenant = %record.tenant, experiment = %record.experiment, %reason, "rollback guard moved production back");
+        } else {
+            tracing::info!(tenant = %record.tenant, experiment = %record.experiment, %reason, "rollback guard passed");
+        }
+        let action = if status == GuardStatus::RolledBack {
+            "experiment.rolled_back"
+        } else {
+            "experiment.guard_passed"
+        };
+        if let Err(error) = self
+            .store
+            .audit(AuditEntry {
+                tenant: record.tenant.clone(),
+                actor: "guard".into(),
+                action: action.into(),
+                target: record.experiment.clone(),
+                details,
+                at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            })
+            .await
+        {
+            tracing::error!(%error, "could not write the audit log");
+        }
+        Ok(Some(GuardEvent {
+            tenant: record.tenant.clone(),
+            experiment: record.experiment.clone(),
+            guard: g,
+        }))
     }
 }
 

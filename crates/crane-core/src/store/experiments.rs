@@ -155,6 +155,28 @@ fn read_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExperimentRecord> {
     )))
 }
 
+fn read_guard(r: &rusqlite::Row<'_>) -> rusqlite::Result<GuardRecord> {
+    Ok(GuardRecord {
+        tenant: r.get(0)?,
+        experiment: r.get(1)?,
+        guard: r.get(2)?,
+        status: r.get(3)?,
+    })
+}
+
+/// The rollback guard of a promoted experiment, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardRecord {
+    /// The experiment's tenant.
+    pub tenant: String,
+    /// The experiment's name.
+    pub experiment: String,
+    /// The guard: opaque JSON the caller owns.
+    pub guard: String,
+    /// Its status (`watching`, `passed`, `rolled_back`).
+    pub status: String,
+}
+
 /// The status of a running experiment.
 pub(super) const RUNNING: &str = "running";
 
@@ -404,6 +426,69 @@ impl SqliteStore {
                 )?
                 .execute(params![tenant, name, at, winner, note])?;
             Ok(changed == 1)
+        })
+        .await
+    }
+
+    /// Sets the rollback guard of the tenant's experiment `name` (opaque JSON) with its
+    /// `status`, only while its guard status is `expected` (`None`: no guard yet) — a
+    /// compare-and-set, so of two replicas deciding at once one wins. False when it was not.
+    pub async fn set_experiment_guard(
+        &self,
+        tenant: &str,
+        name: &str,
+        guard: &str,
+        status: &str,
+        expected: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let (tenant, name, guard, status, expected) = (
+            tenant.to_owned(),
+            name.to_owned(),
+            guard.to_owned(),
+            status.to_owned(),
+            expected.map(str::to_owned),
+        );
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE experiments SET guard = ?3, guard_status = ?4
+                     WHERE tenant = ?1 AND name = ?2 AND guard_status IS ?5",
+                )?
+                .execute(params![tenant, name, guard, status, expected])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    /// The rollback guard of the tenant's experiment `name` and its status, if it has one.
+    pub async fn experiment_guard(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<GuardRecord>, StoreError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.read_now(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT tenant, name, guard, guard_status FROM experiments
+                     WHERE tenant = ?1 AND name = ?2 AND guard IS NOT NULL",
+                )?
+                .query_row(params![tenant, name], read_guard)
+                .optional()?)
+        })
+        .await
+    }
+
+    /// Every experiment whose guard status is `status` (e.g. `watching`), by tenant and name.
+    pub async fn experiment_guards(&self, status: &str) -> Result<Vec<GuardRecord>, StoreError> {
+        let status = status.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT tenant, name, guard, guard_status FROM experiments
+                 WHERE guard_status = ?1 ORDER BY tenant, name",
+            )?;
+            let rows = stmt.query_map([status], read_guard)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }

@@ -186,6 +186,10 @@ const MIGRATIONS: &[&str] = &[
         n INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (tenant, experiment, arm, bucket)
      ) WITHOUT ROWID;",
+    // 8: the rollback guard of a promoted experiment (opaque JSON the caller owns) and its
+    // status (`watching`, `passed`, `rolled_back`; NULL without a guard).
+    "ALTER TABLE experiments ADD COLUMN guard TEXT;
+     ALTER TABLE experiments ADD COLUMN guard_status TEXT;",
 ];
 
 /// Applies every migration newer than the database's version, each in its own transaction.

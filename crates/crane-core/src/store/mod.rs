@@ -34,7 +34,7 @@ use serde_json::Value;
 pub use audit::{AuditEntry, AuditPage};
 pub use budgets::{BudgetSpendRow, SpendUpdate};
 pub use evals::{EvalPage, EvalSummary, StoredEval};
-pub use experiments::{ArmDelta, ArmTotals, CreateExperimentError, ExperimentRecord};
+pub use experiments::{ArmDelta, ArmTotals, CreateExperimentError, ExperimentRecord, GuardRecord};
 pub use keys::ApiKeyRow;
 pub use postgres::PgStore;
 pub use registry::{AliasMove, PromptVersion, Registration, RollbackError};
@@ -525,6 +525,33 @@ impl Store {
     /// add nothing; counts saturate.
     pub async fn add_arm_deltas(&self, deltas: &[ArmDelta]) -> Result<(), StoreError> {
         on_backend!(self.add_arm_deltas(deltas))
+    }
+
+    /// Sets the rollback guard of the tenant's experiment `name` (opaque JSON) and its status,
+    /// only while its guard status is `expected` (`None`: no guard yet); false when not.
+    pub async fn set_experiment_guard(
+        &self,
+        tenant: &str,
+        name: &str,
+        guard: &str,
+        status: &str,
+        expected: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        on_backend!(self.set_experiment_guard(tenant, name, guard, status, expected))
+    }
+
+    /// The rollback guard of the tenant's experiment `name`, if it has one.
+    pub async fn experiment_guard(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<GuardRecord>, StoreError> {
+        on_backend!(self.experiment_guard(tenant, name))
+    }
+
+    /// Every experiment guard whose status is `status`, by tenant and name.
+    pub async fn experiment_guards(&self, status: &str) -> Result<Vec<GuardRecord>, StoreError> {
+        on_backend!(self.experiment_guards(status))
     }
 
     /// The totals of each arm of the tenant's experiment `name`, by arm, with its latency

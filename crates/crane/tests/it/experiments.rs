@@ -7,7 +7,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::time::Instant;
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer};
 
 use crate::llm_faults::{LlmCrane, MODEL, calc_plan, chat_ok};
@@ -299,6 +299,120 @@ async fn the_arm_whose_plans_work_wins_and_is_promoted() {
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
+}
+
+/// The rollback guard: production pointed at `llm-bad`; the experiment promotes `llm-good`;
+/// then `llm-good`'s model starts answering plans that fail, and once the guard has seen
+/// `min_runs` production runs below `llm-bad`'s interval it moves production back, with a note
+/// in the alias history and the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_winner_that_breaks_in_production_is_rolled_back() {
+    let (mock, config) = mock_and_config().await;
+    // llm-bad plans well for polite prompts: it succeeds in ~60% of the runs below.
+    Mock::given(method("POST"))
+        .and(path("/bad/v1/chat/completions"))
+        .and(body_string_contains("please"))
+        .respond_with(chat_ok(&calc_plan().to_string()))
+        .with_priority(1)
+        .mount(&mock)
+        .await;
+    let crane = LlmCrane::start(&[], Some(&config)).await;
+    let (status, moved) = send(
+        crane
+            .client
+            .put(crane.url("/aliases/production"))
+            .json(&json!({"variant": "llm-bad"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    let (status, exp) = create(
+        &crane,
+        json!({"name": "guarded", "arms": [{"planner": "llm-bad"}, {"planner": "llm-good"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{exp}");
+    for i in 0..200 {
+        let prompt = if i % 5 < 3 {
+            "what is 7 times 6 please"
+        } else {
+            "what is 7 times 6"
+        };
+        run(&crane, json!({"prompt": prompt})).await;
+    }
+    let exp = experiment_until(&crane, "guarded", |e| {
+        e["arms"].as_array().is_some_and(|a| {
+            a.iter()
+                .map(|x| x["runs"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+                == 200
+        })
+    })
+    .await;
+    assert_eq!(exp["analysis"]["winner"], "llm-good", "{exp}");
+
+    // Bad guard options are refused before anything moves.
+    let (status, err) = send(
+        crane
+            .client
+            .post(crane.url("/experiments/guarded/promote"))
+            .json(&json!({"guard": {"min_runs": 20, "max_runs": 5}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert!(message(&err).contains("max_runs"), "{err}");
+
+    let (status, promoted) = send(
+        crane
+            .client
+            .post(crane.url("/experiments/guarded/promote"))
+            .json(&json!({"guard": {"min_runs": 20}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{promoted}");
+    assert_eq!(promoted["alias_move"]["from"], "llm-bad", "{promoted}");
+    assert_eq!(promoted["guard"]["status"], "watching", "{promoted}");
+    assert_eq!(promoted["guard"]["baseline"], "llm-bad", "{promoted}");
+    assert_eq!(promoted["guard"]["min_runs"], 20, "{promoted}");
+
+    // The winner breaks: its model now plans what fails.
+    mock.reset().await;
+    let bad = json!({"steps": [{"tool": "todo_complete", "input": {"title": "nobody added this"}, "reasoning": "r"}]});
+    for p in ["/good/v1/chat/completions", "/bad/v1/chat/completions"] {
+        Mock::given(method("POST"))
+            .and(path(p))
+            .respond_with(chat_ok(&bad.to_string()))
+            .mount(&mock)
+            .await;
+    }
+    // llm-bad's interval from the experiment is around [0.5, 0.7]; production runs of
+    // llm-good now all fail.
+    // (A new prompt each time: the exact plan cache would serve the good plans it holds.)
+    for i in 0..25 {
+        let r = run(
+            &crane,
+            json!({"prompt": format!("what is 7 times 6, case {i}")}),
+        )
+        .await;
+        assert_eq!(r["status"], "failed", "{r}");
+    }
+    let exp = experiment_until(&crane, "guarded", |e| e["guard"]["status"] != "watching").await;
+    assert_eq!(exp["guard"]["status"], "rolled_back", "{exp}");
+    let history = crane.get_json("/aliases/production/history").await;
+    let last = history["history"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["to"], "llm-bad", "{history}");
+    assert!(
+        last["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rolled back"),
+        "{history}"
+    );
+    let r = run(&crane, json!({"prompt": "what is 7 times 6"})).await;
+    assert_eq!(r["plan"]["planner"]["variant"]["name"], "llm-bad", "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,18 @@ use crate::store::experiments::{
     ArmSums, EXPERIMENT_COLUMNS, ExperimentColumns, NEWEST_FIRST, RUNNING, increments, record_of,
     totals_of, totals_query,
 };
-use crate::store::{ArmDelta, ArmTotals, CreateExperimentError, ExperimentRecord, StoreError};
+use crate::store::{
+    ArmDelta, ArmTotals, CreateExperimentError, ExperimentRecord, GuardRecord, StoreError,
+};
+
+fn guard_of((tenant, experiment, guard, status): (String, String, String, String)) -> GuardRecord {
+    GuardRecord {
+        tenant,
+        experiment,
+        guard,
+        status,
+    }
+}
 
 /// Times a create retries when the running experiment it met stopped before it could be read.
 const CREATE_ATTEMPTS: usize = 8;
@@ -172,6 +183,68 @@ impl PgStore {
         .await?
         .rows_affected();
         Ok(changed == 1)
+    }
+
+    /// See `SqliteStore::set_experiment_guard`.
+    pub async fn set_experiment_guard(
+        &self,
+        tenant: &str,
+        name: &str,
+        guard: &str,
+        status: &str,
+        expected: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        if has_nul(tenant) || has_nul(name) || has_nul(guard) || has_nul(status) {
+            return Ok(false);
+        }
+        let changed = sqlx::query(
+            "UPDATE experiments SET guard = $3, guard_status = $4
+             WHERE tenant = $1 AND name = $2 AND guard_status IS NOT DISTINCT FROM $5",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(guard)
+        .bind(status)
+        .bind(expected)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    /// See `SqliteStore::experiment_guard`.
+    pub async fn experiment_guard(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<GuardRecord>, StoreError> {
+        if has_nul(tenant) || has_nul(name) {
+            return Ok(None);
+        }
+        let row: Option<(String, String, String, String)> = sqlx::query_as(
+            "SELECT tenant, name, guard, guard_status FROM experiments
+             WHERE tenant = $1 AND name = $2 AND guard IS NOT NULL",
+        )
+        .bind(tenant)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(guard_of))
+    }
+
+    /// See `SqliteStore::experiment_guards`.
+    pub async fn experiment_guards(&self, status: &str) -> Result<Vec<GuardRecord>, StoreError> {
+        if has_nul(status) {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT tenant, name, guard, guard_status FROM experiments
+             WHERE guard_status = $1 ORDER BY tenant, name",
+        )
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(guard_of).collect())
     }
 
     /// Adds every delta (totals and histogram buckets) in one transaction, by increments.

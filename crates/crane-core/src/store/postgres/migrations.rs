@@ -188,6 +188,9 @@ const MIGRATIONS: &[&str] = &[
         n BIGINT NOT NULL DEFAULT 0,
         PRIMARY KEY (tenant, experiment, arm, bucket)
      );",
+    // 3: the rollback guard of a promoted experiment (SQLite's migration 8).
+    "ALTER TABLE experiments ADD COLUMN guard TEXT;
+     ALTER TABLE experiments ADD COLUMN guard_status TEXT;",
 ];
 
 /// Applies every migration newer than the database's version, each in its own transaction,
