@@ -475,3 +475,46 @@ store_test!(
         }
     }
 );
+
+store_test!(
+    a_rollback_guard_is_set_once_and_decided_by_one_replica,
+    |s: TestStore| async move {
+        s.create_experiment(&stopped("acme", "g", "2026-01-01T00:00:00Z"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(s.experiment_guard("acme", "g").await.unwrap().is_none());
+        // Set once: a second promotion cannot put another guard on it.
+        assert!(
+            s.set_experiment_guard("acme", "g", r#"{"v":1}"#, "watching", None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.set_experiment_guard("acme", "g", r#"{"v":2}"#, "watching", None)
+                .await
+                .unwrap()
+        );
+        let watching = s.experiment_guards("watching").await.unwrap();
+        assert_eq!(watching.len(), 1);
+        assert_eq!(watching[0].guard, r#"{"v":1}"#);
+        assert_eq!(watching[0].experiment, "g");
+        // Two replicas decide at once: exactly one compare-and-set wins.
+        let b = other(&s).await;
+        let (x, y) = tokio::join!(
+            s.set_experiment_guard("acme", "g", r#"{"v":3}"#, "rolled_back", Some("watching")),
+            b.set_experiment_guard("acme", "g", r#"{"v":4}"#, "passed", Some("watching")),
+        );
+        assert!(x.unwrap() ^ y.unwrap());
+        assert!(s.experiment_guards("watching").await.unwrap().is_empty());
+        let decided = b.experiment_guard("acme", "g").await.unwrap().unwrap();
+        assert!(["rolled_back", "passed"].contains(&decided.status.as_str()));
+        // Another tenant's experiment of that name is not touched.
+        assert!(s.experiment_guard("globex", "g").await.unwrap().is_none());
+        assert!(
+            !s.set_experiment_guard("globex", "g", "{}", "watching", None)
+                .await
+                .unwrap()
+        );
+    }
+);

@@ -66,5 +66,14 @@ pub enum ExperimentsCommand {
         #[command(flatten)]
         target: Target,
         name: String,
+        /// Do not watch the winner in production (no automatic rollback).
+        #[arg(long)]
+        no_guard: bool,
+        /// Production runs the guard needs before it may roll back (default 50).
+        #[arg(long, value_name = "N")]
+        guard_min_runs: Option<u64>,
+        /// How long the guard watches, in hours (default 24).
+        #[arg(long, value_name = "H")]
+        guard_hours: Option<f64>,
     },
 }

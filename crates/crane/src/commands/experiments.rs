@@ -66,21 +66,51 @@ pub async fn run(args: ExperimentsArgs) -> anyhow::Result<ExitCode> {
         )
         .await
         .map(|v| print_detail(&v)),
-        ExperimentsCommand::Promote { target, name } => call(
-            &target,
-            reqwest::Method::POST,
-            &format!("/experiments/{name}/promote"),
-            None,
-        )
-        .await
-        .map(|v| {
-            println!(
-                "production → {} (was {})",
-                v["alias_move"]["to"].as_str().unwrap_or("?"),
-                v["alias_move"]["from"].as_str().unwrap_or("nothing")
-            );
-            print_detail(&v["experiment"]);
-        }),
+        ExperimentsCommand::Promote {
+            target,
+            name,
+            no_guard,
+            guard_min_runs,
+            guard_hours,
+        } => {
+            let mut guard = serde_json::Map::new();
+            if no_guard {
+                guard.insert("enabled".into(), false.into());
+            }
+            if let Some(n) = guard_min_runs {
+                guard.insert("min_runs".into(), n.into());
+            }
+            if let Some(h) = guard_hours {
+                guard.insert("window_hours".into(), h.into());
+            }
+            let body = serde_json::json!({ "guard": guard });
+            call(
+                &target,
+                reqwest::Method::POST,
+                &format!("/experiments/{name}/promote"),
+                Some(body),
+            )
+            .await
+            .map(|v| {
+                println!(
+                    "production → {} (was {})",
+                    v["alias_move"]["to"].as_str().unwrap_or("?"),
+                    v["alias_move"]["from"].as_str().unwrap_or("nothing")
+                );
+                match v["guard"].as_object() {
+                    Some(g) => println!(
+                        "rollback guard: watching {} against {} (from {:.1}% success) for {} runs or until {}",
+                        g["promoted"].as_str().unwrap_or("?"),
+                        g["baseline"].as_str().unwrap_or("?"),
+                        g["baseline_low"].as_f64().unwrap_or(0.0) * 100.0,
+                        g["min_runs"],
+                        g["until"].as_str().unwrap_or("?")
+                    ),
+                    None => println!("rollback guard: none"),
+                }
+                print_detail(&v["experiment"]);
+            })
+        }
     };
     match outcome {
         Ok(()) => Ok(ExitCode::SUCCESS),
