@@ -6,7 +6,9 @@
 //! - `run_export`: opt-in (`CRANE_MLFLOW_LOG_RUNS=true` / `[tracking] log_runs = true`), every
 //!   agent run `crane serve` finishes becomes an MLflow run, exported in batches by a background
 //!   task behind a bounded queue. The run's worker only does a `try_send`.
-//! - `mlflow`: the REST client both use.
+//! - `experiment_export`: every A/B experiment that ends (stopped, promoted) and every rollback
+//!   guard decision becomes an MLflow run (params, per-arm metrics, the analysis as an artifact).
+//! - `mlflow`: the REST client they use.
 //!
 //! MLflow being down never fails or slows a run or an eval's verdict. The settings
 //! (`[tracking]`, `MLFLOW_*`, `CRANE_MLFLOW_*`) are resolved by `crane_settings::tracking`.
@@ -15,6 +17,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod eval_export;
+pub mod experiment_export;
 pub mod mlflow;
 pub mod run_export;
 

@@ -92,9 +92,17 @@ pub fn quantile_ms(buckets: &[(u16, u64)], q: f64) -> Option<f64> {
     buckets.last().map(|(b, _)| bucket_upper_ms(*b))
 }
 
+/// Told when an experiment ends (stopped or promoted) and when its rollback guard decides,
+/// with the experiment as reported. Called on a request's or the service's task: an observer
+/// must not block (spawn the work and return).
+pub trait ExperimentObserver: Send + Sync {
+    fn ended(&self, tenant: &str, experiment: &ExperimentView);
+}
+
 /// The experiments of every tenant (see the module docs).
 pub struct Experiments {
     store: Arc<Store>,
+    observer: std::sync::OnceLock<Arc<dyn ExperimentObserver>>,
     running: RwLock<HashMap<String, Running>>,
     /// Watching rollback guards by tenant: (experiment, promoted variant).
     guards: RwLock<HashMap<String, Vec<(String, String)>>>,
@@ -106,12 +114,26 @@ impl Experiments {
     pub async fn load(store: Arc<Store>) -> Result<Arc<Self>, StoreError> {
         let this = Arc::new(Self {
             store,
+            observer: std::sync::OnceLock::new(),
             running: RwLock::new(HashMap::new()),
             guards: RwLock::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
         });
         this.refresh().await?;
         Ok(this)
+    }
+
+    /// Tells `observer` about every experiment that ends from now on; false when one is set.
+    pub fn set_observer(&self, observer: Arc<dyn ExperimentObserver>) -> bool {
+        self.observer.set(observer).is_ok()
+    }
+
+    async fn notify(&self, tenant: &str, name: &str) {
+        if let Some(observer) = self.observer.get()
+            && let Ok(view) = self.view(tenant, name).await
+        {
+            observer.ended(tenant, &view);
+        }
     }
 
     /// Re-reads the running experiments from the store.
@@ -639,6 +661,7 @@ impl Experiments {
             )));
         }
         self.refresh().await?;
+        self.notify(tenant, name).await;
         self.view(tenant, name).await
     }
 
@@ -918,6 +941,7 @@ impl Experiments {
         {
             tracing::error!(%error, "could not write the audit log");
         }
+        self.notify(&record.tenant, &record.experiment).await;
         Ok(Some(GuardEvent {
             tenant: record.tenant.clone(),
             experiment: record.experiment.clone(),

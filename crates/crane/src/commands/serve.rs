@@ -50,6 +50,11 @@ pub async fn serve(common: Common) -> anyhow::Result<ExitCode> {
         std::time::Duration::from_millis(500),
         std::time::Duration::from_secs(1),
     );
+    if let Some(exporter) =
+        crane_tracking::experiment_export::ExperimentExporter::new(&settings.tracking)
+    {
+        experiments.set_observer(std::sync::Arc::new(exporter));
+    }
     runtime.set_experiments(experiments);
     // Budget alerts (before recovery: resumed runs spend too), and the spend other processes
     // record on the same data dir.

@@ -15,7 +15,7 @@ use crate::support::DEADLINE;
 
 /// Two LLM variants on one mock: `llm-good` plans a calculation, `llm-bad` plans completing a
 /// todo that does not exist (the plan is valid; executing it fails).
-async fn mock_and_config() -> (MockServer, String) {
+pub(crate) async fn mock_and_config() -> (MockServer, String) {
     let mock = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/good/v1/chat/completions"))

@@ -826,3 +826,75 @@ async fn serve_counts_runs_mlflow_rejects_as_failed() {
         server.logs()
     );
 }
+
+/// An A/B experiment that ends is logged as one MLflow run: params (arms, alpha), per-arm
+/// metrics equal to what `GET /experiments/{name}` reports, tags, and the analysis artifact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_experiment_is_logged_to_mlflow_with_its_arms_and_analysis() {
+    let mlflow = start_mlflow().await;
+    let (_mock, config) = crate::experiments::mock_and_config().await;
+    let crane =
+        crate::llm_faults::LlmCrane::start(&[("MLFLOW_TRACKING_URI", &mlflow.base)], Some(&config))
+            .await;
+    let r = crane
+        .client
+        .post(crane.url("/experiments"))
+        .json(&json!({"name": "tracked", "arms": [{"planner": "llm-bad"}, {"planner": "llm-good", "weight": 2}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    for i in 0..12 {
+        let r = crane
+            .client
+            .post(crane.url("/runs?wait=true"))
+            .json(&json!({"prompt": "what is 7 times 6", "user_id": format!("u{i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let r = crane
+        .client
+        .post(crane.url("/experiments/tracked/stop"))
+        .json(&json!({"note": "enough"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let view: Value = r.json().await.unwrap();
+
+    let runs = mlflow.wait_runs("crane-ab-experiments", 1).await;
+    let run = runs
+        .iter()
+        .find(|r| r["info"]["run_name"] == "tracked")
+        .unwrap_or_else(|| panic!("no run named tracked: {runs:?}"));
+    assert_eq!(run["info"]["status"], "FINISHED");
+    let params = pairs(run, "params");
+    assert_eq!(params["arms"], "llm-bad=1,llm-good=2");
+    assert_eq!(params["alpha"], "0.05");
+    let tags = pairs(run, "tags");
+    assert_eq!(tags["crane.experiment"], "tracked");
+    assert_eq!(tags["crane.status"], "stopped");
+    assert_eq!(
+        tags["crane.decision"],
+        view["analysis"]["decision"].as_str().unwrap()
+    );
+    let metrics = metrics_of(run);
+    let mut total = 0.0;
+    for arm in view["arms"].as_array().unwrap() {
+        let planner = arm["planner"].as_str().unwrap();
+        let runs = metrics[&format!("arm.{planner}.runs")];
+        assert_eq!(runs, arm["runs"].as_f64().unwrap(), "{metrics:?}");
+        total += runs;
+        if let Some(rate) = arm["success_rate"].as_f64() {
+            assert_eq!(metrics[&format!("arm.{planner}.success_rate")], rate);
+        }
+    }
+    assert_eq!(total, 12.0, "{metrics:?}");
+    let analysis: Value =
+        serde_json::from_str(&mlflow.artifact(&run["info"], "analysis.json").await).unwrap();
+    assert_eq!(analysis["name"], "tracked");
+    assert_eq!(analysis["arms"], view["arms"]);
+    assert_eq!(analysis["note"], "enough");
+}
