@@ -122,19 +122,20 @@ pub fn payload(tenant: &str, view: &ExperimentView, now_ms: i64) -> ExperimentRu
     }
 }
 
-/// Logs ended experiments to MLflow (see the module docs).
+/// Logs ended experiments to MLflow (see the module docs). Cheap to clone.
+#[derive(Clone)]
 pub struct ExperimentExporter {
     client: Arc<Client>,
 }
 
 impl ExperimentExporter {
     /// The exporter, when a tracking URI is configured.
-    pub fn new(settings: &TrackingSettings) -> Option<Arc<Self>> {
+    pub fn new(settings: &TrackingSettings) -> Option<Self> {
         let endpoint = settings.endpoint.as_ref()?;
         match Client::new(endpoint, RetryBudget::default()) {
-            Ok(client) => Some(Arc::new(Self {
+            Ok(client) => Some(Self {
                 client: Arc::new(client),
-            })),
+            }),
             Err(error) => {
                 tracing::warn!(%error, "experiments will not be logged to MLflow");
                 None
@@ -181,9 +182,9 @@ impl ExperimentExporter {
     }
 }
 
-impl ExperimentObserver for Arc<ExperimentExporter> {
+impl ExperimentObserver for ExperimentExporter {
     fn ended(&self, tenant: &str, experiment: &ExperimentView) {
-        let this = Arc::clone(self);
+        let this = self.clone();
         let (tenant, view) = (tenant.to_owned(), experiment.clone());
         tokio::spawn(async move {
             match tokio::time::timeout(EXPORT_TIMEOUT, this.export(&tenant, &view)).await {
