@@ -592,3 +592,129 @@ async fn eval_compares_two_registry_variants_on_the_real_model() {
     );
     drop(llama);
 }
+
+/// An A/B experiment between two prompt versions of the real model, served by `crane serve`:
+/// every run that names no planner gets an arm (sticky per user), the arm's variant plans it
+/// with its own template (the prompt recorded on the plan), the model's tokens are counted
+/// per arm, and the experiment reports both arms' outcomes. Which template plans better is
+/// printed, not asserted (a 135M model).
+#[tokio::test]
+async fn an_experiment_splits_real_model_runs_between_two_prompt_versions() {
+    let _one_model = ONE_MODEL_AT_A_TIME.lock().await;
+    let llama = LlamaServer::start().await;
+    let prompts = tempfile::tempdir().expect("temp dir");
+    let builtin = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../crane-core/prompts/planner-1.0.0.jinja"),
+    )
+    .expect("built-in template");
+    std::fs::write(
+        prompts.path().join("terse-1.0.0.jinja"),
+        format!("{builtin}\nAnswer with the shortest valid plan.\n"),
+    )
+    .expect("template");
+    let config = format!(
+        "[planner]\ndeadline_ms = 120000\n\n\
+         [runtime]\nwait_timeout_ms = 140000\n\n\
+         [registry]\nprompts_dir = \"{}\"\n\n\
+         [[llm.providers]]\nname = \"llama\"\nbase_url = \"{}\"\nmodel = \"{ALIAS}\"\n\
+         timeout_ms = 120000\nmax_retries = 0\nmodes = [\"json_object\"]\nstream = false\n\n\
+         [llm.pricing.{ALIAS}]\ninput_per_million = {INPUT_PRICE}\noutput_per_million = {OUTPUT_PRICE}\n\n\
+         [[planners]]\nname = \"base\"\nkind = \"llm\"\nversion = \"1.0.0\"\nprovider = \"llama\"\n\
+         prompt = \"planner@1.0.0\"\nmax_tokens = 200\nfallback = []\n\n\
+         [[planners]]\nname = \"terse\"\nkind = \"llm\"\nversion = \"1.0.0\"\nprovider = \"llama\"\n\
+         prompt = \"terse@1.0.0\"\nmax_tokens = 120\ntemperature = 0.2\nfallback = []\n",
+        prompts.path().display(),
+        llama.base_url
+    );
+    let crane = LlmCrane::start(&[], Some(&config)).await;
+    let r = crane
+        .client
+        .post(crane.url("/experiments"))
+        .json(&serde_json::json!({"name": "prompt-ab", "arms": [{"planner": "base"}, {"planner": "terse"}]}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let mut arms_seen = BTreeSet::new();
+    let mut per_user = std::collections::HashMap::new();
+    let runs = 8;
+    for i in 0..runs {
+        let user = format!("user-{}", i % 4);
+        let prompt = if i % 2 == 0 {
+            "What is 7 times 6?"
+        } else {
+            "add a todo to buy milk"
+        };
+        let resp = tokio::time::timeout(
+            RUN_LIMIT,
+            crane
+                .client
+                .post(crane.url("/runs?wait=true"))
+                .json(&serde_json::json!({"prompt": prompt, "user_id": user}))
+                .send(),
+        )
+        .await
+        .expect("run within the limit")
+        .expect("run");
+        let run: Value = resp.json().await.expect("run JSON");
+        let arm = run["experiment"]["arm"]
+            .as_str()
+            .expect("assigned")
+            .to_owned();
+        assert_eq!(run["experiment"]["name"], "prompt-ab", "{run}");
+        assert!(
+            matches!(run["status"].as_str(), Some("completed" | "failed")),
+            "{run}"
+        );
+        if let Some(planner) = run["plan"]["planner"].as_object() {
+            assert_eq!(planner["variant"]["name"], arm.as_str(), "{run}");
+            let template = if arm == "base" { "planner" } else { "terse" };
+            assert_eq!(planner["prompt"]["name"], template, "{run}");
+        }
+        if let Some(before) = per_user.insert(user.clone(), arm.clone()) {
+            assert_eq!(before, arm, "{user} changed arm");
+        }
+        println!(
+            "prompt-ab: {user} → {arm}: {} ({})",
+            run["status"], run["plan"]["steps"]
+        );
+        arms_seen.insert(arm);
+    }
+    // Outcomes reach the experiment within the flush interval.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exp = loop {
+        let exp: Value = crane
+            .client
+            .get(crane.url("/experiments/prompt-ab"))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("JSON");
+        let total: u64 = exp["arms"]
+            .as_array()
+            .expect("arms")
+            .iter()
+            .map(|a| a["runs"].as_u64().unwrap_or(0))
+            .sum();
+        if total == runs {
+            break exp;
+        }
+        assert!(Instant::now() < deadline, "outcomes never arrived: {exp}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!(
+        "prompt-ab: {}",
+        serde_json::to_string_pretty(&exp["arms"]).unwrap_or_default()
+    );
+    for arm in exp["arms"].as_array().expect("arms") {
+        if arms_seen.contains(arm["planner"].as_str().unwrap_or_default()) {
+            assert!(arm["runs"].as_u64().unwrap_or(0) > 0, "{exp}");
+        }
+    }
+    // Too few runs to decide anything.
+    assert_eq!(exp["analysis"]["decision"], "continue", "{exp}");
+    drop(crane);
+    drop(llama);
+}
