@@ -190,6 +190,26 @@ const MIGRATIONS: &[&str] = &[
     // status (`watching`, `passed`, `rolled_back`; NULL without a guard).
     "ALTER TABLE experiments ADD COLUMN guard TEXT;
      ALTER TABLE experiments ADD COLUMN guard_status TEXT;",
+    // 9: the semantic plan cache (issue 17): append-only entries, and a generation per tenant
+    // that clearing bumps (replicas drop what they hold).
+    "CREATE TABLE plan_cache (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        model TEXT NOT NULL,
+        template TEXT NOT NULL,
+        embedding BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+     );
+     CREATE UNIQUE INDEX plan_cache_key ON plan_cache (tenant, key);
+     CREATE INDEX plan_cache_expiry ON plan_cache (expires_at);
+     CREATE TABLE plan_cache_generations (
+        tenant TEXT PRIMARY KEY,
+        generation INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// Applies every migration newer than the database's version, each in its own transaction.

@@ -17,6 +17,7 @@ mod evals;
 mod experiments;
 mod keys;
 mod migrations;
+pub(crate) mod plan_cache;
 mod pool;
 pub mod postgres;
 mod registry;
@@ -36,6 +37,7 @@ pub use budgets::{BudgetSpendRow, SpendUpdate};
 pub use evals::{EvalPage, EvalSummary, StoredEval};
 pub use experiments::{ArmDelta, ArmTotals, CreateExperimentError, ExperimentRecord, GuardRecord};
 pub use keys::ApiKeyRow;
+pub use plan_cache::CacheEntryRecord;
 pub use postgres::PgStore;
 pub use registry::{AliasMove, PromptVersion, Registration, RollbackError};
 pub use runs::{InsertOutcome, RunFilter, RunPage};
@@ -525,6 +527,37 @@ impl Store {
     /// add nothing; counts saturate.
     pub async fn add_arm_deltas(&self, deltas: &[ArmDelta]) -> Result<(), StoreError> {
         on_backend!(self.add_arm_deltas(deltas))
+    }
+
+    // The semantic plan cache.
+
+    /// Stores a plan-cache entry; its id, or `None` when the tenant has one for its key.
+    pub async fn put_cache_entry(&self, e: &CacheEntryRecord) -> Result<Option<i64>, StoreError> {
+        on_backend!(self.put_cache_entry(e))
+    }
+
+    /// Up to `limit` plan-cache entries with an id above `after`, by id.
+    pub async fn cache_entries_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<CacheEntryRecord>, StoreError> {
+        on_backend!(self.cache_entries_after(after, limit))
+    }
+
+    /// Deletes the tenant's plan-cache entries and bumps its generation.
+    pub async fn clear_cache(&self, tenant: &str) -> Result<u64, StoreError> {
+        on_backend!(self.clear_cache(tenant))
+    }
+
+    /// Every tenant's plan-cache generation.
+    pub async fn cache_generations(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        on_backend!(self.cache_generations())
+    }
+
+    /// Deletes expired plan-cache entries and the given ids.
+    pub async fn delete_cache_entries(&self, now: &str, ids: &[i64]) -> Result<u64, StoreError> {
+        on_backend!(self.delete_cache_entries(now, ids))
     }
 
     /// Sets the rollback guard of the tenant's experiment `name` (opaque JSON) and its status,

@@ -8,6 +8,7 @@
 mod harness;
 
 mod experiments;
+mod plan_cache;
 mod records;
 mod runs;
 mod todos;

@@ -191,6 +191,25 @@ const MIGRATIONS: &[&str] = &[
     // 3: the rollback guard of a promoted experiment (SQLite's migration 8).
     "ALTER TABLE experiments ADD COLUMN guard TEXT;
      ALTER TABLE experiments ADD COLUMN guard_status TEXT;",
+    // 4: the semantic plan cache (SQLite's migration 9).
+    "CREATE TABLE plan_cache (
+        id BIGSERIAL PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        model TEXT NOT NULL,
+        template TEXT NOT NULL,
+        embedding BYTEA NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+     );
+     CREATE UNIQUE INDEX plan_cache_key ON plan_cache (tenant, key);
+     CREATE INDEX plan_cache_expiry ON plan_cache (expires_at);
+     CREATE TABLE plan_cache_generations (
+        tenant TEXT PRIMARY KEY,
+        generation BIGINT NOT NULL
+     );",
 ];
 
 /// Applies every migration newer than the database's version, each in its own transaction,

@@ -24,6 +24,7 @@ mod evals;
 mod experiments;
 mod keys;
 mod migrations;
+mod plan_cache;
 mod registry;
 mod runs;
 mod todos;
