@@ -3,23 +3,29 @@
 //!
 //! A near hit is served in one of two ways, and refused otherwise:
 //!
-//! 1. **Re-bound** — the new prompt has the template's skeleton: the same words outside the
-//!    slots (compared lower-cased, punctuation ignored) in the same order, and the slots line
-//!    up with literals of the right kind in exactly one way: a number slot with one number (of
-//!    the same sign), a quoted slot with one quoted text, an id slot with one id, a text slot
-//!    with a run of tokens that has exactly the structure markers the original text had (no
-//!    new "and"/"then"/comma, operation word, negation, todo noun, "please", quote...). Every
-//!    occurrence of a slot must get the same new text. The plan is the template's with each
-//!    slot's new text: "add a todo to buy eggs" against the entry of "add a todo to buy milk"
-//!    is served `todo_add {"title": "buy eggs"}`.
+//! 1. **Re-bound** — the new prompt has the template's skeleton: the same words and symbols
+//!    outside the slots in the same order (lower-cased; `,` `:` and sentence ends must match
+//!    too, except at either end — "3 plus 4, times 2" is not "3 plus 4 times 2"; other
+//!    punctuation is ignored), and the slots line up with the prompt in exactly one way: a
+//!    number slot with one number of the same sign, a quoted slot with one quoted text, an id
+//!    slot with one id, a text slot with a run of tokens that is plain text — no operation
+//!    word, negation, joiner ("and", "then", a comma or period), todo noun, politeness,
+//!    reference ("it", "first"), quote, and no first/last word a planner may read as the
+//!    phrase around a title ("for", "to", "the", "all"...) — when the original title was plain;
+//!    a title with such structure of its own only re-binds to exactly itself. Every
+//!    occurrence of a slot must get the same new text, no new text may contain `${`, and a
+//!    template whose titles have no operation word around them ("buy milk" planned as
+//!    `todo_add`) is never re-bound. The plan is the template's with each slot's new text:
+//!    "add a todo to buy eggs" against the entry of "add a todo to buy milk" is served
+//!    `todo_add {"title": "buy eggs"}`.
 //! 2. **Same literals** — every slot's original value occurs in the new prompt exactly as
 //!    often as in the original (as its own span: at token boundaries, between quotes, or as a
 //!    number of the same value and form), no literal (number, quoted text, id, mixed token
 //!    like `5pm`) is left outside the slots, the negation count and the operation multiset
-//!    outside the slots are equal, and the canonical signature (synonyms mapped, fillers
-//!    dropped — except next to a title, where they might be part of it) is equal, item for
-//!    item and in order. The plan is the cached one, unchanged: "show me all my tasks" is
-//!    served the plan of "list my todos".
+//!    outside the slots are equal, and so is the canonical signature, item for item and in
+//!    order (synonyms mapped: "show"/"display" → list, "tasks" → todos; fillers dropped only
+//!    where paraphrases put them, see [`literals::analyse`]). The plan is the cached one,
+//!    unchanged: "show me all my tasks" is served the plan of "list my todos".
 //!
 //! The number and tools of the steps never change (by construction). The caller validates the
 //! served plan like any other ([`PlanTemplate::bind_checked`] does it with a registry).
@@ -180,7 +186,16 @@ impl PlanTemplate {
             return Err(Refusal::TooLong);
         }
         let tokens = literals::tokenize(prompt);
-        let ambiguous = match self.align(&tokens) {
+        // A title with no operation word around it ("buy milk" planned as todo_add) would
+        // re-bind to any plain text ("what is the weather"): only the same-literals way.
+        let anchored =
+            !self.operations.is_empty() || self.slots.iter().all(|s| s.kind != SlotKind::Text);
+        let alignment = if anchored {
+            self.align(&tokens, prompt)
+        } else {
+            Alignment::None
+        };
+        let ambiguous = match alignment {
             Alignment::Unique(found) => return self.rebind(prompt, &tokens, &found),
             Alignment::Ambiguous => true,
             Alignment::None => false,
@@ -194,7 +209,7 @@ impl PlanTemplate {
 
     /// Lines the skeleton up with `tokens`: counts the ways (up to two) by dynamic
     /// programming over (skeleton item, token), punctuation outside slots skipped.
-    fn align(&self, tokens: &[Token]) -> Alignment {
+    fn align(&self, tokens: &[Token], prompt: &str) -> Alignment {
         let p = self.skeleton.len();
         let t = tokens.len();
         let text_items = self
@@ -208,34 +223,49 @@ impl PlanTemplate {
         if (p + 1) * (t + 1) + text_items * (t + 1) * (t + 1) > MAX_ALIGN_WORK {
             return Alignment::None;
         }
-        let markers: Vec<Vec<String>> = tokens
-            .iter()
-            .map(|tok| literals::structure_markers(std::slice::from_ref(tok)))
-            .collect();
-        // ends[i][a]: the last tokens b a text slot item i may end at when it starts at a.
+        let markers: Vec<Option<String>> = tokens.iter().map(literals::token_marker).collect();
+        // The last tokens `b` a text slot may end at when it starts at `a`: the markers of
+        // `a..=b` (first- and last-word markers included) equal the slot's, in order. Markers
+        // only accumulate, so the scan stops once they stop being a prefix of the slot's.
         let text_ends = |slot: usize, a: usize| -> Vec<usize> {
-            let Some(target) = self.slots.get(slot).map(|s| &s.structure) else {
-                return Vec::new();
-            };
-            let mut want: HashMap<&str, usize> = HashMap::new();
-            for m in target {
-                *want.entry(m.as_str()).or_default() += 1;
-            }
-            let mut have: HashMap<&str, usize> = HashMap::new();
             let mut out = Vec::new();
+            let Some(target) = self.slots.get(slot).map(|s| &s.structure) else {
+                return out;
+            };
+            if tokens[a].is_gap() {
+                return out;
+            }
+            let mut have: Vec<&str> = Vec::new();
+            if let Some(m) = literals::edge_marker(&tokens[a], true) {
+                if target.first() != Some(&m) {
+                    return out;
+                }
+                have.push(target[0].as_str());
+            }
             for (b, tok) in tokens.iter().enumerate().skip(a) {
-                let mut over = false;
-                for m in &markers[b] {
-                    let n = have.entry(m.as_str()).or_default();
-                    *n += 1;
-                    if *n > want.get(m.as_str()).copied().unwrap_or(0) {
-                        over = true;
+                if let Some(m) = &markers[b] {
+                    if target.get(have.len()) != Some(m) {
+                        break;
                     }
+                    have.push(m.as_str());
                 }
-                if over {
-                    break;
+                if tok.is_gap() {
+                    continue;
                 }
-                if tok.kind != TokenKind::Punct && have == want {
+                let end = literals::edge_marker(tok, false);
+                let complete = match &end {
+                    Some(e) => have.len() + 1 == target.len() && target.last() == Some(e),
+                    None => have.len() == target.len(),
+                };
+                // Text with structure of its own ("think then act", "Dr. Müller") only
+                // re-binds to itself: where a planner splits such text depends on the words
+                // ("think then 88" is two steps).
+                let complete = complete
+                    && (target.is_empty()
+                        || self.slots.get(slot).is_some_and(|s| {
+                            Span::new(tokens[a].span.start, tok.span.end).text(prompt) == s.value
+                        }));
+                if complete {
                     out.push(b);
                 }
             }
@@ -246,7 +276,7 @@ impl PlanTemplate {
         // Only punctuation left.
         let mut rest_punct = true;
         for j in (0..=t).rev() {
-            if j < t && tokens[j].kind != TokenKind::Punct {
+            if j < t && !tokens[j].is_gap() {
                 rest_punct = false;
             }
             ways[idx(p, j)] = u8::from(rest_punct);
@@ -255,8 +285,17 @@ impl PlanTemplate {
         for i in (0..p).rev() {
             for j in (0..t).rev() {
                 let tok = &tokens[j];
-                let w = if tok.kind == TokenKind::Punct {
+                // Other punctuation is skipped anywhere, boundaries only before the first item
+                // (the skeleton has none at either end); elsewhere a boundary must match one.
+                let w = if tok.kind == TokenKind::Punct
+                    || (tok.kind == TokenKind::Boundary && i == 0)
+                {
                     ways[idx(i, j + 1)]
+                } else if tok.kind == TokenKind::Boundary {
+                    match &self.skeleton[i] {
+                        literals::Item::Word(word) if tok.norm == *word => ways[idx(i + 1, j + 1)],
+                        _ => 0,
+                    }
                 } else {
                     match &self.skeleton[i] {
                         literals::Item::Word(word) => {
@@ -305,7 +344,9 @@ impl PlanTemplate {
         let mut found = Vec::new();
         let (mut i, mut j) = (0, 0);
         while i < p && j < t {
-            if tokens[j].kind == TokenKind::Punct {
+            if tokens[j].kind == TokenKind::Punct
+                || (tokens[j].kind == TokenKind::Boundary && i == 0)
+            {
                 j += 1;
                 continue;
             }

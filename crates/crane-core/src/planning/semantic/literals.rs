@@ -11,9 +11,10 @@
 //! Hand-written (no regex, no NLP crate): one linear pass per prompt with an exact, reviewable
 //! lexicon. The guard's safety rests on every rule here being predictable; a statistical
 //! tokenizer or stemmer would make "when is a literal the same literal" fuzzy, and a regex
-//! engine would add nothing to a scanner this small. Nothing here panics on any input: every
-//! index goes through `get`, and quote matching is linear (a failed search for a closing quote
-//! is remembered, so a prompt of a thousand stray quotes is not quadratic).
+//! engine would add nothing to a scanner this small. Nothing here panics on any input (text
+//! is only sliced at token spans, which fall on char boundaries; a property test feeds
+//! arbitrary text), and quote matching is linear (a failed search for a closing quote is
+//! remembered, so a prompt of a thousand stray quotes is not quadratic).
 
 use serde::{Deserialize, Serialize};
 
@@ -62,7 +63,12 @@ pub enum TokenKind {
     Other,
     /// An arithmetic or joining symbol: `+ - * / ^ % ( ) = < > × ÷ − &`.
     Symbol,
-    /// Punctuation, and line breaks (`\n`). Ignored when wording is compared.
+    /// Punctuation that can change how a prompt is read: `,` (it groups arithmetic: "3 plus 4,
+    /// times 2" is `(3 + 4) * 2`), `:`, and sentence ends (`.` `!` `?` `;` and line breaks).
+    /// `norm` is the class: `,`, `:` or `.`. Part of the wording, except at either end.
+    Boundary,
+    /// Other punctuation (brackets other than parentheses, dashes, stray quotes). Ignored
+    /// when wording is compared.
     Punct,
 }
 
@@ -80,6 +86,11 @@ pub struct Token {
 }
 
 impl Token {
+    /// Punctuation of either kind: a slot never starts or ends with it.
+    pub fn is_gap(&self) -> bool {
+        matches!(self.kind, TokenKind::Boundary | TokenKind::Punct)
+    }
+
     /// Numbers, quoted text, ids and mixed letter/digit tokens: text that a plan may carry.
     pub fn is_literal(&self) -> bool {
         matches!(
@@ -144,6 +155,16 @@ fn is_symbol(c: char) -> bool {
         c,
         '+' | '-' | '*' | '/' | '^' | '%' | '(' | ')' | '=' | '<' | '>' | '×' | '÷' | '−' | '&'
     )
+}
+
+/// The class of a boundary character ([`TokenKind::Boundary`]).
+fn boundary_class(c: char) -> Option<&'static str> {
+    match c {
+        ',' | '，' | '、' => Some(","),
+        ':' | '：' => Some(":"),
+        '.' | '!' | '?' | ';' | '\n' | '。' | '！' | '？' | '；' => Some("."),
+        _ => None,
+    }
 }
 
 fn is_punct(c: char) -> bool {
@@ -353,7 +374,13 @@ pub fn tokenize(text: &str) -> Vec<Token> {
             });
         };
         if c == '\n' {
-            push(&mut toks, TokenKind::Punct, i, i + 1);
+            let span = Span::new(cs.byte(i), cs.byte(i + 1));
+            toks.push(Token {
+                kind: TokenKind::Boundary,
+                span,
+                inner: span,
+                norm: ".".to_owned(),
+            });
             i += 1;
             continue;
         }
@@ -452,6 +479,17 @@ pub fn tokenize(text: &str) -> Vec<Token> {
             i += 1;
             continue;
         }
+        if let Some(class) = boundary_class(c) {
+            let span = Span::new(cs.byte(i), cs.byte(i + 1));
+            toks.push(Token {
+                kind: TokenKind::Boundary,
+                span,
+                inner: span,
+                norm: class.to_owned(),
+            });
+            i += 1;
+            continue;
+        }
         if is_punct(c) {
             push(&mut toks, TokenKind::Punct, i, i + 1);
             i += 1;
@@ -515,7 +553,7 @@ pub fn literals(prompt: &str) -> Vec<Literal> {
         t.kind == TokenKind::Number
             || (t.kind == TokenKind::Symbol && is_arithmetic_symbol(&t.norm))
             || (t.kind == TokenKind::Word && is_calculator_word(&t.norm))
-            || (t.kind == TokenKind::Punct && t.norm == ",")
+            || (t.kind == TokenKind::Boundary && t.norm == ",")
     };
     let mut k = 0;
     while k < toks.len() {
@@ -625,11 +663,24 @@ impl Op {
     }
 }
 
+/// Kinds of filler words, by where a paraphrase may drop them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filler {
+    /// `the`, `my`: dropped only before "todo(s)" ("list my todos"); elsewhere one class,
+    /// `det` ("delete the last todo" = "delete my last todo" ≠ "delete last the todo"). `a` is
+    /// a word like any other ("complete a first one" is not "complete the first one").
+    Det,
+    /// Politeness: dropped at either end of the prompt.
+    Polite,
+    /// Openers ("could you", "I want to", "me", "all"): dropped at the start and between
+    /// words where no title follows, kept at the end.
+    Lead,
+}
+
 /// What one word or phrase means to the guard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lex {
-    /// Politeness and filler: dropped from the signature.
-    Filler,
+    Filler(Filler),
     Op(Op),
     /// A negation.
     Not,
@@ -640,10 +691,11 @@ enum Lex {
 /// The single-word lexicon.
 fn word_lex(w: &str) -> Option<Lex> {
     Some(match w {
-        "a" | "an" | "the" | "please" | "pls" | "plz" | "kindly" | "me" | "my" | "mine" | "i"
-        | "i'd" | "i'm" | "you" | "can" | "could" | "would" | "will" | "just" | "hey" | "hi"
-        | "hello" | "thanks" | "thank" | "thx" | "ok" | "okay" | "now" | "quickly" | "all"
-        | "entire" | "whole" => Lex::Filler,
+        "the" | "my" => Lex::Filler(Filler::Det),
+        "please" | "pls" | "plz" | "kindly" | "thanks" | "thank" | "thx" | "ok" | "okay"
+        | "now" | "quickly" => Lex::Filler(Filler::Polite),
+        "me" | "mine" | "i" | "i'd" | "i'm" | "you" | "can" | "could" | "would" | "will"
+        | "just" | "hey" | "hi" | "hello" | "all" | "entire" | "whole" => Lex::Filler(Filler::Lead),
         "add" | "create" | "put" | "new" | "insert" | "make" | "append" | "remind" | "note"
         | "jot" => Lex::Op(Op::Add),
         "delete" | "remove" | "clear" | "erase" | "drop" | "trash" | "rid" | "cancel" | "scrap"
@@ -724,18 +776,18 @@ pub fn is_negation(w: &str) -> bool {
 
 /// Multi-word phrases, matched before single words (longest first at each position).
 const PHRASES: &[(&[&str], Lex)] = &[
-    (&["i", "would", "like", "to"], Lex::Filler),
-    (&["i", "want", "to"], Lex::Filler),
-    (&["i'd", "like", "to"], Lex::Filler),
-    (&["would", "like", "to"], Lex::Filler),
-    (&["want", "you", "to"], Lex::Filler),
-    (&["like", "you", "to"], Lex::Filler),
-    (&["want", "to"], Lex::Filler),
-    (&["like", "to"], Lex::Filler),
-    (&["i", "wanna"], Lex::Filler),
-    (&["go", "ahead", "and"], Lex::Filler),
-    (&["for", "me"], Lex::Filler),
-    (&["thank", "you"], Lex::Filler),
+    (&["i", "would", "like", "to"], Lex::Filler(Filler::Lead)),
+    (&["i", "want", "to"], Lex::Filler(Filler::Lead)),
+    (&["i'd", "like", "to"], Lex::Filler(Filler::Lead)),
+    (&["would", "like", "to"], Lex::Filler(Filler::Lead)),
+    (&["want", "you", "to"], Lex::Filler(Filler::Lead)),
+    (&["like", "you", "to"], Lex::Filler(Filler::Lead)),
+    (&["want", "to"], Lex::Filler(Filler::Lead)),
+    (&["like", "to"], Lex::Filler(Filler::Lead)),
+    (&["i", "wanna"], Lex::Filler(Filler::Lead)),
+    (&["go", "ahead", "and"], Lex::Filler(Filler::Lead)),
+    (&["for", "me"], Lex::Filler(Filler::Polite)),
+    (&["thank", "you"], Lex::Filler(Filler::Polite)),
     (&["do", "not"], Lex::Not),
     (&["no", "longer"], Lex::Not),
     (&["get", "rid", "of"], Lex::Op(Op::Delete)),
@@ -867,8 +919,10 @@ pub struct Analysis {
     /// Every non-punctuation token outside the slots, lower-cased, with each slot occurrence
     /// as one [`Item::Slot`].
     pub skeleton: Vec<Item>,
-    /// The skeleton with synonyms canonicalised, fillers dropped (unless they touch a text
-    /// slot, where they might belong to the title), operations and negations marked.
+    /// The skeleton with synonyms canonicalised, operations and negations marked, boundaries
+    /// trimmed at either end, and fillers dropped where they cannot be part of a title: at
+    /// either end of the prompt (unless right next to a title) and between words when no
+    /// title follows or is near. Other fillers stay (`a`/`an`/`the`/`my` as one class).
     pub signature: Vec<Item>,
     /// The operations in the signature, sorted (a multiset). "calculate"/"what is" is left
     /// out when an arithmetic operation is present (it adds nothing to "7 times 6").
@@ -885,6 +939,7 @@ pub struct Analysis {
 pub struct Cover {
     pub slot: usize,
     pub occurrence: usize,
+    /// A text, quoted or id slot (a title), as opposed to a number.
     pub text: bool,
 }
 
@@ -907,6 +962,10 @@ pub fn analyse(tokens: &[Token], cover: &[Option<Cover>]) -> Analysis {
                 if t.kind == TokenKind::Punct {
                     continue;
                 }
+                if t.kind == TokenKind::Boundary {
+                    out.skeleton.push(Item::Word(t.norm.clone()));
+                    continue;
+                }
                 if t.is_literal() {
                     out.unbound.push(i);
                 }
@@ -914,13 +973,36 @@ pub fn analyse(tokens: &[Token], cover: &[Option<Cover>]) -> Analysis {
             }
         }
     }
-    // Signature: segments of uncovered word/symbol tokens, phrases matched inside a segment.
+    // Signature: segments of uncovered word/symbol tokens, phrases matched inside a segment;
+    // fillers are decided once their position is known.
+    enum Raw {
+        Item(Item),
+        Filler {
+            kind: Filler,
+            words: Vec<String>,
+            /// A text slot right before or after, nothing in between.
+            touching: bool,
+            /// A text slot before or after with only punctuation in between.
+            near: bool,
+        },
+    }
+    let text_at = |i: Option<usize>| i.and_then(cover_of).is_some_and(|c| c.text);
+    // The nearest token before `from` / from `to` on that is not punctuation.
+    let before_gap = |from: usize| {
+        let mut k = from;
+        while k > 0 && tokens[k - 1].is_gap() {
+            k -= 1;
+        }
+        k.checked_sub(1)
+    };
+    let after_gap = |to: usize| (to..tokens.len()).find(|&k| !tokens[k].is_gap());
+    let mut raw: Vec<Raw> = Vec::new();
     let mut last: Option<Cover> = None;
     let mut i = 0;
     while i < tokens.len() {
         if let Some(c) = cover_of(i) {
             if last != Some(c) {
-                out.signature.push(Item::Slot(c.slot));
+                raw.push(Raw::Item(Item::Slot(c.slot)));
             }
             last = Some(c);
             i += 1;
@@ -932,8 +1014,8 @@ pub fn analyse(tokens: &[Token], cover: &[Option<Cover>]) -> Analysis {
             i += 1;
             continue;
         }
-        if !matches!(t.kind, TokenKind::Word | TokenKind::Symbol) {
-            out.signature.push(Item::Word(t.norm.clone()));
+        if t.kind == TokenKind::Boundary || !matches!(t.kind, TokenKind::Word | TokenKind::Symbol) {
+            raw.push(Raw::Item(Item::Word(t.norm.clone())));
             i += 1;
             continue;
         }
@@ -944,15 +1026,6 @@ pub fn analyse(tokens: &[Token], cover: &[Option<Cover>]) -> Analysis {
         {
             seg_end += 1;
         }
-        // Does a text slot touch this position (no punctuation in between)?
-        let touches_text = |from: usize, to: usize| {
-            let before = from
-                .checked_sub(1)
-                .and_then(cover_of)
-                .is_some_and(|c| c.text);
-            let after = cover_of(to).is_some_and(|c| c.text);
-            before || after
-        };
         let mut k = i;
         while k < seg_end {
             let phrase = PHRASES.iter().find(|(words, _)| {
@@ -966,29 +1039,129 @@ pub fn analyse(tokens: &[Token], cover: &[Option<Cover>]) -> Analysis {
                 Some((words, lex)) => (words.len(), Some(*lex)),
                 None => (1, word_lex(&tokens[k].norm)),
             };
-            match lex {
-                Some(Lex::Filler) if touches_text(k, k + len) => {
-                    for t in &tokens[k..k + len] {
-                        out.signature.push(Item::Word(t.norm.clone()));
-                    }
-                }
-                Some(Lex::Filler) => {}
-                Some(Lex::Op(op)) => out.signature.push(Item::Op(op)),
-                Some(Lex::Not) => out.signature.push(Item::Not),
-                Some(Lex::Word(w)) => out.signature.push(Item::Word(w.to_owned())),
-                None => out.signature.push(Item::Word(tokens[k].norm.clone())),
-            }
+            raw.push(match lex {
+                Some(Lex::Filler(kind)) => Raw::Filler {
+                    kind,
+                    words: tokens[k..k + len].iter().map(|t| t.norm.clone()).collect(),
+                    touching: text_at(k.checked_sub(1)) || text_at(Some(k + len)),
+                    near: text_at(before_gap(k)) || text_at(after_gap(k + len)),
+                },
+                Some(Lex::Op(op)) => Raw::Item(Item::Op(op)),
+                Some(Lex::Not) => Raw::Item(Item::Not),
+                Some(Lex::Word(w)) => Raw::Item(Item::Word(w.to_owned())),
+                None => Raw::Item(Item::Word(tokens[k].norm.clone())),
+            });
             k += len;
         }
         i = seg_end;
+    }
+    // Where a filler may be dropped. A planner reads word order strictly ("then me show"
+    // may end up in a title), so a filler is dropped only where a paraphrase naturally puts
+    // one, and kept as written everywhere else:
+    // - next to a title (text, quoted or id slot): never dropped, it may be part of the title
+    //   ("buy milk for me");
+    // - at the start of the prompt: any filler ("could you", "please", "I want to", "hey");
+    // - at the end: politeness ("..., thanks");
+    // - after "list"/"show": "me" and "all" ("show me all my tasks");
+    // - after a clause boundary, "and" or "then": politeness ("then please list");
+    // - determiners (the, my): before a title they stay as written ("add the todo X" is not
+    //   "add my todo X" to every planner); otherwise they are one class `det`, dropped before
+    //   "todo(s)" right after a verb or preposition ("list my todos" = "list todos");
+    // - "calculate"/"what is" at the start of a clause is dropped later if the prompt has an
+    //   arithmetic operation ("what is 7 times 6" = "7 times 6"), elsewhere it stays.
+    let counts = |r: &Raw| matches!(r, Raw::Item(it) if !is_boundary_item(it));
+    let first = raw.iter().position(counts).unwrap_or(raw.len());
+    let last_counting = raw.iter().rposition(counts);
+    let text_slots: std::collections::HashSet<usize> = cover
+        .iter()
+        .flatten()
+        .filter(|c| c.text)
+        .map(|c| c.slot)
+        .collect();
+    let is_text_slot = |r: &Raw| matches!(r, Raw::Item(Item::Slot(s)) if text_slots.contains(s));
+    let mut text_later = vec![false; raw.len() + 1];
+    for (k, r) in raw.iter().enumerate().rev() {
+        text_later[k] = text_later[k + 1] || is_text_slot(r);
+    }
+    let before_todo: Vec<bool> = (0..raw.len())
+        .map(|k| {
+            matches!(raw.get(k + 1), Some(Raw::Item(Item::Word(w))) if w == "todo" || w == "todos")
+        })
+        .collect();
+    let next_is_op: Vec<bool> = (0..raw.len())
+        .map(|k| matches!(raw.get(k + 1), Some(Raw::Item(Item::Op(_)))))
+        .collect();
+    let at_clause_start = |sig: &[Item]| match sig.last() {
+        None => true,
+        Some(Item::Word(w)) => matches!(w.as_str(), "," | ":" | "." | "and" | "then"),
+        _ => false,
+    };
+    // Indexes of "calculate"/"what is" at a clause start.
+    let mut leading_calc = Vec::new();
+    // After "list"/"show" (and the fillers dropped after it).
+    let mut after_list = false;
+    for (k, r) in raw.into_iter().enumerate() {
+        let (kind, words, touching, near) = match r {
+            Raw::Item(it) => {
+                after_list = it == Item::Op(Op::List);
+                if it == Item::Op(Op::Calc) && at_clause_start(&out.signature) {
+                    leading_calc.push(out.signature.len());
+                }
+                out.signature.push(it);
+                continue;
+            }
+            Raw::Filler {
+                kind,
+                words,
+                touching,
+                near,
+            } => (kind, words, touching, near),
+        };
+        let leading = k < first;
+        let trailing = last_counting.is_none_or(|l| k > l);
+        let clause_start = at_clause_start(&out.signature);
+        let after_verb = match out.signature.last() {
+            None | Some(Item::Op(_)) => true,
+            Some(Item::Word(w)) => {
+                matches!(
+                    w.as_str(),
+                    "to" | "on" | "off" | "from" | "in" | "of" | "into" | "onto"
+                )
+            }
+            _ => false,
+        };
+        let single = |w: &str| words.len() == 1 && words[0] == w;
+        let title_near = near || text_later[k];
+        let drop = !touching
+            && match kind {
+                Filler::Det => !title_near && (leading || (before_todo[k] && after_verb)),
+                Filler::Polite => leading || trailing || (clause_start && next_is_op[k]),
+                Filler::Lead => leading || (after_list && (single("me") || single("all"))),
+            };
+        if drop {
+            continue;
+        }
+        after_list = false;
+        if kind == Filler::Det && !touching && !title_near {
+            out.signature.push(Item::Word("det".to_owned()));
+        } else {
+            out.signature.extend(words.into_iter().map(Item::Word));
+        }
     }
     if out
         .signature
         .iter()
         .any(|it| matches!(it, Item::Op(op) if op.is_arithmetic()))
     {
-        out.signature.retain(|it| *it != Item::Op(Op::Calc));
+        for &k in leading_calc.iter().rev() {
+            out.signature.remove(k);
+        }
     }
+    // Boundaries at either end say nothing; neither do repeats ("milk, please, and" reads as
+    // "milk, and" once the filler is gone).
+    trim_boundaries(&mut out.skeleton);
+    trim_boundaries(&mut out.signature);
+    out.signature.dedup_by(|b, a| is_boundary_item(a) && a == b);
     out.operations = out
         .signature
         .iter()
@@ -1002,26 +1175,113 @@ pub fn analyse(tokens: &[Token], cover: &[Option<Cover>]) -> Analysis {
     out
 }
 
-/// The words inside free text that could change how a planner reads it: operations,
-/// negations, joiners ("and", "then", commas), the todo nouns, politeness, references ("it",
-/// "first") and quotes. A text slot only re-binds to text with exactly the same markers, so
-/// "buy milk" never re-binds to "buy milk and delete eggs" or "buy milk please".
+fn is_boundary_item(item: &Item) -> bool {
+    matches!(item, Item::Word(w) if matches!(w.as_str(), "," | ":" | "."))
+}
+
+fn trim_boundaries(items: &mut Vec<Item>) {
+    let start = items
+        .iter()
+        .position(|it| !is_boundary_item(it))
+        .unwrap_or(items.len());
+    items.drain(..start);
+    while items.last().is_some_and(is_boundary_item) {
+        items.pop();
+    }
+}
+
+/// The words inside free text that could change how a planner reads it, in order:
+/// operations, negations, joiners ("and", "then", punctuation), the todo nouns, politeness,
+/// references ("it", "first"), quotes, and a first or last word a planner may take for the
+/// phrase around the title ([`edge_marker`]). A text slot only re-binds to text with exactly
+/// the same markers in the same order, so "buy milk" never re-binds to "buy milk and delete
+/// eggs", "buy milk please" or "for 2 apples", and "X and don't delete Y" never to "X and
+/// delete don't Y".
 pub fn structure_markers(tokens: &[Token]) -> Vec<String> {
     let mut out = Vec::new();
-    for t in tokens {
-        let marker = match t.kind {
-            TokenKind::Quoted => Some("quote".to_owned()),
-            TokenKind::Punct if matches!(t.norm.as_str(), "," | ";" | "\n" | ":") => {
-                Some(t.norm.clone())
-            }
-            TokenKind::Symbol if t.norm != "(" && t.norm != ")" => Some(t.norm.clone()),
-            TokenKind::Word => word_marker(&t.norm),
-            _ => None,
-        };
-        out.extend(marker);
+    let first = tokens.iter().position(|t| !t.is_gap());
+    let last = tokens.iter().rposition(|t| !t.is_gap());
+    if let Some(f) = first {
+        out.extend(edge_marker(&tokens[f], true));
     }
-    out.sort_unstable();
+    out.extend(tokens.iter().filter_map(token_marker));
+    if let Some(l) = last {
+        out.extend(edge_marker(&tokens[l], false));
+    }
     out
+}
+
+/// The structure marker of one token inside free text, if any.
+pub fn token_marker(t: &Token) -> Option<String> {
+    match t.kind {
+        TokenKind::Quoted => Some("quote".to_owned()),
+        TokenKind::Boundary => Some(t.norm.clone()),
+        TokenKind::Symbol if t.norm != "(" && t.norm != ")" => Some(t.norm.clone()),
+        TokenKind::Word => word_marker(&t.norm),
+        _ => None,
+    }
+}
+
+/// Words a planner may read as the start (`start`) or end of the phrase around a title
+/// rather than as part of it: "add todo *for* 2 apples", "add *the* milk", "buy milk *to*".
+pub fn edge_marker(t: &Token, start: bool) -> Option<String> {
+    if t.kind != TokenKind::Word {
+        return None;
+    }
+    let w = t.norm.as_str();
+    let edge = if start {
+        matches!(
+            w,
+            "to" | "for"
+                | "called"
+                | "named"
+                | "titled"
+                | "saying"
+                | "says"
+                | "that"
+                | "about"
+                | "which"
+                | "reading"
+                | "labelled"
+                | "labeled"
+                | "with"
+                | "a"
+                | "an"
+                | "the"
+                | "my"
+                | "some"
+                | "another"
+                | "me"
+                | "all"
+                | "every"
+                | "each"
+                | "both"
+                | "any"
+                | "everything"
+        )
+    } else {
+        matches!(
+            w,
+            "to" | "for"
+                | "on"
+                | "off"
+                | "from"
+                | "as"
+                | "in"
+                | "into"
+                | "onto"
+                | "of"
+                | "with"
+                | "by"
+                | "at"
+                | "me"
+                | "a"
+                | "an"
+                | "the"
+                | "my"
+        )
+    };
+    edge.then(|| format!("{}:{w}", if start { "start" } else { "end" }))
 }
 
 fn word_marker(w: &str) -> Option<String> {
@@ -1094,7 +1354,7 @@ mod tests {
                 (Other, "2nd".into()),
                 (Other, "1,2,3".into()),
                 (Number, "2".into()),
-                (Punct, ".".into()),
+                (Boundary, ".".into()),
             ]
         );
         assert_eq!(canonical_number("1,000"), "1000");
@@ -1132,7 +1392,7 @@ mod tests {
             [
                 (Word, "complete".into()),
                 (Id, id.into()),
-                (Punct, ".".into())
+                (Boundary, ".".into())
             ]
         );
         let lits = literals(&format!("delete {id} and \"x\" then 2+3*4"));

@@ -17,9 +17,12 @@
 //! slot consumed (a number the plan does not use was still meant for something), a number
 //! that could have come from a word ("squared", "half", "average", "first") when the plan has
 //! number slots, and a number value that occurs a different number of times in the plan and in
-//! the prompt (`"2 ^ 2"` from "2 squared"). Every occurrence of a slot's value is bound: all of
-//! them must re-bind to the same new text ("2 plus 2" re-binds to "5 plus 5", never to
-//! "5 plus 7").
+//! the prompt (`"2 ^ 2"` from "2 squared"), or a title that occurs several times and reads as
+//! a command word ("list my todos and add a todo to list"), or more than
+//! `MAX_OCCURRENCES` (16) times. Every occurrence of a slot's value is bound: all of them must
+//! re-bind to the same new text ("2 plus 2" re-binds to "5 plus 5", never to "5 plus 7").
+//! A text slot keeps its structure markers ([`literals::structure_markers`]): the guard
+//! re-binds a plain title only to plain text, and a title with structure only to itself.
 //!
 //! The template is persisted as JSON (SQLite and PostgreSQL); [`TEMPLATE_FORMAT_VERSION`]
 //! changes whenever its meaning does, and the guard refuses templates of another version.
@@ -206,6 +209,8 @@ pub enum NotCacheable {
     },
     #[error("'{value}' is bound to overlapping or mixed places in the prompt")]
     OverlappingSlots { value: String },
+    #[error("'{value}' occurs several times in the prompt and reads as a command word")]
+    AmbiguousText { value: String },
     #[error("the prompt has '{word}', which may stand for a number the plan uses")]
     ImplicitNumber { word: String },
     #[error("the prompt's literal '{literal}' is not used by the plan")]
@@ -224,6 +229,7 @@ impl NotCacheable {
             Self::UnboundNumber { .. } => "unbound_number",
             Self::AmbiguousNumber { .. } => "ambiguous_number",
             Self::OverlappingSlots { .. } => "overlapping_slots",
+            Self::AmbiguousText { .. } => "ambiguous_text",
             Self::ImplicitNumber { .. } => "implicit_number",
             Self::UnusedLiteral { .. } => "unused_literal",
         }
@@ -258,6 +264,9 @@ enum Leaf {
     },
 }
 
+/// Most places one value may be bound to.
+pub(super) const MAX_OCCURRENCES: usize = 16;
+
 /// Where a text value can sit in a prompt: starting at a token start and ending at a token end
 /// (neither token punctuation), or exactly the text between a pair of quotes.
 pub(super) struct Positions {
@@ -272,7 +281,7 @@ impl Positions {
         let mut ends = HashMap::new();
         let mut quoted = HashMap::new();
         for (i, t) in tokens.iter().enumerate() {
-            if t.kind != TokenKind::Punct {
+            if !t.is_gap() {
                 starts.insert(t.span.start, i);
                 ends.insert(t.span.end, i);
             }
@@ -288,14 +297,17 @@ impl Positions {
     }
 
     /// Every place `value` occurs in `prompt` as its own span, with the tokens it covers and
-    /// whether it is a quoted token's inner text. Overlapping places are all listed.
+    /// whether it is a quoted token's inner text. Overlapping places are all listed; past
+    /// [`MAX_OCCURRENCES`] the search stops (the caller refuses that many).
     pub(super) fn occurrences(&self, prompt: &str, value: &str) -> Vec<Occurrence> {
         let mut out = Vec::new();
         if value.is_empty() {
             return out;
         }
         let mut from = 0;
-        while let Some(found) = prompt.get(from..).and_then(|rest| rest.find(value)) {
+        while out.len() <= MAX_OCCURRENCES
+            && let Some(found) = prompt.get(from..).and_then(|rest| rest.find(value))
+        {
             let start = from + found;
             let end = start + value.len();
             if let Some(&tok) = self.quoted.get(&(start, end)) {
@@ -379,7 +391,7 @@ fn arithmetic_parts(value: &str) -> Option<Vec<Result<String, PlanNumber>>> {
                     TokenKind::Symbol => {
                         t.norm != "&" && t.norm != "=" && t.norm != "<" && t.norm != ">"
                     }
-                    TokenKind::Punct => t.norm == "," || t.norm == ".",
+                    TokenKind::Boundary => matches!(t.span.text(seg), "," | "."),
                     TokenKind::Word => literals::is_calculator_word(&t.norm),
                     _ => false,
                 };
@@ -602,7 +614,7 @@ pub(super) fn cover_tokens(
                     cover[i] = Some(Cover {
                         slot,
                         occurrence,
-                        text: *kind == SlotKind::Text,
+                        text: *kind != SlotKind::Number,
                     });
                 }
             }
@@ -665,6 +677,11 @@ impl PlanTemplate {
                 .into_iter()
                 .filter(|o| !claimed.iter().any(|c| c.overlaps(&o.span)))
                 .collect();
+            if occ.len() > MAX_OCCURRENCES {
+                return Err(NotCacheable::AmbiguousText {
+                    value: (*value).to_owned(),
+                });
+            }
             if occ.is_empty() {
                 return Err(NotCacheable::UnboundText {
                     step: step + 1,
@@ -683,6 +700,13 @@ impl PlanTemplate {
             } else {
                 Vec::new()
             };
+            // A title that occurs more than once is bound to every occurrence; if it has
+            // structure of its own ("list", "done", "and") one of them may be a command word.
+            if occ.len() > 1 && !structure.is_empty() {
+                return Err(NotCacheable::AmbiguousText {
+                    value: (*value).to_owned(),
+                });
+            }
             claimed.extend(occ.iter().map(|o| o.span));
             text_slot.insert(value, slots.len());
             slots.push(Slot {

@@ -70,6 +70,29 @@ fn milk_rebinds_to_eggs_and_keeps_the_new_case() {
 }
 
 #[test]
+fn bare_titles_and_command_words_as_titles_do_not_rebind() {
+    // An LLM planned a bare title as todo_add: the same title only.
+    let t = template("buy milk", &[("todo_add", json!({"title": "buy milk"}))]);
+    assert!(served(&t, "what is the weather").is_err());
+    assert!(served(&t, "walk the dog").is_err());
+    assert_eq!(
+        served(&t, "buy milk!"),
+        expect(&[("todo_add", json!({"title": "buy milk"}))])
+    );
+    // A title that is also a command word elsewhere in the prompt.
+    let err = PlanTemplate::from_plan(
+        "list my todos and add a todo to list",
+        &plan(&[
+            ("todo_list", json!({})),
+            ("todo_add", json!({"title": "list"})),
+        ]),
+        &builtin_registry(),
+    )
+    .unwrap_err();
+    assert_eq!(err.as_str(), "ambiguous_text");
+}
+
+#[test]
 fn text_slots_refuse_new_structure() {
     let t = template(
         "add a todo to buy milk",
@@ -179,6 +202,17 @@ fn operations_must_match_and_numbers_rebind() {
     );
     assert!(served(&t, "(2*3)-1").is_err());
     assert!(served(&t, "(2+3)*1").is_err());
+    // A comma groups: "3 plus 4, times 2" is (3 + 4) * 2.
+    let t = template(
+        "what is 3 plus 4 times 2",
+        &[("calculator", json!({"expression": "3 + 4 * 2"}))],
+    );
+    assert!(served(&t, "what is 3 plus 4, times 2").is_err());
+    assert!(served(&t, "what is 5 plus 6, times 7").is_err());
+    assert_eq!(
+        served(&t, "What is 5 plus 6 times 7?"),
+        expect(&[("calculator", json!({"expression": "5 + 6 * 7"}))])
+    );
 }
 
 #[test]
@@ -329,6 +363,17 @@ fn quoted_ids_and_unicode() {
         "Add a todo to Call Dr. Müller",
         &[("todo_add", json!({"title": "Call Dr. Müller"}))],
     );
+    // A title with structure of its own (here a period) only re-binds to itself.
+    assert!(served(&t, "add a todo to Call Mr. Ünal").is_err());
+    assert!(served(&t, "add a todo to Réserver un café ☕").is_err());
+    assert_eq!(
+        served(&t, "ADD A TODO TO Call Dr. Müller!"),
+        expect(&[("todo_add", json!({"title": "Call Dr. Müller"}))])
+    );
+    let t = template(
+        "add a todo to buy milk",
+        &[("todo_add", json!({"title": "buy milk"}))],
+    );
     assert_eq!(
         served(&t, "add a todo to Réserver un café ☕"),
         expect(&[("todo_add", json!({"title": "Réserver un café ☕"}))])
@@ -421,6 +466,36 @@ fn rebound_values_are_validated() {
         served(&t, "show my 5 oldest todos"),
         Err("wording_mismatch")
     );
+}
+
+#[test]
+fn huge_and_repetitive_prompts_are_quick() {
+    let fixtures = fixtures();
+    let started = std::time::Instant::now();
+    let a = "a ".repeat(MAX_PROMPT_BYTES / 2 - 1);
+    let prompts = [
+        a.clone(),
+        "add a todo to ".to_owned() + &"buy milk ".repeat(3000),
+        "2 plus ".repeat(4000),
+        "please, ".repeat(4000),
+        "\"x\" ".repeat(8000),
+        "'".repeat(MAX_PROMPT_BYTES),
+    ];
+    for p in &prompts {
+        for t in &fixtures {
+            let _ = t.serve(p);
+        }
+        for raw in [
+            [("todo_add", json!({"title": "a"}))],
+            [("todo_add", json!({"title": "buy milk"}))],
+            [("calculator", json!({"expression": "2 + 2"}))],
+        ] {
+            let _ = PlanTemplate::from_plan(p, &plan(&raw), &builtin_registry());
+        }
+    }
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(20), "{took:?}");
+    println!("huge prompts: {took:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -633,4 +708,172 @@ proptest! {
             Err(_) => prop_assert!(!plain, "{} refused", title),
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mutations, with the rule planner as the oracle.
+
+/// Every prompt of `data/golden.jsonl` and `data/paraphrases.jsonl` that the rule planner
+/// plans and that makes a template is mutated at random (words inserted, replaced, dropped,
+/// swapped, numbers inserted); whenever the guard serves a mutated prompt that the rule
+/// planner also plans, both plans must be equal. (Mutations the rule planner rejects are
+/// mostly broken English around the same request: "100 divided 8", "me what is 2+2"; they
+/// are counted, and listed with CRANE_PARAPHRASE_VERBOSE=1.)
+#[test]
+fn mutated_prompts_are_served_only_as_the_rule_planner_reads_them() {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let verbose = std::env::var_os("CRANE_PARAPHRASE_VERBOSE").is_some();
+    let registry = builtin_registry();
+    let rule = |p: &str| -> Option<Vec<(String, Value)>> {
+        crane_rules::plan(p)
+            .ok()
+            .map(|s| s.into_iter().map(|s| (s.tool, s.input)).collect())
+    };
+    let mut seeds: Vec<String> = Vec::new();
+    for file in ["golden.jsonl", "paraphrases.jsonl"] {
+        let path = format!("{}/../../data/{file}", env!("CARGO_MANIFEST_DIR"));
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            for key in ["prompt", "a", "b"] {
+                if let Some(p) = v[key].as_str() {
+                    seeds.push(p.to_owned());
+                }
+            }
+        }
+    }
+    seeds.sort();
+    seeds.dedup();
+    let vocab = [
+        "add",
+        "delete",
+        "remove",
+        "complete",
+        "done",
+        "list",
+        "show",
+        "not",
+        "don't",
+        "never",
+        "and",
+        "then",
+        "please",
+        "the",
+        "my",
+        "a",
+        "todo",
+        "todos",
+        "milk",
+        "eggs",
+        "buy",
+        "call",
+        "mom",
+        "2",
+        "3",
+        "7",
+        "plus",
+        "minus",
+        "times",
+        "divided",
+        "by",
+        "to",
+        "from",
+        "of",
+        "it",
+        "first",
+        "last",
+        "one",
+        "all",
+        "open",
+        "completed",
+        "newest",
+        "\"x\"",
+        "me",
+        "for",
+        "5pm",
+        "squared",
+        "half",
+        "what",
+        "is",
+        "calculate",
+        ",",
+        ".",
+        "also",
+        "no",
+        "off",
+        "mark",
+        "as",
+        "could",
+        "you",
+        "thanks",
+        "i",
+        "want",
+    ];
+    let mut rng = StdRng::seed_from_u64(17);
+    let (mut tried, mut served, mut unplannable) = (0, 0, 0);
+    let mut wrong = Vec::new();
+    for seed in &seeds {
+        let Ok(plan_a) = crane_rules::plan(seed) else {
+            continue;
+        };
+        let steps: Vec<PlanStep> = plan_a
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| PlanStep {
+                step_number: i as u32 + 1,
+                tool: s.tool,
+                input: s.input,
+                reasoning: s.reasoning,
+            })
+            .collect();
+        let Ok(t) = PlanTemplate::from_plan(seed, &steps, &registry) else {
+            continue;
+        };
+        let words: Vec<&str> = seed.split_whitespace().collect();
+        for _ in 0..100 {
+            let mut w: Vec<String> = words.iter().map(|s| (*s).to_owned()).collect();
+            for _ in 0..rng.random_range(1..=2) {
+                let at = rng.random_range(0..=w.len());
+                let word = vocab[rng.random_range(0..vocab.len())].to_owned();
+                match rng.random_range(0..5) {
+                    0 => w.insert(at, word),
+                    1 if at < w.len() => w[at] = word,
+                    2 if at < w.len() && w.len() > 1 => {
+                        w.remove(at);
+                    }
+                    3 if at + 1 < w.len() => w.swap(at, at + 1),
+                    _ => w.insert(at, rng.random_range(0..100).to_string()),
+                }
+            }
+            let b = w.join(" ");
+            tried += 1;
+            let Ok(s) = t.bind_checked(&b, &registry) else {
+                continue;
+            };
+            served += 1;
+            let got: Vec<(String, Value)> =
+                s.steps.into_iter().map(|s| (s.tool, s.input)).collect();
+            match rule(&b) {
+                Some(want) if want == got => {}
+                Some(want) => wrong.push(format!(
+                    "{seed:?} -> {b:?}: served {got:?}, rule planner {want:?}"
+                )),
+                None => {
+                    unplannable += 1;
+                    if verbose {
+                        println!("rule planner rejects {b:?} (from {seed:?}); served {got:?}");
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "mutations: {tried} tried, {served} served, {unplannable} of them rejected by the rule planner, {} planned differently",
+        wrong.len()
+    );
+    assert!(served > 1000, "too few served to mean anything: {served}");
+    assert!(
+        wrong.is_empty(),
+        "served where the rule planner plans otherwise:\n{}",
+        wrong.join("\n")
+    );
 }
