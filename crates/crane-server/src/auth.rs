@@ -48,6 +48,8 @@ pub const RULES: &[(&str, &str, Role)] = &[
     ("GET", "/experiments/{name}", Role::Viewer),
     ("POST", "/experiments/{name}/stop", Role::Admin),
     ("POST", "/experiments/{name}/promote", Role::Admin),
+    ("GET", "/cache", Role::Viewer),
+    ("DELETE", "/cache", Role::Admin),
     ("GET", "/tools", Role::Viewer),
     ("GET", "/metrics", Role::Viewer),
     ("GET", "/metrics/planner", Role::Viewer),

@@ -8,6 +8,7 @@ mod accept;
 pub mod alerts;
 pub mod auth;
 mod budgets;
+mod cache;
 mod error;
 mod evals;
 mod experiments;
@@ -66,6 +67,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/experiments/{name}/stop"),
     ("POST", "/experiments/{name}/promote"),
     ("POST", "/runs/{run_id}/feedback"),
+    ("GET", "/cache"),
+    ("DELETE", "/cache"),
 ];
 
 /// Builds the router: the routes, then the edge limits (request timeout, panic catcher), then
@@ -103,6 +106,7 @@ pub fn router(state: AppState, max_body_bytes: usize, limits: &HttpLimits) -> Ro
         .route("/experiments/{name}/stop", post(experiments::stop))
         .route("/experiments/{name}/promote", post(experiments::promote))
         .route("/runs/{run_id}/feedback", post(experiments::feedback))
+        .route("/cache", get(cache::stats).delete(cache::clear))
         // After routing, so the middleware knows the route template.
         .route_layer(axum::middleware::from_fn_with_state(
             state.auth.clone(),

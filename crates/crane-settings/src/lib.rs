@@ -104,6 +104,91 @@ pub struct FileConfig {
     /// `[alerts]`: where budget notifications go.
     #[serde(default)]
     pub alerts: access::AlertsFile,
+    /// `[cache]`: the semantic plan cache (`[cache.semantic]`).
+    #[serde(default)]
+    pub cache: CacheFile,
+}
+
+/// `[cache]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFile {
+    #[serde(default)]
+    pub semantic: SemanticFile,
+}
+
+/// `[cache.semantic]`: off unless `enabled = true`; `model_dir` is a sentence-transformers
+/// folder (config.json, tokenizer.json, model.safetensors).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SemanticFile {
+    pub enabled: Option<bool>,
+    pub model_dir: Option<PathBuf>,
+    /// Least cosine similarity of a near hit worth trying (0..1).
+    pub threshold: Option<f32>,
+    pub ttl_secs: Option<u64>,
+    pub capacity: Option<usize>,
+}
+
+/// The semantic plan cache's effective settings (when enabled).
+#[derive(Debug, Clone)]
+pub struct SemanticSettings {
+    pub model_dir: PathBuf,
+    pub config: crane_core::planning::semantic::cache::SemanticConfig,
+}
+
+impl SemanticFile {
+    /// The settings when enabled (`CRANE_SEMANTIC_CACHE=true|false` and
+    /// `CRANE_EMBED_MODEL_DIR` override the file); an error says what to fix.
+    pub fn resolve(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> crate::Result<Option<SemanticSettings>> {
+        let enabled = match env("CRANE_SEMANTIC_CACHE").filter(|v| !v.is_empty()) {
+            Some(v) => match v.as_str() {
+                "true" | "1" | "on" => true,
+                "false" | "0" | "off" => false,
+                other => {
+                    return Err(crate::settings_err!(
+                        "CRANE_SEMANTIC_CACHE must be true or false, not '{other}'"
+                    ));
+                }
+            },
+            None => self.enabled.unwrap_or(false),
+        };
+        if !enabled {
+            return Ok(None);
+        }
+        let model_dir = env("CRANE_EMBED_MODEL_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| self.model_dir.clone())
+            .ok_or_else(|| {
+                crate::settings_err!(
+                    "[cache.semantic] is enabled but has no model_dir: set model_dir to a sentence-transformers folder (scripts/install-embedding-model.sh installs all-MiniLM-L6-v2) or CRANE_EMBED_MODEL_DIR"
+                )
+            })?;
+        let defaults = crane_core::planning::semantic::cache::SemanticConfig::default();
+        let threshold = self.threshold.unwrap_or(defaults.threshold);
+        if !(threshold > 0.0 && threshold <= 1.0) {
+            return Err(crate::settings_err!(
+                "[cache.semantic] threshold must be above 0 and at most 1 (got {threshold})"
+            ));
+        }
+        if self.capacity == Some(0) {
+            return Err(crate::settings_err!(
+                "[cache.semantic] capacity must be at least 1 (set enabled = false to turn the cache off)"
+            ));
+        }
+        Ok(Some(SemanticSettings {
+            model_dir,
+            config: crane_core::planning::semantic::cache::SemanticConfig {
+                threshold,
+                ttl: self.ttl_secs.map_or(defaults.ttl, Duration::from_secs),
+                capacity: self.capacity.unwrap_or(defaults.capacity),
+            },
+        }))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -300,6 +385,8 @@ pub struct Settings {
     pub tracking: crate::tracking::TrackingSettings,
     /// Auth mode, rate limits, budgets and alerts.
     pub access: access::AccessSettings,
+    /// The semantic plan cache, when enabled.
+    pub semantic: Option<SemanticSettings>,
 }
 
 fn read_file(path: &Path) -> crate::Result<FileConfig> {
@@ -423,7 +510,9 @@ impl Settings {
             crate::tracking::TrackingSettings::resolve(&file.tracking, |k| std::env::var(k).ok())?;
         let server =
             ServerSettings::resolve(&file.server, &file.limits, |k| std::env::var(k).ok())?;
+        let semantic = file.cache.semantic.resolve(|k| std::env::var(k).ok())?;
         Ok(Self {
+            semantic,
             addr,
             data_dir: common
                 .data_dir

@@ -12,8 +12,10 @@ pub enum PlanSource {
     Rule,
     /// An LLM provider.
     Llm,
-    /// The plan cache.
+    /// The plan cache (the same prompt).
     Cache,
+    /// The semantic plan cache: a similar prompt's plan, re-bound to this prompt's literals.
+    SemanticCache,
     /// The rule planner, after the configured LLM layers failed.
     Fallback,
     /// Supplied by the caller with the request (validated like any other plan).
@@ -27,6 +29,7 @@ impl PlanSource {
             Self::Rule => "rule",
             Self::Llm => "llm",
             Self::Cache => "cache",
+            Self::SemanticCache => "semantic_cache",
             Self::Fallback => "fallback",
             Self::Client => "client",
         }

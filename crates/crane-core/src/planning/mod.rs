@@ -250,6 +250,17 @@ impl Planning {
         })
     }
 
+    /// The identity of this chain's first LLM layer when it would ask an LLM to plan `prompt`
+    /// (see [`variants::Planners::cache_scope`]); `None` for rule-only chains, and for
+    /// rule-first chains whose rule planner plans `prompt` itself.
+    pub fn cache_identity(&self, prompt: &str) -> Option<String> {
+        match self.strategy {
+            Strategy::Rule => None,
+            Strategy::RuleFirst if self.rule_plan(prompt, PlanSource::Rule).is_ok() => None,
+            Strategy::RuleFirst | Strategy::LlmFirst => self.layers.first().map(LlmLayer::identity),
+        }
+    }
+
     /// The registry plans are validated against.
     pub fn registry(&self) -> &Arc<ToolRegistry> {
         &self.registry

@@ -387,6 +387,28 @@ impl Planners {
         }
     }
 
+    /// Where the semantic plan cache keeps the plans of `requested`'s variant for `prompt`:
+    /// the variant's identity (name, version, and its first LLM layer's provider, model and
+    /// template hash), with the variant as plans record it. `None` when the variant plans
+    /// without an LLM, or plans `prompt` with the rule planner first (rule-first chains).
+    pub fn cache_scope(
+        &self,
+        requested: Option<&str>,
+        prompt: &str,
+    ) -> Option<(String, VariantRef)> {
+        let (variant, alias) = self.resolve(requested).ok()?;
+        let identity = variant.planning.cache_identity(prompt)?;
+        Some((
+            format!("{}@{}/{identity}", variant.spec.name, variant.spec.version),
+            VariantRef {
+                name: variant.spec.name.clone(),
+                version: variant.spec.version.clone(),
+                alias,
+                fallback: None,
+            },
+        ))
+    }
+
     /// Plans `prompt` with the resolved variant, then its fallbacks in order. Records the
     /// variant (and alias) on the plan. A misconfigured provider stops the chain.
     pub async fn plan(

@@ -30,6 +30,7 @@ pub use retry::RetryPolicy;
 use crate::budgets::Budgets;
 use crate::domain::{PlanSource, Run, RunStatus, now};
 use crate::experiments::service::Experiments;
+use crate::planning::semantic::cache::SemanticCache;
 use crate::planning::{Allowance, PlanError, Planners, Planning};
 use crate::store::{InsertOutcome, RunFilter, RunPage, Store};
 use crate::tools::ToolRegistry;
@@ -86,6 +87,7 @@ pub(crate) struct Inner {
     observer: std::sync::OnceLock<Arc<dyn RunObserver>>,
     budgets: std::sync::OnceLock<Arc<Budgets>>,
     experiments: std::sync::OnceLock<Arc<Experiments>>,
+    pub(crate) semantic: std::sync::OnceLock<Arc<SemanticCache>>,
 }
 
 /// The runtime: cheap to clone, shared by the server and the CLI.
@@ -128,6 +130,7 @@ impl Runtime {
                 observer: std::sync::OnceLock::new(),
                 budgets: std::sync::OnceLock::new(),
                 experiments: std::sync::OnceLock::new(),
+                semantic: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -146,6 +149,16 @@ impl Runtime {
     /// false when experiments are already set.
     pub fn set_experiments(&self, experiments: Arc<Experiments>) -> bool {
         self.inner.experiments.set(experiments).is_ok()
+    }
+
+    /// Serves and remembers plans through the semantic plan cache; false when one is set.
+    pub fn set_semantic_cache(&self, cache: Arc<SemanticCache>) -> bool {
+        self.inner.semantic.set(cache).is_ok()
+    }
+
+    /// The semantic plan cache, when set.
+    pub fn semantic_cache(&self) -> Option<&Arc<SemanticCache>> {
+        self.inner.semantic.get()
     }
 
     /// The experiments, when set.

@@ -27,7 +27,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Inner, executor, record_spend};
 use crate::domain::StepStatus;
-use crate::domain::{LayerFailure, Plan, PlanFailure, PlanStep, PlannerInfo, Run, RunStatus};
+use std::sync::Arc;
+
+use tracing::Instrument;
+
+use crate::domain::{
+    LayerFailure, Plan, PlanFailure, PlanSource, PlanStep, PlannerInfo, Run, RunStatus, VariantRef,
+};
+use crate::planning::semantic::cache::{Lookup, SemanticCache};
 use crate::planning::{Allowance, EarlyStep, PlanError, StepSink};
 use crate::store::StoreError;
 
@@ -91,11 +98,24 @@ pub(super) async fn plan(
         .planner
         .clone()
         .or_else(|| run.experiment.as_ref().map(|e| e.arm.clone()));
+    // The semantic plan cache, for a run that has not begun (no partial plan).
+    let scope = match inner.semantic.get() {
+        Some(_) if prior.is_empty() => inner
+            .planners
+            .cache_scope(requested.as_deref(), &run.prompt),
+        _ => None,
+    };
+    if let (Some(cache), Some((scope, variant))) = (inner.semantic.get(), &scope)
+        && let Some(plan) = semantic_hit(cache, &run.tenant, scope, variant, &run.prompt).await
+    {
+        return Planned::Whole(Ok(plan));
+    }
     if !inner.planners.streams(requested.as_deref()) {
         let planned = inner
             .planners
             .plan_within(requested.as_deref(), &run.prompt, traceparent, allowance)
             .await;
+        remember(inner, &run.tenant, &run.prompt, &planned, scope);
         return check_prior(inner, run, planned, &prior).await;
     }
     let (sink, rx) = StepSink::channel();
@@ -117,6 +137,7 @@ pub(super) async fn plan(
     };
     let executing = execute_early(inner, run, cancel, rx, &prior);
     let (planned, early) = tokio::join!(planning, executing);
+    remember(inner, &run.tenant, &run.prompt, &planned, scope);
     let Early {
         outputs,
         known,
@@ -268,6 +289,106 @@ fn partial_plan(plan_id: &str, mut planner: PlannerInfo, steps: &[PlanStep]) -> 
 
 /// The normal path's outcome, unless the plan contradicts the steps of an earlier partial
 /// plan that already ran.
+/// The semantic plan cache's plan for `prompt`, if it has one it may serve.
+async fn semantic_hit(
+    cache: &Arc<SemanticCache>,
+    tenant: &str,
+    scope: &str,
+    variant: &VariantRef,
+    prompt: &str,
+) -> Option<Plan> {
+    let started = std::time::Instant::now();
+    let (c, t, s, p) = (
+        Arc::clone(cache),
+        tenant.to_owned(),
+        scope.to_owned(),
+        prompt.to_owned(),
+    );
+    let span = tracing::debug_span!(
+        "plan_cache.semantic",
+        crane.cache.result = tracing::field::Empty,
+        crane.cache.similarity = tracing::field::Empty
+    );
+    let found = tokio::task::spawn_blocking(move || c.lookup(&t, &s, &p))
+        .instrument(span.clone())
+        .await
+        .ok()?;
+    match found {
+        Lookup::Hit {
+            steps,
+            exact,
+            similarity,
+            ..
+        } => {
+            span.record(
+                "crane.cache.result",
+                if exact { "hit_exact" } else { "hit_semantic" },
+            );
+            span.record("crane.cache.similarity", f64::from(similarity));
+            let source = if exact {
+                PlanSource::Cache
+            } else {
+                PlanSource::SemanticCache
+            };
+            let mut planner = PlannerInfo::simple(&variant.name, &variant.version, source);
+            planner.variant = Some(variant.clone());
+            planner.latency_us = started.elapsed().as_micros() as u64;
+            Some(Plan {
+                plan_id: uuid::Uuid::now_v7().to_string(),
+                planner,
+                steps,
+            })
+        }
+        Lookup::Refused {
+            refusal,
+            similarity,
+        } => {
+            span.record("crane.cache.result", "refused");
+            span.record("crane.cache.similarity", f64::from(similarity));
+            tracing::debug!(reason = %refusal, similarity, "semantic plan cache: near hit refused");
+            None
+        }
+        Lookup::Miss => {
+            span.record("crane.cache.result", "miss");
+            None
+        }
+    }
+}
+
+/// Hands a plan an LLM made for exactly this variant to the semantic plan cache (in the
+/// background: the run does not wait for the embedding or the store).
+fn remember(
+    inner: &Inner,
+    tenant: &str,
+    prompt: &str,
+    planned: &Result<Plan, PlanError>,
+    scope: Option<(String, VariantRef)>,
+) {
+    let (Some(cache), Some((scope, variant)), Ok(plan)) = (inner.semantic.get(), scope, planned)
+    else {
+        return;
+    };
+    let own = plan
+        .planner
+        .variant
+        .as_ref()
+        .is_some_and(|v| v.name == variant.name && v.fallback.is_none());
+    if plan.planner.source != PlanSource::Llm || plan.planner.partial || !own {
+        return;
+    }
+    let (cache, tenant, prompt, steps) = (
+        Arc::clone(cache),
+        tenant.to_owned(),
+        prompt.to_owned(),
+        plan.steps.clone(),
+    );
+    tokio::spawn(async move {
+        if let Err(error) = cache.remember(&tenant, &scope, &prompt, &steps).await {
+            tracing::warn!(%error, "semantic plan cache: could not store the plan");
+        }
+    });
+}
+
 async fn check_prior(
     inner: &Inner,
     run: &mut Run,

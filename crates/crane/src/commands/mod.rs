@@ -6,6 +6,7 @@ pub mod experiments;
 pub mod keys;
 pub mod prompts;
 pub mod run;
+pub mod semantic;
 pub mod serve;
 
 use std::process::ExitCode;

@@ -56,6 +56,9 @@ pub async fn serve(common: Common) -> anyhow::Result<ExitCode> {
         experiments.set_observer(std::sync::Arc::new(exporter));
     }
     runtime.set_experiments(experiments);
+    if let Some(semantic) = &settings.semantic {
+        super::semantic::enable(&runtime, semantic).await?;
+    }
     // Budget alerts (before recovery: resumed runs spend too), and the spend other processes
     // record on the same data dir.
     let alerts = super::start_alerts(&runtime, &settings)?;

@@ -22,6 +22,7 @@ mod otel;
 mod pg;
 mod registry;
 mod scale_out;
+mod semantic_cache;
 mod schemathesis;
 mod support;
 mod todos;

@@ -3,6 +3,7 @@
 //! served only when the new prompt's literals re-bind every slot (see ARCHITECTURE.md, "Plan
 //! cache").
 
+pub mod cache;
 pub mod guard;
 pub mod index;
 pub mod literals;
