@@ -357,6 +357,7 @@ impl Runtime {
                     if let Some(experiments) = inner.experiments.get() {
                         experiments.finished(&run);
                     }
+                    streamed::remember_completed(&inner, &run);
                     if let Some(observer) = inner.observer.get() {
                         observer.finished(&run);
                     }

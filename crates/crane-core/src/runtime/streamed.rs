@@ -115,7 +115,6 @@ pub(super) async fn plan(
             .planners
             .plan_within(requested.as_deref(), &run.prompt, traceparent, allowance)
             .await;
-        remember(inner, &run.tenant, &run.prompt, &planned, scope);
         return check_prior(inner, run, planned, &prior).await;
     }
     let (sink, rx) = StepSink::channel();
@@ -137,7 +136,6 @@ pub(super) async fn plan(
     };
     let executing = execute_early(inner, run, cancel, rx, &prior);
     let (planned, early) = tokio::join!(planning, executing);
-    remember(inner, &run.tenant, &run.prompt, &planned, scope);
     let Early {
         outputs,
         known,
@@ -355,31 +353,42 @@ async fn semantic_hit(
     }
 }
 
-/// Hands a plan an LLM made for exactly this variant to the semantic plan cache (in the
-/// background: the run does not wait for the embedding or the store).
-fn remember(
-    inner: &Inner,
-    tenant: &str,
-    prompt: &str,
-    planned: &Result<Plan, PlanError>,
-    scope: Option<(String, VariantRef)>,
-) {
-    let (Some(cache), Some((scope, variant)), Ok(plan)) = (inner.semantic.get(), scope, planned)
+/// Hands the plan of a run that completed to the semantic plan cache, when an LLM made it for
+/// exactly the run's variant (in the background: nothing waits for the embedding or the
+/// store). Only plans that ran to the end are cached: a plan that failed is not worth reusing.
+pub(super) fn remember_completed(inner: &Arc<Inner>, run: &Run) {
+    let Some(cache) = inner.semantic.get() else {
+        return;
+    };
+    let Some(plan) = run.plan.as_ref() else {
+        return;
+    };
+    if run.status != RunStatus::Completed
+        || plan.planner.source != PlanSource::Llm
+        || plan.planner.partial
+    {
+        return;
+    }
+    let requested = run
+        .planner
+        .clone()
+        .or_else(|| run.experiment.as_ref().map(|e| e.arm.clone()));
+    let Some((scope, variant)) = inner
+        .planners
+        .cache_scope(requested.as_deref(), &run.prompt)
     else {
         return;
     };
-    let own = plan
-        .planner
-        .variant
-        .as_ref()
-        .is_some_and(|v| v.name == variant.name && v.fallback.is_none());
-    if plan.planner.source != PlanSource::Llm || plan.planner.partial || !own {
+    let own = plan.planner.variant.as_ref().is_some_and(|v| {
+        v.name == variant.name && v.version == variant.version && v.fallback.is_none()
+    });
+    if !own {
         return;
     }
     let (cache, tenant, prompt, steps) = (
         Arc::clone(cache),
-        tenant.to_owned(),
-        prompt.to_owned(),
+        run.tenant.clone(),
+        run.prompt.clone(),
         plan.steps.clone(),
     );
     tokio::spawn(async move {

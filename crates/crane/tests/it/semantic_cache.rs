@@ -3,7 +3,7 @@
 //! `CRANE_EMBED_MODEL_DIR`) and an OpenAI-compatible mock that counts its calls and answers
 //! each prompt with the plan for that prompt.
 //!
-//! A paraphrase costs no model call; a prompt with another title gets a plan with its own
+//! Only plans that completed are cached. A paraphrase costs no model call; a prompt with another title gets a plan with its own
 //! title (re-bound, or planned), never the cached one; a negated prompt is a refused near hit
 //! and is planned; `GET /cache` counts it all; a restart (kill -9) keeps the entries;
 //! `DELETE /cache` empties them.
@@ -59,7 +59,9 @@ impl Respond for Planner {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let prompt = user_prompt(req).to_lowercase();
-        let steps = if prompt.contains("don't") || prompt.contains("do not") {
+        let steps = if prompt.contains("complete") {
+            json!([{"tool": "todo_complete", "input": {"title": "buy saffron"}, "reasoning": "done"}])
+        } else if prompt.contains("don't") || prompt.contains("do not") {
             json!([{"tool": "todo_list", "input": {}, "reasoning": "nothing to add"}])
         } else {
             let title = ["quinoa", "paprika", "saffron"]
@@ -143,23 +145,36 @@ async fn paraphrases_reuse_a_plan_and_other_literals_or_negations_never_do() {
     let config = config(&mock, &model);
     let mut crane = LlmCrane::start(&[], Some(&config)).await;
 
+    // A plan that fails when it runs (no such todo) is not cached.
+    let failed: Value = crane
+        .client
+        .post(crane.url("/runs?wait=true"))
+        .json(&json!({"prompt": "complete the todo buy saffron"}))
+        .send()
+        .await
+        .expect("POST /runs")
+        .json()
+        .await
+        .expect("run JSON");
+    assert_eq!(failed["status"], "failed", "{failed}");
+
     let first = run(&crane, "add a todo to buy quinoa").await;
     assert_eq!(source(&first), "llm");
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
     entries(&crane, 1).await;
 
     // A paraphrase: the cached plan, no model call.
     let para = run(&crane, "please add a todo to buy quinoa").await;
     assert_eq!(source(&para), "semantic_cache", "{para}");
     assert_eq!(title(&para), "buy quinoa");
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 
     // Another title: never the cached title (re-bound without a call, or planned).
     let other = run(&crane, "add a todo to buy paprika").await;
     assert_eq!(title(&other), "buy paprika", "{other}");
     let after_other = calls.load(Ordering::SeqCst);
     if source(&other) == "semantic_cache" {
-        assert_eq!(after_other, 1);
+        assert_eq!(after_other, 2);
     } else {
         assert_eq!(source(&other), "llm");
     }

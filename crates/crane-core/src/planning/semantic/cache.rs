@@ -14,8 +14,8 @@
 //!   oldest are evicted. Entries are persisted (SQLite or PostgreSQL); every process catches up
 //!   with the rows other replicas added every few seconds, and drops a tenant's entries when
 //!   its generation moved (`DELETE /cache` on any replica).
-//! - Only plans an LLM made for exactly this prompt are remembered, and only when their
-//!   template binds every literal (`NotCacheable` otherwise: the exact plan cache of the
+//! - Only plans an LLM made for exactly this prompt and variant, of runs that completed, are
+//!   remembered, and only when their template binds every literal (`NotCacheable` otherwise: the exact plan cache of the
 //!   planner chain still has them).
 
 use std::collections::{HashMap, VecDeque};
