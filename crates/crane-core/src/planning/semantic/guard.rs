@@ -223,7 +223,9 @@ impl PlanTemplate {
         if (p + 1) * (t + 1) + text_items * (t + 1) * (t + 1) > MAX_ALIGN_WORK {
             return Alignment::None;
         }
-        let markers: Vec<Option<String>> = tokens.iter().map(literals::token_marker).collect();
+        let markers: Vec<Option<String>> = (0..tokens.len())
+            .map(|i| literals::token_marker(tokens, i))
+            .collect();
         // The last tokens `b` a text slot may end at when it starts at `a`: the markers of
         // `a..=b` (first- and last-word markers included) equal the slot's, in order. Markers
         // only accumulate, so the scan stops once they stop being a prefix of the slot's.
@@ -391,9 +393,18 @@ impl PlanTemplate {
             let (first, last) = (&tokens[a], &tokens[b]);
             let (text, span) = match slot.kind {
                 SlotKind::Number => {
-                    if first.norm.starts_with('-') != slot.negative() {
+                    let original = slot
+                        .spans
+                        .first()
+                        .map_or(slot.value.as_str(), |sp| sp.text(&self.prompt));
+                    if first.norm.starts_with('-') != slot.negative()
+                        || literals::number_shape(&first.norm) != literals::number_shape(original)
+                    {
                         return Err(Refusal::LiteralMismatch {
-                            detail: format!("{} has another sign than {}", first.norm, slot.value),
+                            detail: format!(
+                                "{} is not written like {original} (sign, grouping, exponent)",
+                                first.norm
+                            ),
                         });
                     }
                     let form = slot.form.unwrap_or(NumberForm::Canonical);

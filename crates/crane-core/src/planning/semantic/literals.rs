@@ -198,7 +198,7 @@ fn closers(c: char) -> &'static [char] {
     match c {
         '"' => &['"'],
         '\'' => &['\''],
-        '“' => &['”', '"'],
+        '“' => &['”'],
         '„' => &['“', '”'],
         '‘' => &['’'],
         '«' => &['»'],
@@ -326,6 +326,18 @@ pub fn is_number(text: &str) -> bool {
     }
 }
 
+/// How a number is written, apart from its digits: grouping commas, a bare leading `.`, an
+/// exponent. A re-bound number must be written the same way ("add 3 to 10" is arithmetic to
+/// a planner that reads "add 1,000 to 10" as a todo).
+pub fn number_shape(text: &str) -> (bool, bool, bool) {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    (
+        text.contains(','),
+        unsigned.starts_with('.'),
+        text.contains(['e', 'E']),
+    )
+}
+
 /// The canonical text of a number as a planner writes it: grouping commas dropped and a bare
 /// leading `.` given its `0` (`1,000` → `1000`, `.5` → `0.5`, `-.5` → `-0.5`). Everything else
 /// (leading zeros, trailing zeros, the exponent) is kept.
@@ -398,17 +410,27 @@ pub fn tokenize(text: &str) -> Vec<Token> {
             let mut found = None;
             if !known_none {
                 let mut k = i + 1;
+                let mut aborted = false;
                 while let Some(d) = cs.ch(k) {
-                    if close.contains(&d)
-                        && !cs.alnum_at(k + 1)
-                        && !(is_apostrophe(d) && cs.ch(k - 1).is_some_and(char::is_whitespace))
-                    {
-                        found = Some(k);
-                        break;
+                    if close.contains(&d) || d == c {
+                        let closes = close.contains(&d)
+                            && !cs.alnum_at(k + 1)
+                            && !(is_apostrophe(d) && cs.ch(k - 1).is_some_and(char::is_whitespace));
+                        if closes {
+                            found = Some(k);
+                            break;
+                        }
+                        // An apostrophe inside a word ("mom's") goes on; any other quote
+                        // character of this kind makes the quoting ambiguous ("Buy "x"): no
+                        // quoted text starts here.
+                        if !(is_apostrophe(d) && cs.alnum_at(k - 1) && cs.alnum_at(k + 1)) {
+                            aborted = true;
+                            break;
+                        }
                     }
                     k += 1;
                 }
-                if found.is_none() {
+                if found.is_none() && !aborted {
                     no_closer_after.push((c, i));
                 }
             }
@@ -672,8 +694,8 @@ enum Filler {
     Det,
     /// Politeness: dropped at either end of the prompt.
     Polite,
-    /// Openers ("could you", "I want to", "me", "all"): dropped at the start and between
-    /// words where no title follows, kept at the end.
+    /// Openers ("could you", "I want to", "ok", "just"): dropped at the start only ("me" and
+    /// "all" also right after "list"/"show").
     Lead,
 }
 
@@ -688,35 +710,49 @@ enum Lex {
     Word(&'static str),
 }
 
+/// Operation words with a grammar of their own: in the signature they stay words (so "remind
+/// me to X" never equals "add me to X", nor "delete X and done Y" "delete X and complete
+/// Y"), in the operation multiset they count as the operation.
+fn word_op(w: &str) -> Option<Op> {
+    match w {
+        "done" => Some(Op::Complete),
+        "remind" | "put" | "new" => Some(Op::Add),
+        _ => None,
+    }
+}
+
 /// The single-word lexicon.
 fn word_lex(w: &str) -> Option<Lex> {
     Some(match w {
         "the" | "my" => Lex::Filler(Filler::Det),
-        "please" | "pls" | "plz" | "kindly" | "thanks" | "thank" | "thx" | "ok" | "okay"
-        | "now" | "quickly" => Lex::Filler(Filler::Polite),
-        "me" | "mine" | "i" | "i'd" | "i'm" | "you" | "can" | "could" | "would" | "will"
-        | "just" | "hey" | "hi" | "hello" | "all" | "entire" | "whole" => Lex::Filler(Filler::Lead),
-        "add" | "create" | "put" | "new" | "insert" | "make" | "append" | "remind" | "note"
-        | "jot" => Lex::Op(Op::Add),
-        "delete" | "remove" | "clear" | "erase" | "drop" | "trash" | "rid" | "cancel" | "scrap"
+        "please" | "thanks" | "thank" | "thx" => Lex::Filler(Filler::Polite),
+        "pls" | "plz" | "kindly" | "ok" | "okay" | "now" | "me" | "mine" | "i" | "i'd" | "you"
+        | "can" | "could" | "would" | "will" | "just" | "hey" | "hi" | "hello" | "all"
+        | "entire" | "whole" => Lex::Filler(Filler::Lead),
+        "add" | "create" | "make" => Lex::Op(Op::Add),
+        "remind" => Lex::Word("remind"),
+        "put" => Lex::Word("put"),
+        "new" => Lex::Word("new"),
+        "delete" | "remove" | "clear" | "erase" | "drop" | "trash" | "cancel" | "scrap"
         | "discard" => Lex::Op(Op::Delete),
-        "complete" | "completed" | "finish" | "finished" | "done" => Lex::Op(Op::Complete),
+        "complete" | "finish" => Lex::Op(Op::Complete),
+        // The adjectives: "mark it as done", "my completed todos". The operation is the same,
+        // the wording is not ("delete X and done Y" is no request to complete Y).
+        "done" | "completed" | "finished" => Lex::Word("done"),
         "list" | "show" | "display" | "view" | "see" | "print" => Lex::Op(Op::List),
         "calculate" | "compute" | "evaluate" | "solve" | "what's" | "whats" | "calc" => {
             Lex::Op(Op::Calc)
         }
-        "plus" | "sum" | "total" | "added" | "+" => Lex::Op(Op::Plus),
-        "minus" | "subtract" | "subtracted" | "difference" | "less" | "-" | "−" => {
-            Lex::Op(Op::Minus)
-        }
+        "plus" | "sum" | "total" | "+" => Lex::Op(Op::Plus),
+        "minus" | "subtract" | "difference" | "-" | "−" => Lex::Op(Op::Minus),
         "times" | "multiply" | "multiplied" | "product" | "*" | "×" => Lex::Op(Op::Times),
         "divide" | "divided" | "quotient" | "over" | "/" | "÷" => Lex::Op(Op::Divide),
-        "power" | "squared" | "cubed" | "exponent" | "^" => Lex::Op(Op::Power),
-        "sqrt" | "root" => Lex::Op(Op::Sqrt),
+        "power" | "squared" | "cubed" | "^" => Lex::Op(Op::Power),
+        "sqrt" => Lex::Op(Op::Sqrt),
         "percent" | "percentage" | "%" => Lex::Op(Op::Percent),
-        "mod" | "modulo" | "remainder" => Lex::Op(Op::Mod),
+        "mod" | "modulo" => Lex::Op(Op::Mod),
         "abs" | "absolute" => Lex::Op(Op::Abs),
-        "round" | "rounded" => Lex::Op(Op::Round),
+        "round" => Lex::Op(Op::Round),
         "floor" => Lex::Op(Op::Floor),
         "ceil" | "ceiling" => Lex::Op(Op::Ceil),
         "min" | "minimum" | "smallest" | "lowest" => Lex::Op(Op::Min),
@@ -726,7 +762,6 @@ fn word_lex(w: &str) -> Option<Lex> {
         "todo" | "task" | "to-do" => Lex::Word("todo"),
         "open" | "pending" | "incomplete" | "unfinished" | "remaining" | "outstanding"
         | "undone" => Lex::Word("open"),
-        "&" => Lex::Word("and"),
         _ if is_negation(w) => Lex::Not,
         _ => return None,
     })
@@ -785,8 +820,7 @@ const PHRASES: &[(&[&str], Lex)] = &[
     (&["want", "to"], Lex::Filler(Filler::Lead)),
     (&["like", "to"], Lex::Filler(Filler::Lead)),
     (&["i", "wanna"], Lex::Filler(Filler::Lead)),
-    (&["go", "ahead", "and"], Lex::Filler(Filler::Lead)),
-    (&["for", "me"], Lex::Filler(Filler::Polite)),
+    (&["for", "me"], Lex::Filler(Filler::Lead)),
     (&["thank", "you"], Lex::Filler(Filler::Polite)),
     (&["do", "not"], Lex::Not),
     (&["no", "longer"], Lex::Not),
@@ -807,10 +841,6 @@ const PHRASES: &[(&[&str], Lex)] = &[
     (&["to-do", "list"], Lex::Word("todos")),
     (&["todo", "list"], Lex::Word("todos")),
     (&["task", "list"], Lex::Word("todos")),
-    (&["tasks", "list"], Lex::Word("todos")),
-    (&["todos", "list"], Lex::Word("todos")),
-    (&["my", "list"], Lex::Word("todos")),
-    (&["the", "list"], Lex::Word("todos")),
 ];
 
 /// Number words and words that stand for a number the prompt does not write in digits
@@ -1046,6 +1076,19 @@ pub fn analyse(tokens: &[Token], cover: &[Option<Cover>]) -> Analysis {
                     touching: text_at(k.checked_sub(1)) || text_at(Some(k + len)),
                     near: text_at(before_gap(k)) || text_at(after_gap(k + len)),
                 },
+                // "my list", "the list": the noun.
+                Some(Lex::Op(Op::List))
+                    if tokens[k].norm == "list"
+                        && matches!(
+                            raw.last(),
+                            Some(Raw::Filler {
+                                kind: Filler::Det,
+                                ..
+                            })
+                        ) =>
+                {
+                    Raw::Item(Item::Word("todos".to_owned()))
+                }
                 Some(Lex::Op(op)) => Raw::Item(Item::Op(op)),
                 Some(Lex::Not) => Raw::Item(Item::Not),
                 Some(Lex::Word(w)) => Raw::Item(Item::Word(w.to_owned())),
@@ -1083,24 +1126,42 @@ pub fn analyse(tokens: &[Token], cover: &[Option<Cover>]) -> Analysis {
     for (k, r) in raw.iter().enumerate().rev() {
         text_later[k] = text_later[k + 1] || is_text_slot(r);
     }
+    let raw_next_det: Vec<bool> = (0..raw.len())
+        .map(|k| {
+            matches!(
+                raw.get(k + 1),
+                Some(Raw::Filler {
+                    kind: Filler::Det,
+                    ..
+                })
+            )
+        })
+        .collect();
     let before_todo: Vec<bool> = (0..raw.len())
         .map(|k| {
             matches!(raw.get(k + 1), Some(Raw::Item(Item::Word(w))) if w == "todo" || w == "todos")
         })
         .collect();
-    let next_is_op: Vec<bool> = (0..raw.len())
-        .map(|k| matches!(raw.get(k + 1), Some(Raw::Item(Item::Op(_)))))
-        .collect();
     let at_clause_start = |sig: &[Item]| match sig.last() {
         None => true,
-        Some(Item::Word(w)) => matches!(w.as_str(), "," | ":" | "." | "and" | "then"),
+        Some(Item::Word(w)) => matches!(w.as_str(), "." | "then"),
         _ => false,
     };
     // Indexes of "calculate"/"what is" at a clause start.
     let mut leading_calc = Vec::new();
     // After "list"/"show" (and the fillers dropped after it).
     let mut after_list = false;
+    // The previous item was a determiner ("from the my list" keeps both).
+    let mut after_det = false;
     for (k, r) in raw.into_iter().enumerate() {
+        let det = matches!(
+            r,
+            Raw::Filler {
+                kind: Filler::Det,
+                ..
+            }
+        );
+        let previous_det = std::mem::replace(&mut after_det, det);
         let (kind, words, touching, near) = match r {
             Raw::Item(it) => {
                 after_list = it == Item::Op(Op::List);
@@ -1119,7 +1180,6 @@ pub fn analyse(tokens: &[Token], cover: &[Option<Cover>]) -> Analysis {
         };
         let leading = k < first;
         let trailing = last_counting.is_none_or(|l| k > l);
-        let clause_start = at_clause_start(&out.signature);
         let after_verb = match out.signature.last() {
             None | Some(Item::Op(_)) => true,
             Some(Item::Word(w)) => {
@@ -1134,8 +1194,13 @@ pub fn analyse(tokens: &[Token], cover: &[Option<Cover>]) -> Analysis {
         let title_near = near || text_later[k];
         let drop = !touching
             && match kind {
-                Filler::Det => !title_near && (leading || (before_todo[k] && after_verb)),
-                Filler::Polite => leading || trailing || (clause_start && next_is_op[k]),
+                Filler::Det => {
+                    !title_near
+                        && !previous_det
+                        && !matches!(raw_next_det.get(k), Some(true))
+                        && (leading || (before_todo[k] && after_verb))
+                }
+                Filler::Polite => leading || trailing,
                 Filler::Lead => leading || (after_list && (single("me") || single("all"))),
             };
         if drop {
@@ -1157,16 +1222,15 @@ pub fn analyse(tokens: &[Token], cover: &[Option<Cover>]) -> Analysis {
             out.signature.remove(k);
         }
     }
-    // Boundaries at either end say nothing; neither do repeats ("milk, please, and" reads as
-    // "milk, and" once the filler is gone).
+    // Boundaries at either end say nothing.
     trim_boundaries(&mut out.skeleton);
     trim_boundaries(&mut out.signature);
-    out.signature.dedup_by(|b, a| is_boundary_item(a) && a == b);
     out.operations = out
         .signature
         .iter()
         .filter_map(|it| match it {
             Item::Op(op) => Some(*op),
+            Item::Word(w) => word_op(w),
             _ => None,
         })
         .collect();
@@ -1193,32 +1257,92 @@ fn trim_boundaries(items: &mut Vec<Item>) {
 /// The words inside free text that could change how a planner reads it, in order:
 /// operations, negations, joiners ("and", "then", punctuation), the todo nouns, politeness,
 /// references ("it", "first"), quotes, and a first or last word a planner may take for the
-/// phrase around the title ([`edge_marker`]). A text slot only re-binds to text with exactly
-/// the same markers in the same order, so "buy milk" never re-binds to "buy milk and delete
-/// eggs", "buy milk please" or "for 2 apples", and "X and don't delete Y" never to "X and
-/// delete don't Y".
-pub fn structure_markers(tokens: &[Token]) -> Vec<String> {
+/// phrase around the title ([`edge_marker`]), ordinals ("second", "2nd": a position in the
+/// list) and numbers after an arithmetic word ("walk the dog from 50"). `first..=last` are
+/// the indexes of the text's tokens in `tokens`. A text slot only re-binds to text with
+/// exactly the same markers in the same order, so "buy milk" never re-binds to "buy milk and
+/// delete eggs", "buy milk please" or "for 2 apples", and "X and don't delete Y" never to
+/// "X and delete don't Y".
+pub fn structure_markers(tokens: &[Token], first: usize, last: usize) -> Vec<String> {
     let mut out = Vec::new();
-    let first = tokens.iter().position(|t| !t.is_gap());
-    let last = tokens.iter().rposition(|t| !t.is_gap());
-    if let Some(f) = first {
-        out.extend(edge_marker(&tokens[f], true));
+    let Some(span) = tokens.get(first..=last) else {
+        return out;
+    };
+    let f = span.iter().position(|t| !t.is_gap());
+    let l = span.iter().rposition(|t| !t.is_gap());
+    if let Some(f) = f {
+        out.extend(edge_marker(&span[f], true));
     }
-    out.extend(tokens.iter().filter_map(token_marker));
-    if let Some(l) = last {
-        out.extend(edge_marker(&tokens[l], false));
+    out.extend((first..=last).filter_map(|i| token_marker(tokens, i)));
+    if let Some(l) = l {
+        out.extend(edge_marker(&span[l], false));
     }
     out
 }
 
-/// The structure marker of one token inside free text, if any.
-pub fn token_marker(t: &Token) -> Option<String> {
+/// The structure marker of token `i` inside free text, if any.
+pub fn token_marker(tokens: &[Token], i: usize) -> Option<String> {
+    let t = tokens.get(i)?;
+    let previous = tokens[..i].iter().rev().find(|p| !p.is_gap());
+    // "from 50", "by 3", "to 40": a planner may read arithmetic there.
+    if t.kind == TokenKind::Number
+        && previous.is_some_and(|p| {
+            p.kind == TokenKind::Symbol
+                || matches!(
+                    word_lex(&p.norm),
+                    Some(Lex::Op(op)) if op.is_arithmetic() || op == Op::Add
+                )
+                || matches!(
+                    p.norm.as_str(),
+                    "from" | "by" | "to" | "of" | "into" | "and" | "over" | "with" | "what" | "is"
+                )
+        })
+    {
+        return Some("arith".to_owned());
+    }
+    if is_ordinal(t) {
+        return Some("ordinal".to_owned());
+    }
     match t.kind {
         TokenKind::Quoted => Some("quote".to_owned()),
         TokenKind::Boundary => Some(t.norm.clone()),
+        // A planner may split "1,000" at its comma or drop a sign.
+        TokenKind::Number if t.norm.contains(',') => Some(",".to_owned()),
+        TokenKind::Number if t.norm.starts_with('-') => Some("-".to_owned()),
         TokenKind::Symbol if t.norm != "(" && t.norm != ")" => Some(t.norm.clone()),
         TokenKind::Word => word_marker(&t.norm),
         _ => None,
+    }
+}
+
+/// A position in a list: "second", "tenth", "2nd", "second-to-last".
+fn is_ordinal(t: &Token) -> bool {
+    const WORDS: &[&str] = &[
+        "first",
+        "second",
+        "third",
+        "fourth",
+        "fifth",
+        "sixth",
+        "seventh",
+        "eighth",
+        "ninth",
+        "tenth",
+        "last",
+        "penultimate",
+        "previous",
+        "next",
+    ];
+    match t.kind {
+        TokenKind::Word => t.norm.split('-').any(|p| WORDS.contains(&p)),
+        TokenKind::Other => {
+            let n = t.norm.to_lowercase();
+            let digits = n.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+            !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && matches!(&n[digits.len()..], "st" | "nd" | "rd" | "th")
+        }
+        _ => false,
     }
 }
 
@@ -1252,6 +1376,16 @@ pub fn edge_marker(t: &Token, start: bool) -> Option<String> {
                 | "some"
                 | "another"
                 | "me"
+                | "this"
+                | "these"
+                | "those"
+                | "what"
+                | "what's"
+                | "how"
+                | "why"
+                | "when"
+                | "where"
+                | "who"
                 | "all"
                 | "every"
                 | "each"
@@ -1287,6 +1421,9 @@ pub fn edge_marker(t: &Token, start: bool) -> Option<String> {
 fn word_marker(w: &str) -> Option<String> {
     match word_lex(w) {
         Some(Lex::Op(op)) => return Some(format!("op:{}", op.as_str())),
+        Some(Lex::Word(w)) if word_op(w).is_some() => {
+            return word_op(w).map(|op| format!("op:{}", op.as_str()));
+        }
         Some(Lex::Not) => return Some("not".to_owned()),
         _ => {}
     }
@@ -1296,7 +1433,9 @@ fn word_marker(w: &str) -> Option<String> {
         }
         "todo" | "todos" | "task" | "tasks" | "to-do" | "to-dos" | "item" | "items"
         | "reminder" | "reminders" => "noun",
-        "please" | "pls" | "plz" | "thanks" | "thank" | "thx" | "kindly" => "polite",
+        "please" | "pls" | "plz" | "thanks" | "thank" | "thx" | "kindly" | "ok" | "okay" => {
+            "polite"
+        }
         "it" | "them" | "first" | "last" | "mark" | "check" | "tick" | "cross" | "take" | "off"
         | "rid" => w,
         _ => return None,
@@ -1439,6 +1578,57 @@ mod tests {
                 Item::Word("for".into()),
                 Item::Word("me".into())
             ]
+        );
+    }
+
+    #[test]
+    fn ambiguous_quotes_are_not_quoted_text() {
+        use TokenKind::*;
+        assert_eq!(
+            kinds("add \"Buy \"x\""),
+            [
+                (Word, "add".into()),
+                (Punct, "\"".into()),
+                (Word, "Buy".into()),
+                (Quoted, "x".into()),
+            ]
+        );
+        // “ closes only with ”.
+        assert_eq!(
+            kinds("“a\" b"),
+            [
+                (Punct, "“".into()),
+                (Word, "a".into()),
+                (Punct, "\"".into()),
+                (Word, "b".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn wording_that_planners_read_differently_stays_different() {
+        let sig = |s: &str| analyse(&tokenize(s), &[]).signature;
+        assert_eq!(sig("list my todos"), sig("list todos"));
+        assert_eq!(
+            sig("delete the last todo"),
+            sig("please delete my last todo")
+        );
+        assert_ne!(sig("delete the last todo"), sig("delete last the todo"));
+        assert_ne!(sig("complete the first one"), sig("complete a first one"));
+        assert_ne!(sig("remind me to go"), sig("add me to go"));
+        assert_ne!(sig("mark it as done"), sig("mark it as complete"));
+        assert_ne!(sig("3 plus 4, times 2"), sig("3 plus 4 times 2"));
+        assert_ne!(sig("then show my todos"), sig("then me show my todos"));
+        assert_ne!(sig("min of 4, 8 and 15"), sig("min of 4, 8 and compute 15"));
+        assert_eq!(sig("what is 7 times 6"), sig("7 times 6"));
+        assert_eq!(sig("what is 7 times 6?"), sig("what is 7 times 6"));
+        // Ordinals and numbers after arithmetic words are structure inside a title.
+        let toks = tokenize("walk the dog from 50 and the 2nd one");
+        let markers = structure_markers(&toks, 0, toks.len() - 1);
+        assert_eq!(markers, ["arith", "and", "ordinal"]);
+        assert_eq!(
+            analyse(&tokenize("mark it done"), &[]).operations,
+            [Op::Complete]
         );
     }
 

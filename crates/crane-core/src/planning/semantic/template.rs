@@ -696,7 +696,7 @@ impl PlanTemplate {
                 })?;
             let structure = if kind == SlotKind::Text {
                 let o = occ[0];
-                literals::structure_markers(&tokens[o.first..=o.last])
+                literals::structure_markers(&tokens, o.first, o.last)
             } else {
                 Vec::new()
             };
