@@ -7,17 +7,18 @@
 //!    outside the slots in the same order (lower-cased; `,` `:` and sentence ends must match
 //!    too, except at either end — "3 plus 4, times 2" is not "3 plus 4 times 2"; other
 //!    punctuation is ignored), and the slots line up with the prompt in exactly one way: a
-//!    number slot with one number of the same sign, a quoted slot with one quoted text, an id
+//!    number slot with one number, a quoted slot with one quoted text, an id
 //!    slot with one id, a text slot with a run of tokens that is plain text — no operation
 //!    word, negation, joiner ("and", "then", a comma or period), todo noun, politeness,
 //!    reference ("it", "first"), quote, and no first/last word a planner may read as the
 //!    phrase around a title ("for", "to", "the", "all"...) — when the original title was plain;
 //!    a title with such structure of its own only re-binds to exactly itself. Every
 //!    occurrence of a slot must get the same new text, no new text may contain `${`, and a
-//!    template whose titles have no operation word around them ("buy milk" planned as
-//!    `todo_add`) is never re-bound. The plan is the template's with each slot's new text:
-//!    "add a todo to buy eggs" against the entry of "add a todo to buy milk" is served
-//!    `todo_add {"title": "buy eggs"}`.
+//!    template with a text, quoted or id slot but no operation word outside its slots ("buy
+//!    milk" planned as `todo_add`) is never re-bound. Numbers must also be written the same
+//!    way (grouping commas, a leading `.`, an exponent). The plan is the template's with each
+//!    slot's new text: "add a todo to buy eggs" against the entry of "add a todo to buy milk"
+//!    is served `todo_add {"title": "buy eggs"}`.
 //! 2. **Same literals** — every slot's original value occurs in the new prompt exactly as
 //!    often as in the original (as its own span: at token boundaries, between quotes, or as a
 //!    number of the same value and form), no literal (number, quoted text, id, mixed token
@@ -186,10 +187,11 @@ impl PlanTemplate {
             return Err(Refusal::TooLong);
         }
         let tokens = literals::tokenize(prompt);
-        // A title with no operation word around it ("buy milk" planned as todo_add) would
-        // re-bind to any plain text ("what is the weather"): only the same-literals way.
+        // A title with no operation word around it ("buy milk" or a bare quoted text planned
+        // as todo_add) would re-bind to any plain text ("what is the weather"): only the
+        // same-literals way.
         let anchored =
-            !self.operations.is_empty() || self.slots.iter().all(|s| s.kind != SlotKind::Text);
+            !self.operations.is_empty() || self.slots.iter().all(|s| s.kind == SlotKind::Number);
         let alignment = if anchored {
             self.align(&tokens, prompt)
         } else {

@@ -946,16 +946,15 @@ pub enum Item {
 /// What lies outside a template's slots, as the guard compares it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Analysis {
-    /// Every non-punctuation token outside the slots, lower-cased, with each slot occurrence
-    /// as one [`Item::Slot`].
+    /// Every token outside the slots except [`TokenKind::Punct`] (boundaries at either end
+    /// trimmed), lower-cased, with each slot occurrence as one [`Item::Slot`].
     pub skeleton: Vec<Item>,
-    /// The skeleton with synonyms canonicalised, operations and negations marked, boundaries
-    /// trimmed at either end, and fillers dropped where they cannot be part of a title: at
-    /// either end of the prompt (unless right next to a title) and between words when no
-    /// title follows or is near. Other fillers stay (`a`/`an`/`the`/`my` as one class).
+    /// The skeleton with synonyms canonicalised, operations and negations marked, and
+    /// fillers dropped only where paraphrases put them (see [`analyse`]).
     pub signature: Vec<Item>,
-    /// The operations in the signature, sorted (a multiset). "calculate"/"what is" is left
-    /// out when an arithmetic operation is present (it adds nothing to "7 times 6").
+    /// The operations in the signature, sorted (a multiset; "done", "remind", "put", "new"
+    /// count as theirs). "calculate"/"what is" at the start is left out when an arithmetic
+    /// operation is present (it adds nothing to "7 times 6").
     pub operations: Vec<Op>,
     /// How many negations the signature holds.
     pub negations: u32,
@@ -963,8 +962,8 @@ pub struct Analysis {
     pub unbound: Vec<usize>,
 }
 
-/// Which slot occurrence covers a token: `(slot, occurrence)`, and whether that slot is free
-/// text (fillers next to it are kept: they might be part of the title).
+/// Which slot occurrence covers a token: `(slot, occurrence)`, and whether that slot is a
+/// title (fillers next to it are kept: they might be part of the title).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cover {
     pub slot: usize,
@@ -974,6 +973,16 @@ pub struct Cover {
 }
 
 /// Analyses `tokens`, where `cover[i]` says which slot occurrence covers token `i` (if any).
+///
+/// Fillers are dropped from the signature only where a paraphrase naturally puts them, and
+/// kept as written elsewhere (a planner reads word order strictly):
+/// - never next to a title (text, quoted or id slot): "buy milk for me" may be the title;
+/// - any filler at the start of the prompt ("could you", "please", "I want to", "hey");
+/// - politeness at the end ("..., thanks", "please", "thank you", "thx");
+/// - "me" and "all" right after "list"/"show" ("show me all my tasks");
+/// - determiners (`the`, `my`) before a title stay as written; elsewhere they are one class
+///   `det`, dropped before "todo(s)" right after a verb or preposition ("list my todos" =
+///   "list todos"), never when two come in a row.
 pub fn analyse(tokens: &[Token], cover: &[Option<Cover>]) -> Analysis {
     let cover_of = |i: usize| cover.get(i).copied().flatten();
     let mut out = Analysis::default();
@@ -1098,20 +1107,9 @@ pub fn analyse(tokens: &[Token], cover: &[Option<Cover>]) -> Analysis {
         }
         i = seg_end;
     }
-    // Where a filler may be dropped. A planner reads word order strictly ("then me show"
-    // may end up in a title), so a filler is dropped only where a paraphrase naturally puts
-    // one, and kept as written everywhere else:
-    // - next to a title (text, quoted or id slot): never dropped, it may be part of the title
-    //   ("buy milk for me");
-    // - at the start of the prompt: any filler ("could you", "please", "I want to", "hey");
-    // - at the end: politeness ("..., thanks");
-    // - after "list"/"show": "me" and "all" ("show me all my tasks");
-    // - after a clause boundary, "and" or "then": politeness ("then please list");
-    // - determiners (the, my): before a title they stay as written ("add the todo X" is not
-    //   "add my todo X" to every planner); otherwise they are one class `det`, dropped before
-    //   "todo(s)" right after a verb or preposition ("list my todos" = "list todos");
-    // - "calculate"/"what is" at the start of a clause is dropped later if the prompt has an
-    //   arithmetic operation ("what is 7 times 6" = "7 times 6"), elsewhere it stays.
+    // Where a filler may be dropped: see the doc comment. "calculate"/"what is" at the start
+    // (or after a period or "then") is dropped later if the prompt has an arithmetic
+    // operation ("what is 7 times 6" = "7 times 6"); elsewhere it stays.
     let counts = |r: &Raw| matches!(r, Raw::Item(it) if !is_boundary_item(it));
     let first = raw.iter().position(counts).unwrap_or(raw.len());
     let last_counting = raw.iter().rposition(counts);

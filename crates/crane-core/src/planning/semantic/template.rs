@@ -12,6 +12,10 @@
 //!   in the prompt at token boundaries, or the text between a pair of quotes (a quoted slot),
 //!   or a todo id (an id slot).
 //!
+//! There is no expression slot: an arithmetic expression in the prompt (`(41*7)+13`) is bound
+//! number by number and its operators stay wording, so a re-bound expression can change its
+//! numbers but never its operators or grouping.
+//!
 //! A value that cannot be bound makes the plan [`NotCacheable`]: serving it for another
 //! prompt could carry this prompt's literal into that one. So does a prompt literal that no
 //! slot consumed (a number the plan does not use was still meant for something), a number

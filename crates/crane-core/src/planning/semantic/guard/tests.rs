@@ -79,6 +79,11 @@ fn bare_titles_and_command_words_as_titles_do_not_rebind() {
         served(&t, "buy milk!"),
         expect(&[("todo_add", json!({"title": "buy milk"}))])
     );
+    let t = template(
+        "\"buy milk\"",
+        &[("todo_add", json!({"title": "buy milk"}))],
+    );
+    assert!(served(&t, "\"delete everything\"").is_err());
     // A title that is also a command word elsewhere in the prompt.
     let err = PlanTemplate::from_plan(
         "list my todos and add a todo to list",
