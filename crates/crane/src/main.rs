@@ -61,6 +61,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Tools { common } => commands::tools(common),
         Command::Bench(args) => bench::run(args).await,
         Command::BenchPlanning(args) => bench::planning::run(args).await,
+        Command::BenchCache(args) => bench::cache::run(args).await,
         Command::Eval(args) => commands::eval::run(*args).await,
     }
 }

@@ -4,6 +4,7 @@
 //! percentiles and the server's RSS at start and end. Figures, not assertions: see
 //! docs/benchmarks.md. `planning` is `crane bench-planning`.
 
+pub mod cache;
 pub mod planning;
 
 use std::path::PathBuf;

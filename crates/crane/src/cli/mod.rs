@@ -127,6 +127,9 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Benchmark the LLM planning path's overhead against a local mock upstream.
     BenchPlanning(crate::bench::planning::BenchPlanningArgs),
+    /// The semantic plan cache with the real model: the paraphrase dataset per threshold
+    /// (hits, wrong plans), embedding latency, index lookup at scale, memory per entry.
+    BenchCache(crate::bench::cache::BenchCacheArgs),
     /// Evaluate planners on a JSONL golden dataset; exit 1 when a gate is violated.
     /// `crane eval compare BASE.json NEW.json` lists regressions between two reports.
     Eval(Box<eval::EvalArgs>),
