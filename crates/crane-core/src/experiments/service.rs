@@ -824,10 +824,7 @@ impl Experiments {
     /// `production` back (alias history note + audit log). Returns the decisions this replica
     /// took (another replica may take the same one first: then it is not repeated here).
     pub async fn check_guards(&self) -> Result<Vec<GuardEvent>, StoreError> {
-        let watching = match self.guards.read() {
-            Ok(g) if !g.is_empty() => true,
-            _ => false,
-        };
+        let watching = matches!(self.guards.read(), Ok(g) if !g.is_empty());
         if !watching {
             return Ok(Vec::new());
         }

@@ -197,9 +197,15 @@ pub async fn run(args: BenchCacheArgs) -> anyhow::Result<ExitCode> {
             .collect::<Vec<_>>()
             .join("")
     );
-    let thresholds: Vec<f32> = (10..=19).map(|i| i as f32 * 0.05).collect();
+    let mut thresholds: Vec<f32> = (10..=19).map(|i| i as f32 * 0.05).collect();
+    if !thresholds
+        .iter()
+        .any(|t| (t - DEFAULT_THRESHOLD).abs() < 1e-6)
+    {
+        thresholds.push(DEFAULT_THRESHOLD);
+    }
     let mut at_default = (0usize, 0usize, 0usize);
-    for &t in thresholds.iter().chain(std::iter::once(&DEFAULT_THRESHOLD)) {
+    for &t in &thresholds {
         let mut cells = Vec::new();
         let mut wrong = 0;
         for kind in kinds {
