@@ -78,3 +78,8 @@ stage "crane eval (golden)" \
     "$CRANE" eval --dataset data/golden.jsonl --planner rule --min-success-rate 1.0
 stage "crane eval (adversarial)" \
     "$CRANE" eval --dataset data/adversarial.jsonl --planner rule --min-success-rate 1.0
+# The semantic plan cache's gate with the real embedding model: on data/paraphrases.jsonl no
+# wrong plan at the default threshold, and at least 60% of true paraphrases served.
+stage "crane bench-cache (paraphrase gate)" \
+    "$CRANE" bench-cache --model-dir "${CRANE_CACHE_DIR:-$HOME/.cache/crane}/models/all-MiniLM-L6-v2" \
+    --dataset data/paraphrases.jsonl --entries 0 --min-paraphrase-hit-rate 0.6
