@@ -5,6 +5,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod access;
+pub mod analysis;
 pub mod budgets;
 pub mod domain;
 pub mod experiments;

@@ -185,6 +185,11 @@ fn from_bytes(b: &[u8]) -> Vec<f32> {
 }
 
 impl SemanticCache {
+    /// The embedding model the cache uses (the failure analysis groups prompts with it).
+    pub fn embedder(&self) -> Arc<dyn Embed> {
+        self.embed.clone()
+    }
+
     /// The cache over `store`, with the entries of `embed`'s model loaded.
     pub async fn load(
         embed: Arc<dyn Embed>,
