@@ -69,6 +69,7 @@ pub const RULES: &[(&str, &str, Role)] = &[
     ("DELETE", "/keys/{key_id}", Role::Admin),
     ("GET", "/audit", Role::Admin),
     ("GET", "/budgets", Role::Viewer),
+    ("GET", "/analysis/failures", Role::Viewer),
 ];
 
 /// Routes anyone may call without a key.

@@ -6,6 +6,7 @@
 
 mod accept;
 pub mod alerts;
+mod analysis;
 pub mod auth;
 mod budgets;
 mod cache;
@@ -69,6 +70,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/runs/{run_id}/feedback"),
     ("GET", "/cache"),
     ("DELETE", "/cache"),
+    ("GET", "/analysis/failures"),
 ];
 
 /// Builds the router: the routes, then the edge limits (request timeout, panic catcher), then
@@ -107,6 +109,7 @@ pub fn router(state: AppState, max_body_bytes: usize, limits: &HttpLimits) -> Ro
         .route("/experiments/{name}/promote", post(experiments::promote))
         .route("/runs/{run_id}/feedback", post(experiments::feedback))
         .route("/cache", get(cache::stats).delete(cache::clear))
+        .route("/analysis/failures", get(analysis::failures))
         // After routing, so the middleware knows the route template.
         .route_layer(axum::middleware::from_fn_with_state(
             state.auth.clone(),

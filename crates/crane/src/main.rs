@@ -63,5 +63,6 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::BenchPlanning(args) => bench::planning::run(args).await,
         Command::BenchCache(args) => bench::cache::run(args).await,
         Command::Eval(args) => commands::eval::run(*args).await,
+        Command::Analyze(args) => commands::analyze::run(args).await,
     }
 }

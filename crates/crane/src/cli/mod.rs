@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod analyze;
 pub mod eval;
 pub mod experiments;
 pub mod keys;
@@ -133,4 +134,7 @@ pub enum Command {
     /// Evaluate planners on a JSONL golden dataset; exit 1 when a gate is violated.
     /// `crane eval compare BASE.json NEW.json` lists regressions between two reports.
     Eval(Box<eval::EvalArgs>),
+    /// Analyses of stored runs: `crane analyze failures` groups failed runs by error category
+    /// and similar prompts and writes them as regression cases.
+    Analyze(analyze::AnalyzeArgs),
 }

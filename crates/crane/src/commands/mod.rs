@@ -1,6 +1,7 @@
 //! The commands of the binary, one module each (`serve`, `run` and `plan`, `eval`, `prompts`),
 //! and what several of them share: logging setup and opening the store and the runtime.
 
+pub mod analyze;
 pub mod eval;
 pub mod experiments;
 pub mod keys;
