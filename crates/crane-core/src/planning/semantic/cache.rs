@@ -351,7 +351,10 @@ impl SemanticCache {
             let Ok(s) = self.state.read() else {
                 return Lookup::Miss;
             };
-            if !s.indexes.contains_key(&(tenant.to_owned(), scope.to_owned())) {
+            if !s
+                .indexes
+                .contains_key(&(tenant.to_owned(), scope.to_owned()))
+            {
                 return Lookup::Miss;
             }
             if let Some(entry) = s
@@ -600,4 +603,182 @@ fn drop_tenant(s: &mut State, tenant: &str) {
         remove(s, id);
     }
     s.indexes.retain(|(t, _), _| t != tenant);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::store::StoreConfig;
+    use serde_json::json;
+
+    /// Bag-of-words vectors: prompts sharing words are similar, as with a real model.
+    struct Words;
+
+    impl Embed for Words {
+        fn embed(&self, text: &str) -> Result<Vec<f32>, String> {
+            let mut v = vec![0f32; 64];
+            for w in text.split_whitespace() {
+                let h = w
+                    .to_lowercase()
+                    .bytes()
+                    .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+                v[(h % 64) as usize] += 1.0;
+            }
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-9);
+            Ok(v.into_iter().map(|x| x / n).collect())
+        }
+        fn dims(&self) -> usize {
+            64
+        }
+        fn model_id(&self) -> &str {
+            "words"
+        }
+    }
+
+    fn add(title: &str) -> Vec<PlanStep> {
+        vec![PlanStep {
+            step_number: 1,
+            tool: "todo_add".into(),
+            input: json!({ "title": title }),
+            reasoning: "r".into(),
+        }]
+    }
+
+    async fn cache(store: &Arc<Store>, config: SemanticConfig) -> Arc<SemanticCache> {
+        SemanticCache::load(
+            Arc::new(Words),
+            store.clone(),
+            Arc::new(crate::tools::builtin_registry()),
+            config,
+        )
+        .await
+        .unwrap()
+    }
+
+    fn title(found: &Lookup) -> Option<String> {
+        match found {
+            Lookup::Hit { steps, .. } => steps[0].input["title"].as_str().map(str::to_owned),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn serves_within_tenant_and_scope_only_and_never_another_literal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let c = cache(&store, SemanticConfig::default()).await;
+        assert_eq!(
+            c.lookup("acme", "v1", "add a todo to buy milk"),
+            Lookup::Miss
+        );
+        assert!(
+            c.remember("acme", "v1", "add a todo to buy milk", &add("buy milk"))
+                .await
+                .unwrap()
+        );
+        // The same prompt: exact; new literal: re-bound to it, never the cached one.
+        let exact = c.lookup("acme", "v1", "add a todo to buy milk");
+        assert!(
+            matches!(exact, Lookup::Hit { exact: true, .. }),
+            "{exact:?}"
+        );
+        let eggs = c.lookup("acme", "v1", "add a todo to buy eggs");
+        assert_eq!(title(&eggs).as_deref(), Some("buy eggs"), "{eggs:?}");
+        // A negation is refused.
+        let neg = c.lookup("acme", "v1", "don't add a todo to buy milk");
+        assert!(matches!(neg, Lookup::Refused { .. }), "{neg:?}");
+        // Another tenant, another planner scope: nothing.
+        assert_eq!(
+            c.lookup("globex", "v1", "add a todo to buy milk"),
+            Lookup::Miss
+        );
+        assert_eq!(
+            c.lookup("acme", "v2", "add a todo to buy milk"),
+            Lookup::Miss
+        );
+        let stats = c.stats();
+        assert_eq!((stats.hits_exact, stats.hits_semantic), (1, 1));
+        assert_eq!(stats.refused_near_hits, 1);
+        assert_eq!(stats.misses, 3);
+        assert_eq!(stats.entries, 1);
+        // A plan whose literal is not in the prompt is not taken.
+        assert!(
+            !c.remember("acme", "v1", "add my usual", &add("buy milk"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(c.stats().not_cacheable, 1);
+    }
+
+    #[tokio::test]
+    async fn a_restart_and_another_replica_see_the_entries_and_a_clear_reaches_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let a = cache(&store, SemanticConfig::default()).await;
+        let b = cache(&store, SemanticConfig::default()).await;
+        a.remember("acme", "v1", "add a todo to buy milk", &add("buy milk"))
+            .await
+            .unwrap();
+        assert_eq!(b.entries_of("acme"), 0);
+        b.catch_up().await.unwrap();
+        assert_eq!(b.entries_of("acme"), 1);
+        assert!(matches!(
+            b.lookup("acme", "v1", "add a todo to buy milk"),
+            Lookup::Hit { .. }
+        ));
+        // A fresh process over the same store loads it.
+        let c = cache(&store, SemanticConfig::default()).await;
+        assert_eq!(c.entries_of("acme"), 1);
+        // Cleared on one: the others drop it at their next catch-up.
+        assert_eq!(a.clear("acme").await.unwrap(), 1);
+        assert_eq!(a.entries_of("acme"), 0);
+        b.catch_up().await.unwrap();
+        assert_eq!(b.entries_of("acme"), 0);
+        assert_eq!(
+            b.lookup("acme", "v1", "add a todo to buy milk"),
+            Lookup::Miss
+        );
+    }
+
+    #[tokio::test]
+    async fn expired_entries_are_not_served_and_capacity_evicts_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let short = SemanticConfig {
+            ttl: Duration::ZERO,
+            ..SemanticConfig::default()
+        };
+        let c = cache(&store, short).await;
+        c.remember("acme", "v1", "add a todo to buy milk", &add("buy milk"))
+            .await
+            .unwrap();
+        assert_eq!(c.entries_of("acme"), 0);
+        assert_eq!(
+            c.lookup("acme", "v1", "add a todo to buy milk"),
+            Lookup::Miss
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let small = SemanticConfig {
+            capacity: 2,
+            ..SemanticConfig::default()
+        };
+        let c = cache(&store, small).await;
+        for t in ["buy milk", "buy eggs", "buy bread"] {
+            c.remember("acme", "v1", &format!("add a todo to {t}"), &add(t))
+                .await
+                .unwrap();
+        }
+        assert_eq!(c.entries_of("acme"), 2);
+        c.maintain().await.unwrap();
+        // The evicted entry is gone from the store too: a restart holds the two newest.
+        let again = cache(&store, SemanticConfig::default()).await;
+        assert_eq!(again.entries_of("acme"), 2);
+        assert!(matches!(
+            again.lookup("acme", "v1", "add a todo to buy bread"),
+            Lookup::Hit { exact: true, .. }
+        ));
+    }
 }
