@@ -3,6 +3,7 @@
 //! own `crane` process on a temporary data directory and a port chosen by the OS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod analyze;
 mod api;
 mod auth;
 mod budgets;
