@@ -23,7 +23,7 @@ mod otel;
 mod pg;
 mod registry;
 mod scale_out;
-mod semantic_cache;
 mod schemathesis;
+mod semantic_cache;
 mod support;
 mod todos;
