@@ -235,7 +235,7 @@ pub fn group(failures: &[Failure], embed: Option<&dyn Embed>, threshold: f32) ->
         }
     }
     // Stable: equal sizes keep category and first-appearance order.
-    groups.sort_by(|a, b| b.size.cmp(&a.size));
+    groups.sort_by_key(|g| std::cmp::Reverse(g.size));
     FailureReport {
         groups,
         runs_examined: failures.len(),
