@@ -126,6 +126,9 @@ fn table(run_id: &str, key_id: &str) -> Vec<(Method, String, Option<Value>, Opti
             None,
             Some("admin"),
         ),
+        (Method::GET, p("/cache"), None, Some("viewer")),
+        (Method::DELETE, p("/cache"), None, Some("admin")),
+        (Method::GET, p("/analysis/failures"), None, Some("viewer")),
     ]
 }
 
