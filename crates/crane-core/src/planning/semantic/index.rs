@@ -11,7 +11,7 @@
 //!   grow at run time; a custom distance is a one-method trait; no C++, no `unsafe` asked of
 //!   the caller. Drawbacks: no deletion (handled below), ~13 more crates in the tree (rayon,
 //!   env_logger, mmap-rs among them; none of its features can be turned off), and a graph of
-//!   `Arc`s (one allocation per edge), so a point costs ~2.5 KB beside its 1.5 KB vector.
+//!   `Arc`s (one allocation per edge), so a point costs ~2.8 KB beside its 1.5 KB vector.
 //! - **hnswlib-rs** (port of hnswlib, with mark-deleted): its kernel crate needs nightly
 //!   (`#![feature(f16)]`) and does not build on our stable toolchain; its stable fork
 //!   `hnsw-stable` has two releases from one downstream project; both fix the capacity at
@@ -55,15 +55,17 @@
 //!
 //! Parameters ([`IndexParams`]: M 16, ef_construction 100, ef_search 192) were tuned for recall@1
 //! ≥ 0.99 against brute force on half clustered, half uniformly random unit vectors, queries
-//! being stored vectors plus noise: recall@1 0.996 (clustered 1.000, random 0.992). ef_search
-//! 160 gives 0.989 (random 0.977) for ~20 % less time; 128 about 0.98. The lookup target of
-//! p99 < 1 ms is **not** met: p50 ≈ 2.5–3.5 ms, p99 ≈ 7–12 ms on this shared machine (brute
-//! force: 30–50 ms). hnsw_rs pays ~0.8 µs per distance evaluation at this size (an `Arc` per
-//! edge, a hash map of visited nodes, two allocations per candidate: cache misses, not
-//! arithmetic), and random 384-dim data needs ~3 600 evaluations for this recall. Real
-//! sentence embeddings cluster, and clustered queries reach recall 1.0 at lower ef. Memory:
-//! ~4.2 KB per entry estimated, ~5.9 KB of resident set; build 170–230 s on two threads; single
-//! inserts ~400–460/s, so a rebuild of 100 000 entries takes ~4 minutes on one thread.
+//! being stored vectors plus noise (seed 42, one-thread build, so reproducible): recall@1 0.993
+//! (clustered 1.000, random 0.986). With a parallel build (graphs differ run to run) ef_search
+//! 192 gave 0.989–0.996, 256 gave 0.995 (random 0.990) for ~30 % more time, 160 gave 0.989.
+//! The lookup target of p99 < 1 ms is **not** met: p50 2.1 ms, p99 3.7 ms, max 16 ms, on a
+//! machine shared with other builds (a brute-force scan: 26 ms). hnsw_rs pays ~0.6–0.8 µs per
+//! distance evaluation at this size (an `Arc` per edge, a hash map of visited nodes, two
+//! allocations per candidate: cache misses, not arithmetic), and the random half needs ~3 600
+//! evaluations for this recall. Real sentence embeddings cluster, and clustered queries reach
+//! recall 1.0 at lower ef. Memory: 4 394 bytes per entry estimated (419 MiB), matching the
+//! resident set's growth (417 MiB). One-thread build 127 s, so a rebuild of 100 000 entries
+//! takes ~2 minutes; single inserts into the full index ~900/s.
 
 mod bench;
 
@@ -446,9 +448,10 @@ impl VectorIndex {
 
     /// An estimate of the memory held: vectors, graph (hnsw_rs allocates every node's layer
     /// table and every edge separately) and the id maps, with 16 bytes of allocator overhead per
-    /// allocation. The process's resident set grows by more (at 100 000 entries about 40 %
-    /// more): the allocator keeps what construction allocated and freed. Walks the graph:
-    /// O(entries), for benchmarks and occasional metrics.
+    /// allocation. At 100 000 entries built on one thread it matches the resident set's growth
+    /// (419 vs 417 MiB); after [`insert_batch`](Self::insert_batch) the resident set is ~35 %
+    /// larger (rayon's threads keep freed memory in their own allocator arenas). Walks the
+    /// graph: O(entries), for benchmarks and occasional metrics.
     pub fn memory_bytes(&self) -> usize {
         const ALLOC: usize = 16;
         const ARC: usize = 16;

@@ -113,9 +113,9 @@ pub struct IndexBenchReport {
     pub queries: usize,
     pub dims: usize,
     pub params: IndexParams,
-    /// Bulk build of all but the last `inserted` entries ([`VectorIndex::insert_batch`], every core).
+    /// Inserting all but the last `inserted` entries one by one on one thread, as the cache
+    /// and [`VectorIndex::rebuild`] do (and deterministic, unlike a parallel build).
     pub build: Duration,
-    pub build_threads: usize,
     /// Single inserts into the built index, one thread.
     pub inserted: usize,
     pub inserts_per_sec: f64,
@@ -139,9 +139,10 @@ pub struct IndexBenchReport {
 
 impl IndexBenchReport {
     /// What a [`VectorIndex::rebuild`] of every entry would take: it inserts them one by one on
-    /// one thread, at about the single-insert rate (a little faster: the graph starts empty).
+    /// one thread, as the build did.
     pub fn rebuild_estimate(&self) -> Duration {
-        Duration::from_secs_f64(self.entries as f64 / self.inserts_per_sec.max(1e-9))
+        let built = self.entries.saturating_sub(self.inserted).max(1);
+        self.build.mul_f64(self.entries as f64 / built as f64)
     }
 }
 
@@ -155,9 +156,8 @@ impl fmt::Display for IndexBenchReport {
         )?;
         writeln!(
             f,
-            "build: {:.1} s on {} threads; single inserts: {:.0}/s over {}",
+            "build (one thread): {:.1} s; single inserts into the full index: {:.0}/s over {}",
             self.build.as_secs_f64(),
-            self.build_threads,
             self.inserts_per_sec,
             self.inserted
         )?;
@@ -216,7 +216,7 @@ fn percentile_us(sorted: &[Duration], fraction: f64) -> f64 {
 
 /// Builds an index of `entries` seeded synthetic embeddings of `dims` dimensions and measures
 /// it with `queries` lookups (see the module doc for the data). Takes minutes at 100 000
-/// entries on two cores; uses every core for the build and the brute-force truth.
+/// entries; one thread except for the brute-force truth (every core).
 pub fn bench_index(entries: usize, queries: usize, dims: usize, seed: u64) -> IndexBenchReport {
     bench_index_with(IndexParams::default(), entries, queries, dims, seed)
 }
@@ -235,17 +235,13 @@ pub fn bench_index_with(
     let inserted = (entries / 10).clamp(entries.min(1), 1000);
     let bulk = entries - inserted;
 
-    let items: Vec<(u64, &[f32])> = data.entries[..bulk]
-        .iter()
-        .enumerate()
-        .map(|(id, v)| (id as u64, v.as_slice()))
-        .collect();
     let rss_before = resident_bytes();
     let started = Instant::now();
     // The data set's vectors are unit length and of the index's dimensions.
-    let _ = index.insert_batch(&items);
+    for (id, v) in data.entries[..bulk].iter().enumerate() {
+        let _ = index.insert(id as u64, v);
+    }
     let build = started.elapsed();
-    drop(items);
 
     let started = Instant::now();
     for (id, v) in data.entries.iter().enumerate().skip(bulk) {
@@ -309,7 +305,6 @@ pub fn bench_index_with(
         dims,
         params: index.params(),
         build,
-        build_threads: std::thread::available_parallelism().map_or(1, usize::from),
         inserted,
         inserts_per_sec: inserted as f64 / insert_time.as_secs_f64().max(1e-9),
         lookup_p50_us: percentile_us(&latencies, 0.50),
