@@ -103,6 +103,9 @@ pub trait ExperimentObserver: Send + Sync {
 pub struct Experiments {
     store: Arc<Store>,
     observer: std::sync::OnceLock<Arc<dyn ExperimentObserver>>,
+    /// The planners whose aliases a rollback moves (set by the runtime): the move applies here
+    /// at once, on other replicas at their next alias refresh.
+    planners: std::sync::OnceLock<Arc<Planners>>,
     running: RwLock<HashMap<String, Running>>,
     /// Watching rollback guards by tenant: (experiment, promoted variant).
     guards: RwLock<HashMap<String, Vec<(String, String)>>>,
@@ -115,12 +118,18 @@ impl Experiments {
         let this = Arc::new(Self {
             store,
             observer: std::sync::OnceLock::new(),
+            planners: std::sync::OnceLock::new(),
             running: RwLock::new(HashMap::new()),
             guards: RwLock::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
         });
         this.refresh().await?;
         Ok(this)
+    }
+
+    /// The planners a rollback's alias move applies to at once; false when set already.
+    pub fn set_planners(&self, planners: Arc<Planners>) -> bool {
+        self.planners.set(planners).is_ok()
     }
 
     /// Tells `observer` about every experiment that ends from now on; false when one is set.
@@ -909,6 +918,9 @@ impl Experiments {
                 Ok(moved) => {
                     details["from"] = serde_json::json!(moved.from);
                     details["to"] = serde_json::json!(moved.to);
+                    if let Some(planners) = self.planners.get() {
+                        planners.set_aliases(self.store.aliases().await?);
+                    }
                 }
                 Err(error) => {
                     tracing::error!(%error, experiment = %record.experiment, "rollback guard could not move production back");

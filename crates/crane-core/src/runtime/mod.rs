@@ -148,6 +148,7 @@ impl Runtime {
     /// Assigns new runs to the tenants' running experiments and records their outcomes;
     /// false when experiments are already set.
     pub fn set_experiments(&self, experiments: Arc<Experiments>) -> bool {
+        experiments.set_planners(self.inner.planners.clone());
         self.inner.experiments.set(experiments).is_ok()
     }
 
