@@ -666,10 +666,15 @@ async fn an_experiment_splits_real_model_runs_between_two_prompt_versions() {
             matches!(run["status"].as_str(), Some("completed" | "failed")),
             "{run}"
         );
-        if let Some(planner) = run["plan"]["planner"].as_object() {
+        let planner = &run["plan"]["planner"];
+        if planner.is_object() {
             assert_eq!(planner["variant"]["name"], arm.as_str(), "{run}");
-            let template = if arm == "base" { "planner" } else { "terse" };
-            assert_eq!(planner["prompt"]["name"], template, "{run}");
+            // A plan the model made names the arm's template (a repeated prompt may come
+            // from the plan cache, which records no template).
+            if planner["source"] == "llm" {
+                let template = if arm == "base" { "planner" } else { "terse" };
+                assert_eq!(planner["prompt"]["name"], template, "{run}");
+            }
         }
         if let Some(before) = per_user.insert(user.clone(), arm.clone()) {
             assert_eq!(before, arm, "{user} changed arm");
