@@ -147,6 +147,11 @@ async fn failed_runs_group_by_category_and_become_regression_cases() {
     let dir = server.data_dir();
     let dataset = dir.join("failures.jsonl");
     let out = crane_command(&dir)
+        .envs(
+            server
+                .env_var("CRANE_DATABASE_URL")
+                .map(|u| ("CRANE_DATABASE_URL", u)),
+        )
         .args(["analyze", "failures", "--tenant", "acme", "--json", "--out"])
         .arg(&dataset)
         .arg("--data-dir")
@@ -182,6 +187,11 @@ async fn failed_runs_group_by_category_and_become_regression_cases() {
 
     // The table, and an unknown tenant: nothing, exit 0.
     let out = crane_command(&dir)
+        .envs(
+            server
+                .env_var("CRANE_DATABASE_URL")
+                .map(|u| ("CRANE_DATABASE_URL", u)),
+        )
         .args(["analyze", "failures", "--tenant", "acme", "--data-dir"])
         .arg(&dir)
         .output()
@@ -193,6 +203,11 @@ async fn failed_runs_group_by_category_and_become_regression_cases() {
         "{table}"
     );
     let out = crane_command(&dir)
+        .envs(
+            server
+                .env_var("CRANE_DATABASE_URL")
+                .map(|u| ("CRANE_DATABASE_URL", u)),
+        )
         .args(["analyze", "failures", "--tenant", "initech", "--data-dir"])
         .arg(&dir)
         .output()
@@ -201,6 +216,11 @@ async fn failed_runs_group_by_category_and_become_regression_cases() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("no failed runs"));
     let out = crane_command(&dir)
+        .envs(
+            server
+                .env_var("CRANE_DATABASE_URL")
+                .map(|u| ("CRANE_DATABASE_URL", u)),
+        )
         .args(["analyze", "failures", "--limit", "0", "--data-dir"])
         .arg(&dir)
         .output()
