@@ -569,6 +569,43 @@ impl SemanticCache {
         }
     }
 
+    /// The `k` entries of `tenant` in `scope` nearest to `prompt` (any similarity, best
+    /// first) as (prompt, plan): plans of completed runs the same variant made — the examples
+    /// for dynamic few-shot planning. Embeds the prompt: call off the async workers.
+    pub fn nearest(
+        &self,
+        tenant: &str,
+        scope: &str,
+        prompt: &str,
+        k: usize,
+    ) -> Vec<(String, Vec<PlanStep>, f32)> {
+        if k == 0 {
+            return Vec::new();
+        }
+        let Ok(vector) = self.embed.embed(prompt) else {
+            return Vec::new();
+        };
+        let now = chrono::Utc::now();
+        let Ok(s) = self.state.read() else {
+            return Vec::new();
+        };
+        let Some(index) = s.indexes.get(&(tenant.to_owned(), scope.to_owned())) else {
+            return Vec::new();
+        };
+        index
+            .search(&vector, k)
+            .into_iter()
+            .filter_map(|n| {
+                let e = s.entries.get(&n.id).filter(|e| e.expires_at > now)?;
+                Some((
+                    e.template.prompt.clone(),
+                    e.template.original_steps(),
+                    n.similarity,
+                ))
+            })
+            .collect()
+    }
+
     /// Entries held for `tenant`.
     pub fn entries_of(&self, tenant: &str) -> usize {
         self.state
@@ -709,6 +746,34 @@ mod tests {
                 .unwrap()
         );
         assert_eq!(c.stats().not_cacheable, 1);
+    }
+
+    #[tokio::test]
+    async fn nearest_gives_the_most_similar_past_plans_of_the_tenant_and_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let c = cache(&store, SemanticConfig::default()).await;
+        for t in ["buy milk", "buy eggs", "call mom"] {
+            c.remember("acme", "v1", &format!("add a todo to {t}"), &add(t))
+                .await
+                .unwrap();
+        }
+        let near = c.nearest("acme", "v1", "add a todo to buy bread", 2);
+        assert_eq!(near.len(), 2);
+        assert!(near[0].2 >= near[1].2);
+        assert!(
+            near.iter()
+                .all(|(p, steps, _)| p.starts_with("add a todo to buy")
+                    && steps[0].tool == "todo_add")
+        );
+        assert!(
+            c.nearest("globex", "v1", "add a todo to buy bread", 2)
+                .is_empty()
+        );
+        assert!(
+            c.nearest("acme", "v1", "add a todo to buy bread", 0)
+                .is_empty()
+        );
     }
 
     #[tokio::test]
