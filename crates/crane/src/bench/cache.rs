@@ -26,6 +26,7 @@ use crane_core::domain::PlanStep;
 use crane_core::planning::semantic::cache::{DEFAULT_THRESHOLD, Embed};
 use crane_core::planning::semantic::index::bench_index;
 use crane_core::planning::semantic::template::PlanTemplate;
+use crane_eval::report::percentile;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -88,14 +89,6 @@ fn same(served: &[PlanStep], expected: Option<&Vec<Step>>) -> bool {
             .iter()
             .zip(expected)
             .all(|(s, e)| s.tool == e.tool && s.input == e.input)
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
 }
 
 /// One pair as the cache would see it.

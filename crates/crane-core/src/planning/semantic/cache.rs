@@ -126,7 +126,7 @@ struct State {
     /// (tenant, key) → id.
     exact: HashMap<(String, String), u64>,
     /// (tenant, scope) → index of its entries.
-    indexes: HashMap<(String, String), VectorIndex>,
+    indexes: HashMap<(String, String), Arc<VectorIndex>>,
     /// Ids in the order they arrived (eviction order).
     order: VecDeque<u64>,
     last_id: i64,
@@ -143,7 +143,7 @@ struct Counters {
     not_cacheable: AtomicU64,
     stored: AtomicU64,
     refused_by_reason: Mutex<HashMap<&'static str, u64>>,
-    /// Sum of the similarities of hits (f64 bits).
+    /// Sum of the similarities of semantic hits.
     similarity_sum: Mutex<f64>,
 }
 
@@ -159,19 +159,13 @@ pub struct SemanticCache {
     evicted: Mutex<Vec<i64>>,
 }
 
-/// The exact key of a prompt in a scope: sha256 of the scope and the whitespace-normalised
-/// prompt (case kept: titles are case-sensitive).
+/// The exact key of a prompt in a scope: sha256 of the exact plan cache's key (the scope and
+/// the whitespace-normalised prompt; case kept: titles are case-sensitive).
 pub fn exact_key(scope: &str, prompt: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(scope.as_bytes());
-    h.update([0x1f]);
-    for (i, word) in prompt.split_whitespace().enumerate() {
-        if i > 0 {
-            h.update(b" ");
-        }
-        h.update(word.as_bytes());
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(crate::planning::cache::key(scope, prompt).as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn to_bytes(v: &[f32]) -> Vec<u8> {
@@ -274,7 +268,7 @@ impl SemanticCache {
         let index = s
             .indexes
             .entry((row.tenant.clone(), row.scope.clone()))
-            .or_insert_with(|| VectorIndex::new(dims));
+            .or_insert_with(|| Arc::new(VectorIndex::new(dims)));
         if index.insert(id, &vector).is_err() {
             return;
         }
@@ -494,7 +488,7 @@ impl SemanticCache {
     /// indexes with many removals.
     pub async fn maintain(&self) -> Result<(), StoreError> {
         let now = chrono::Utc::now();
-        if let Ok(mut s) = self.state.write() {
+        let rebuild = if let Ok(mut s) = self.state.write() {
             let expired: Vec<u64> = s
                 .entries
                 .iter()
@@ -504,9 +498,25 @@ impl SemanticCache {
             for id in expired {
                 remove(&mut s, id);
             }
-            for index in s.indexes.values() {
-                index.rebuild_if_needed();
-            }
+            let State { entries, order, .. } = &mut *s;
+            order.retain(|id| entries.contains_key(id));
+            s.indexes
+                .values()
+                .filter(|i| i.needs_rebuild())
+                .cloned()
+                .collect::<Vec<_>>()
+        } else {
+            Vec::new()
+        };
+        // Rebuilding takes seconds to minutes: on the blocking pool, outside the state lock
+        // (lookups and inserts go on meanwhile; the index swaps the new graph in).
+        if !rebuild.is_empty() {
+            let _ = tokio::task::spawn_blocking(move || {
+                for index in rebuild {
+                    index.rebuild_if_needed();
+                }
+            })
+            .await;
         }
         let evicted = self
             .evicted
